@@ -1,0 +1,32 @@
+# Quickstart: `make demo` and `make test`. Everything installs into .venv from
+# constraints.txt, so users, CI and developers run the same versions.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ltvcast demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+# Regenerate constraints.txt after changing dependencies in pyproject.toml.
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/python -m pip install --quiet ".[dev]"
+	.lockenv/bin/python -m pip freeze --exclude ltvcast > constraints.txt
+	rm -rf .lockenv
+
+clean:
+	rm -rf $(VENV) ltvcast-demo

@@ -1,0 +1,3 @@
+"""`ltvcast backtest`."""
+
+from ltvcast.cli._app import app, console, user_errors  # noqa: F401

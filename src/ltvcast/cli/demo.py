@@ -1,0 +1,3 @@
+"""`ltvcast demo`."""
+
+from ltvcast.cli._app import app, console, user_errors  # noqa: F401

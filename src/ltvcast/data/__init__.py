@@ -1,0 +1,1 @@
+"""Canonical schemas, readers, cleaning, quarantine and built-in datasets."""

@@ -61,3 +61,16 @@ def to_day(value: str | date | datetime | pd.Timestamp) -> pd.Timestamp:
         raise CutoffError(f"{value!r} is not a date; write it as YYYY-MM-DD")
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return ts.normalize()
+
+
+def horizon_window(cutoff, horizon_days: float) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """Return the horizon window ``[start, end)`` after ``cutoff`` in whole days.
+
+    ``end = cutoff + round(horizon_days)`` days, so ``12m`` (365.25 d) is a
+    365-day window; models predict for ``(end - start).days`` days.
+
+    Raises:
+        CutoffError: ``cutoff`` is not a date.
+    """
+    start = to_day(cutoff)
+    return start, start + pd.Timedelta(days=round(horizon_days))

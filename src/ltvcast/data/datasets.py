@@ -1,0 +1,100 @@
+"""Built-in datasets and the one way every command opens its transactions.
+
+``cdnow``: the CDNOW master file (23,570 real customers, 1997-01-01 ..
+1998-06-30; see ``ltvcast/data/files/README.md`` for source and attribution),
+read through the same ingest path as a user's file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from ltvcast.data.ingest import IngestResult, ingest
+from ltvcast.data.mapping import ColumnMapping
+from ltvcast.errors import DataError
+
+CDNOW_MASTER_MAPPING = ColumnMapping(
+    fields={"timestamp": "date", "amount": "dollar_value", "quantity": "number_of_cds"},
+    date_format="%Y%m%d",
+)
+CDNOW_SAMPLE_MAPPING = ColumnMapping(
+    fields={"customer_id": "sample_id", "timestamp": "date", "amount": "dollar_value", "quantity": "number_of_cds"},
+    date_format="%Y%m%d",
+    columns=("master_id", "sample_id", "date", "number_of_cds", "dollar_value"),
+)
+DATASETS = ("cdnow", "cdnow-sample")
+
+
+def dataset_path(name: str) -> Path:
+    """Path of a built-in dataset's packaged file (``cdnow`` or ``cdnow-sample``).
+
+    Raises:
+        DataError: the name is unknown.
+    """
+    files = {"cdnow": "CDNOW_master.txt.gz", "cdnow-sample": "CDNOW_sample.txt.gz"}
+    if name not in files:
+        raise DataError(f"unknown dataset {name!r}; built-in datasets: {', '.join(DATASETS)}")
+    return Path(str(resources.files("ltvcast.data") / "files" / files[name]))
+
+
+def load_dataset(name: str) -> IngestResult:
+    """Ingest a built-in dataset into canonical transactions.
+
+    ``cdnow`` ids are the master ids (``00001`` .. ``23570``); ``cdnow-sample``
+    ids are the papers' sample ids (``0001`` .. ``2357``).
+
+    Raises:
+        DataError: the name is unknown.
+    """
+    mapping = CDNOW_MASTER_MAPPING if name == "cdnow" else CDNOW_SAMPLE_MAPPING
+    return ingest(dataset_path(name), mapping, format="whitespace")
+
+
+@dataclass(frozen=True)
+class History:
+    """Transactions to model, with where they came from.
+
+    Attributes:
+        transactions: canonical transactions frame.
+        observation_end: last observed day (UTC 00:00).
+        origin: ``dataset cdnow`` or the store path, for reports.
+    """
+
+    transactions: pd.DataFrame
+    observation_end: pd.Timestamp
+    origin: str
+
+
+def open_history(dataset: str | None = None, db: str | Path | None = None, data_end=None) -> History:
+    """Open the transactions of a built-in dataset or of a store (exactly one of them).
+
+    Args:
+        dataset: built-in dataset name.
+        db: path of a DuckDB store written by ``ltvcast ingest``.
+        data_end: declared last observed day, overriding the data's own.
+
+    Raises:
+        DataError: neither or both sources given; the store is missing or
+            empty; ``data_end`` is before the last transaction day.
+    """
+    from ltvcast.data.cutoff import observation_end
+    from ltvcast.store import Store
+
+    if (dataset is None) == (db is None):
+        raise DataError("give exactly one source of transactions: --dataset NAME or --db PATH")
+    if dataset is not None:
+        result = load_dataset(dataset)
+        tx, declared, origin = result.transactions, result.data_end, f"dataset {dataset}"
+    else:
+        with Store.open(db, read_only=True) as store:
+            tx = store.transactions()
+            declared = store.observation_end() if len(tx) else None
+        origin = str(db)
+        if tx.empty:
+            raise DataError(f"store {db} holds no transactions; run `ltvcast ingest` first")
+    end = observation_end(tx, data_end if data_end is not None else declared)
+    return History(tx, end, origin)

@@ -1,0 +1,167 @@
+"""Parse raw text columns into ids, numbers and UTC timestamps (vectorised).
+
+Every function takes a pandas Series of raw text (as produced by
+:func:`ltvcast.data.readers.read_table`) and returns a Series on the same
+index; values that cannot be parsed become NaN / NaT, so the caller can tell
+*missing* (see :func:`missing_mask`) from *unparseable*.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.api import guess_datetime_format
+
+from ltvcast.errors import DataError
+
+#: Text read as "no value" in id, timestamp and number columns (after stripping).
+NULL_TOKENS: frozenset[str] = frozenset(
+    {"", "nan", "NaN", "NAN", "null", "NULL", "Null", "None", "NA", "N/A", "n/a", "#N/A", "NaT"}
+)
+
+_FLOAT_ID = r"^[+-]?\d+\.0+$"
+_COMPACT_DATE = r"\d{8}"
+_ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_MAX_FORMAT_ROUNDS = 20
+UTC_US = "datetime64[us, UTC]"
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """Return ``values`` as stripped text (dtype ``str``); NaN/None become ``""``."""
+    if not pd.api.types.is_string_dtype(values.dtype) or values.isna().any():
+        values = values.astype(object).where(values.notna(), "").astype(str)
+    return values.str.strip()
+
+
+def missing_mask(values: pd.Series) -> np.ndarray:
+    """Boolean array: True where the value is empty or a null token (:data:`NULL_TOKENS`).
+
+    Datetime series (from Parquet) are missing where NaT.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return values.isna().to_numpy()
+    return as_text(values).isin(NULL_TOKENS).to_numpy()
+
+
+def normalise_ids(values: pd.Series) -> tuple[pd.Series, int]:
+    """Normalise an id column to text.
+
+    Strips whitespace and turns float spellings of whole numbers into the
+    integer text (``"17850.0"`` -> ``"17850"``, ``"12.00"`` -> ``"12"``);
+    leading zeros are kept (``"00012"`` stays), other text is untouched
+    (``"17850.5"``, ``"C536365"``). Missing values (null tokens) become NaN.
+
+    Returns:
+        (ids as dtype ``str`` with NaN for missing, number of values changed
+        by the float-to-integer rule).
+    """
+    text = as_text(values)
+    floaty = text.str.match(_FLOAT_ID)
+    count = int(floaty.sum())
+    if count:
+        text = text.where(~floaty, text.str.replace(r"\.0+$", "", regex=True))
+    return text.where(~text.isin(NULL_TOKENS)), count
+
+
+def parse_text(values: pd.Series) -> pd.Series:
+    """Strip free text (category, brand, ...); only the empty string becomes NaN."""
+    text = as_text(values)
+    return text.where(text != "")
+
+
+def parse_numbers(values: pd.Series) -> pd.Series:
+    """Parse plain decimal numbers (``12``, ``-3.5``, ``1e3``) into float64.
+
+    No currency symbols or thousands separators. Missing, unparseable and
+    non-finite values (``inf``) become NaN.
+    """
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        out = values.astype(np.float64)
+    else:
+        out = pd.to_numeric(as_text(values), errors="coerce").astype(np.float64)
+    return out.where(np.isfinite(out))
+
+
+def _to_utc(text: pd.Series, fmt: str) -> pd.Series:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        parsed = pd.to_datetime(text, format=fmt, utc=True, errors="coerce")
+    return parsed.dt.as_unit("us")
+
+
+def _day_month_order(fmt: str) -> str | None:
+    day, month = fmt.find("%d"), fmt.find("%m")
+    if day < 0 or month < 0 or fmt.startswith("%Y"):
+        return None
+    return "day-first" if day < month else "month-first"
+
+
+def parse_timestamps(
+    values: pd.Series, date_format: str | None = None, dayfirst: bool | None = None
+) -> pd.Series:
+    """Parse timestamps into ``datetime64[us, UTC]``; unparseable/missing -> NaT.
+
+    Args:
+        values: raw text (or, from Parquet, datetimes: naive ones are taken
+            as UTC, aware ones converted).
+        date_format: ``strptime`` format; when given it is the only one tried.
+        dayfirst: read ``01/02/2020`` as 1 February.
+
+    Recognised without a format: ISO 8601 (``2020-01-31``,
+    ``2020-01-31 10:00``, ``2020-01-31T10:00:00+01:00``, ``...Z``), compact
+    ``YYYYMMDD`` (``19970101``), and the formats pandas can guess from a
+    value (``12/1/2010 8:26``, ``31.01.2020``, ``Jan 5 2020``). The format
+    is guessed from the first value, applied to the whole column at once,
+    and guessed again from the first value that did not fit (at most 20
+    formats). Values without a zone are UTC; values with an offset are
+    converted to UTC. Sub-microsecond digits are truncated.
+
+    Raises:
+        DataError: the column mixes day-first and month-first dates
+            (e.g. ``01/02/2020`` and ``13/02/2020`` without ``dayfirst``),
+            which would be read inconsistently; the message shows both values.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        out = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
+        return out.dt.as_unit("us")
+    text = as_text(values)
+    out = pd.Series(pd.NaT, index=text.index, dtype=UTC_US)
+    todo = ~text.isin(NULL_TOKENS)
+    if date_format:
+        out[todo] = _to_utc(text[todo], date_format)
+        return out
+    compact = todo & text.str.fullmatch(_COMPACT_DATE)
+    if compact.any():
+        out[compact] = _to_utc(text[compact], "%Y%m%d")
+        todo &= ~compact
+    orders: dict[str, str] = {}
+    for _ in range(_MAX_FORMAT_ROUNDS):
+        if not todo.any():
+            break
+        first = text[todo].iloc[0]
+        if _ISO_START.match(first):
+            fmt = "ISO8601"
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                fmt = guess_datetime_format(first, dayfirst=bool(dayfirst))
+        if fmt is not None:
+            order = _day_month_order(fmt)
+            if order is not None:
+                orders.setdefault(order, first)
+                if len(orders) > 1:
+                    md, dm = orders.get("month-first"), orders.get("day-first")
+                    raise DataError(
+                        f"dates are read both month-first ({md!r}) and day-first ({dm!r}); "
+                        "pass dayfirst (--dayfirst) or an explicit date format (--date-format) "
+                        "so that every date is read the same way"
+                    )
+            parsed = _to_utc(text[todo], fmt)
+            ok = parsed.notna()
+            out[ok.index[ok]] = parsed[ok]
+            todo[ok.index[ok]] = False
+        todo &= text != first
+    return out

@@ -1,0 +1,157 @@
+"""Temporal backtest: fit before a cutoff, predict the horizon after it, score.
+
+Protocol: every model is fitted on transactions strictly before the cutoff
+and predicts the window ``[cutoff, cutoff + horizon)`` for every customer
+first seen before the cutoff; the actuals are what those customers did in
+that window. Nothing from the window reaches a model's fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ltvcast.errors import CutoffError, DataError
+from ltvcast.evaluate.metrics import evaluate
+from ltvcast.evaluate.report import write_report
+from ltvcast.features import horizon_labels
+from ltvcast.forecast import fit_predict
+from ltvcast.predictions import write_predictions
+from ltvcast.timeutil import horizon_window, to_day
+
+DEFAULT_MODELS: tuple[str, ...] = ("naive", "bgnbd", "paretonbd")
+MAX_CLIPPED_SHARE = 0.05
+
+
+@dataclass
+class BacktestResult:
+    """Everything one backtest produced.
+
+    Attributes:
+        predictions: canonical predictions frame, all models stacked.
+        actuals: ``customer_id, actual_transactions, actual_spend``.
+        metrics: one row per model (see :func:`ltvcast.evaluate.metrics.evaluate`).
+        cutoff: the prediction date (UTC midnight).
+        horizon_days: the evaluated window length in days (after clipping).
+        notes: remarks for the report (clipped window, left-out customers).
+    """
+
+    predictions: pd.DataFrame
+    actuals: pd.DataFrame
+    metrics: pd.DataFrame
+    cutoff: pd.Timestamp
+    horizon_days: float
+    notes: list[str] = field(default_factory=list)
+
+
+def evaluation_window(cutoff, horizon_days: float, observation_end) -> tuple[float, list[str]]:
+    """Return the window length (days) that the data can score, and notes.
+
+    The window ``[cutoff, cutoff + horizon)`` must lie within the observed
+    data, which ends with the day ``observation_end``. A window that reaches
+    past it by at most 5% of the horizon is clipped to the observed days (and
+    noted) — e.g. CDNOW ends 1998-06-30, so 26 weeks from 1998-01-01 is
+    scored on 181 days; a longer overhang is refused.
+
+    Raises:
+        CutoffError: the cutoff is not before the observation end, or the
+            window reaches more than 5% of the horizon past it.
+    """
+    start, end = horizon_window(cutoff, horizon_days)
+    data_stop = to_day(observation_end) + pd.Timedelta(days=1)
+    if start >= data_stop:
+        raise CutoffError(
+            f"backtest cutoff {start.date()} leaves no observed days to score: the data ends "
+            f"{to_day(observation_end).date()}"
+        )
+    if end <= data_stop:
+        return float((end - start).days), []
+    observed = (data_stop - start).days
+    if observed < (1 - MAX_CLIPPED_SHARE) * (end - start).days:
+        raise CutoffError(
+            f"the horizon window {start.date()} .. {(end - pd.Timedelta(days=1)).date()} reaches "
+            f"past the end of the data ({to_day(observation_end).date()}); choose an earlier cutoff "
+            "or a shorter horizon"
+        )
+    note = (
+        f"The horizon window was clipped to the observed data: {observed} days "
+        f"({start.date()} .. {to_day(observation_end).date()}) instead of {(end - start).days}."
+    )
+    return float(observed), [note]
+
+
+def run_backtest(
+    tx: pd.DataFrame,
+    cutoff,
+    horizon_days: float,
+    observation_end,
+    models: Sequence[str] = DEFAULT_MODELS,
+    on_step: Callable[[str], None] | None = None,
+) -> BacktestResult:
+    """Fit every model before ``cutoff``, predict the horizon, score against actuals.
+
+    Args:
+        tx: canonical transactions (all of them; the split is done here).
+        cutoff: prediction date.
+        horizon_days: requested horizon in days (see
+            :func:`evaluation_window` for clipping at the end of the data).
+        observation_end: last observed day of the data.
+        models: model names (``naive``, ``bgnbd``, ``paretonbd``).
+        on_step: called with a short description before each step (the CLI
+            drives a progress bar with it); the library itself never prints.
+
+    Returns:
+        A :class:`BacktestResult`.
+
+    Raises:
+        CutoffError: the window does not fit the data.
+        DataError: no customer is seen before the cutoff.
+        ConvergenceError: a model fit failed.
+    """
+    step = on_step or (lambda _msg: None)
+    days, notes = evaluation_window(cutoff, horizon_days, observation_end)
+    predictions, fit_notes = fit_predict(tx, cutoff, days, models, step)
+    notes.extend(fit_notes)
+    if predictions.empty:
+        raise DataError(f"no customer has a purchase before the cutoff {to_day(cutoff).date()}")
+    step("score")
+    customers = predictions["customer_id"].drop_duplicates()
+    actuals = horizon_labels(tx, customers, cutoff, days)
+    metrics = evaluate(predictions, actuals)
+    return BacktestResult(predictions, actuals, metrics, to_day(cutoff), days, notes)
+
+
+def write_backtest(result: BacktestResult, out_dir: str | Path, *, dataset: str) -> dict[str, Path]:
+    """Write ``predictions.parquet``, ``metrics.csv`` and ``report.html`` into ``out_dir``.
+
+    Returns:
+        The written paths by kind (``predictions``, ``metrics``, ``report``).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "predictions": out / "predictions.parquet",
+        "metrics": out / "metrics.csv",
+        "report": out / "report.html",
+    }
+    write_predictions(result.predictions, paths["predictions"])
+    result.metrics.to_csv(paths["metrics"], index=False)
+    context = {
+        "dataset": dataset,
+        "cutoff": str(result.cutoff.date()),
+        "horizon": f"{result.horizon_days:g} days",
+        "customers": f"{result.actuals.shape[0]:,}",
+    }
+    write_report(
+        result.predictions,
+        result.actuals,
+        result.metrics,
+        paths["report"],
+        title=f"ltvcast backtest — {dataset}, cutoff {result.cutoff.date()}",
+        context=context,
+        notes=result.notes,
+    )
+    return paths

@@ -1,0 +1,473 @@
+"""The backtest report: one self-contained HTML file.
+
+:func:`write_report` renders the context of a run, the metrics table of
+:func:`ltvcast.evaluate.metrics.evaluate` (and, for rolling-origin backtests,
+mean ± standard deviation across cutoffs), one cumulative gain (Lorenz) chart
+with every model, and a decile calibration chart per model.
+
+The file has no scripts and loads nothing: CSS is inline and the charts are
+inline SVG drawn with matplotlib (``matplotlib.figure.Figure`` directly, so the
+global pyplot backend is never touched). Every string from the caller (title,
+context, model names) is HTML-escaped by the Jinja2 template (autoescape), and
+matplotlib escapes text inside the SVG. The library prints nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from markupsafe import Markup
+
+from ltvcast.errors import DataError
+from ltvcast.evaluate.metrics import (
+    METRIC_COLUMNS,
+    decile_calibration,
+    evaluate,
+    gain_curve,
+    join_actuals,
+    summarize_backtest,
+)
+
+__all__ = ["write_report"]
+
+_WARNING_KEYS = ("warning", "warn", "caution")
+
+
+# --------------------------------------------------------------------------
+# formatting
+# --------------------------------------------------------------------------
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NaT:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _fmt_fixed(digits: int) -> Callable[[float], str]:
+    return lambda v: f"{v:,.{digits}f}"
+
+
+def _fmt_pct_signed(v: float) -> str:
+    return f"{v:+.1f}%"
+
+
+def _fmt_share(v: float) -> str:
+    return f"{v:.1%}"
+
+
+def _fmt_int(v: float) -> str:
+    return f"{int(round(v)):,}"
+
+
+def _fmt_general(v: Any) -> str:
+    if isinstance(v, (int, np.integer)):
+        return f"{v:,}"
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _fmt_cutoff(v: Any) -> str:
+    try:
+        ts = pd.Timestamp(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if ts is pd.NaT:
+        return "–"
+    if ts.hour == 0 and ts.minute == 0 and ts.second == 0 and ts.microsecond == 0 and ts.nanosecond == 0:
+        return ts.strftime("%Y-%m-%d")
+    return ts.isoformat()
+
+
+@dataclass(frozen=True)
+class _Col:
+    label: str
+    description: str
+    fmt: Callable[[Any], str]
+
+
+_COLUMNS: dict[str, _Col] = {
+    "model": _Col("Model", "Model name.", str),
+    "cutoff": _Col("Cutoff", "Point in time of the prediction; features use only data before it.", _fmt_cutoff),
+    "horizon_days": _Col("Horizon (d)", "Length of the predicted window after the cutoff, in days.", lambda v: f"{v:g}"),
+    "n_customers": _Col("Customers", "Customers scored.", _fmt_int),
+    "tx_mae": _Col("Tx MAE", "Mean absolute error of predicted purchase occasions in the horizon.", _fmt_fixed(3)),
+    "tx_rmse": _Col("Tx RMSE", "Root mean squared error of predicted purchase occasions.", _fmt_fixed(3)),
+    "spend_mae": _Col("Spend MAE", "Mean absolute error of predicted spend per customer.", _fmt_fixed(2)),
+    "spend_rmse": _Col("Spend RMSE", "Root mean squared error of predicted spend per customer.", _fmt_fixed(2)),
+    "total_spend_pred": _Col("Spend pred. total", "Sum of predicted spend over all customers.", _fmt_fixed(0)),
+    "total_spend_actual": _Col("Spend actual total", "Sum of actual spend in the horizon.", _fmt_fixed(0)),
+    "total_spend_error_pct": _Col(
+        "Spend total err.", "(predicted total − actual total) / |actual total|; positive = over-prediction.", _fmt_pct_signed
+    ),
+    "total_tx_error_pct": _Col(
+        "Tx total err.", "Same for the total number of purchase occasions.", _fmt_pct_signed
+    ),
+    "gini_norm": _Col(
+        "Gini (norm.)",
+        "Normalized Gini of spend: ranking quality relative to a perfect ranking (1 = perfect, ≈0 = random).",
+        _fmt_fixed(3),
+    ),
+    "spearman": _Col("Spearman", "Rank correlation of predicted and actual spend.", _fmt_fixed(3)),
+    "top_decile_capture": _Col(
+        "Top-10% capture", "Share of actual spend held by the 10% of customers with the highest predictions.", _fmt_share
+    ),
+    "decile_mape": _Col(
+        "Decile MAPE",
+        "Mean over prediction deciles of |mean predicted − mean actual| / |mean actual| (deciles with zero actual skipped).",
+        _fmt_share,
+    ),
+    "churn_rate": _Col("Churn rate", "Share of customers with no purchase in the horizon.", _fmt_share),
+    "churn_auc": _Col("Churn ROC AUC", "ROC AUC of p_churn for no purchase in the horizon (0.5 = random).", _fmt_fixed(3)),
+    "churn_pr_auc": _Col(
+        "Churn PR AUC", "Average precision of p_churn, churned = positive class (random ≈ churn rate).", _fmt_fixed(3)
+    ),
+    "churn_brier": _Col("Churn Brier", "Mean squared error of p_churn against churned (lower is better).", _fmt_fixed(3)),
+}
+
+
+def _column(name: str) -> _Col:
+    return _COLUMNS.get(name, _Col(name, name, _fmt_general))
+
+
+def _cell(value: Any, fmt: Callable[[Any], str], align: str = "") -> dict[str, Any]:
+    if _is_missing(value):
+        return {"text": "–", "na": True, "align": align}
+    try:
+        text = fmt(value)
+    except (TypeError, ValueError):
+        text = str(value)
+    return {"text": text, "na": False, "align": align}
+
+
+def _metrics_table(metrics: pd.DataFrame) -> dict[str, Any]:
+    cols = list(metrics.columns)
+    left = {"model", "cutoff"}
+    header = [
+        {"label": _column(c).label, "description": _column(c).description, "align": "l" if c in left else ""}
+        for c in cols
+    ]
+    rows = []
+    for rec in metrics.itertuples(index=False, name=None):
+        rows.append([_cell(v, _column(c).fmt, "l" if c in left else "") for c, v in zip(cols, rec)])
+    return {"columns": header, "rows": rows}
+
+
+def _summary_table(summary: pd.DataFrame) -> dict[str, Any]:
+    metrics = [c for c in METRIC_COLUMNS if f"{c}_mean" in summary.columns]
+    header = [
+        {"label": "Model", "description": "Model name.", "align": "l"},
+        {"label": "Cutoffs", "description": "Number of cutoffs averaged.", "align": ""},
+    ] + [{"label": _column(c).label, "description": _column(c).description, "align": ""} for c in metrics]
+    rows = []
+    for _, rec in summary.iterrows():
+        row = [_cell(rec["model"], str, "l"), _cell(rec["n_cutoffs"], _fmt_int)]
+        for c in metrics:
+            fmt = _column(c).fmt
+            mean, std = rec[f"{c}_mean"], rec[f"{c}_std"]
+            if _is_missing(mean):
+                row.append(_cell(None, fmt))
+                continue
+            text = fmt(mean)
+            if not _is_missing(std):
+                # std of a percent/share column is shown in the same unit, unsigned
+                std_text = fmt(std).lstrip("+") if fmt is not _fmt_int else f"{std:,.1f}"
+                text = f"{text} ± {std_text}"
+            row.append({"text": text, "na": False, "align": ""})
+        rows.append(row)
+    return {"columns": header, "rows": rows}
+
+
+# --------------------------------------------------------------------------
+# charts
+# --------------------------------------------------------------------------
+
+_RC = {
+    "svg.fonttype": "none",  # text as <text>, not glyph paths: much smaller files
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"],
+    "font.size": 9.0,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": "#e3e7ec",
+    "grid.linewidth": 0.6,
+    "axes.edgecolor": "#8a96a3",
+    "axes.titlesize": 10.0,
+    "legend.frameon": False,
+}
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+_ID_RE = re.compile(r'\bid="([^"]+)"')
+
+
+def _mpl_text(text: str) -> str:
+    """A caller's string made literal for matplotlib (no mathtext, kept in legends)."""
+    text = str(text).replace("$", r"\$")
+    return " " + text if text.startswith("_") else text
+
+
+def _svg(fig: Any, key: str) -> str:
+    """Render ``fig`` to an inline ``<svg>`` element with ids unique to ``key``."""
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({**_RC, "svg.hashsalt": f"ltvcast-{key}"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    text = buf.getvalue()
+    text = text[text.index("<svg") :]  # drop the XML declaration and DOCTYPE
+    # several SVGs share one HTML document: give every id a per-chart prefix
+    text = _ID_RE.sub(lambda m: f'id="{key}-{m.group(1)}"', text)
+    text = text.replace('href="#', f'href="#{key}-').replace("url(#", f"url(#{key}-")
+    # scale with the page: keep the viewBox, drop the fixed size
+    text = re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r"<svg\1", text, count=1)
+    return text
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _gain_chart(curves: list[tuple[str, str, np.ndarray, np.ndarray]], perfect: tuple[np.ndarray, np.ndarray]) -> str:
+    import matplotlib
+
+    # a fixed grid keeps the file small for any number of customers; finer near 0
+    grid = np.unique(np.concatenate([np.linspace(0.0, 1.0, 201), np.geomspace(1e-4, 0.05, 40)]))
+    with matplotlib.rc_context(_RC):
+        fig = _figure(6.4, 4.4)
+        ax = fig.add_subplot()
+        ax.plot(grid, np.interp(grid, *perfect), color="#222222", linestyle="--", linewidth=1.2, label="perfect (by actual)")
+        for model, color, x, y in curves:
+            ax.plot(grid, np.interp(grid, x, y), color=color, linewidth=1.6, label=_mpl_text(model))
+        ax.plot([0, 1], [0, 1], color="#9aa6b2", linestyle=":", linewidth=1.2, label="random")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(min(0.0, float(min(np.min(y) for *_, y in curves)) if curves else 0.0), 1.02)
+        ax.set_xlabel("share of customers targeted (highest predicted spend first)")
+        ax.set_ylabel("share of actual spend captured")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+        ax.legend(loc="lower right")
+    return _svg(fig, "gain")
+
+
+def _decile_chart(model: str, table: pd.DataFrame, key: str, color: str) -> str:
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        fig = _figure(5.2, 3.4)
+        ax = fig.add_subplot()
+        x = table["decile"].to_numpy()
+        ax.bar(x - 0.2, table["mean_pred"], width=0.4, color=color, label="mean predicted")
+        ax.bar(x + 0.2, table["mean_actual"], width=0.4, color="#9aa6b2", label="mean actual")
+        ax.axhline(0.0, color="#8a96a3", linewidth=0.6)
+        ax.set_xticks(x)
+        ax.set_xlabel("decile of predicted spend (1 = lowest, 10 = highest)")
+        ax.set_ylabel("spend per customer")
+        ax.set_title(_mpl_text(model))
+        ax.legend(loc="upper left")
+    return _svg(fig, key)
+
+
+# --------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------
+
+
+def _context_rows(joined: pd.DataFrame, context: Mapping[str, str] | None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for key, value in (context or {}).items():
+        warning = str(key).strip().lower().startswith(_WARNING_KEYS)
+        rows.append({"key": str(key), "value": "" if value is None else str(value), "warning": warning})
+
+    models = sorted(pd.unique(joined["model"]), key=str)
+    cutoffs = sorted(pd.unique(joined["cutoff"]))
+    horizons = sorted(h for h in pd.unique(joined["horizon_days"]) if not _is_missing(h))
+    per_customer = joined.drop_duplicates(["cutoff", "customer_id"])
+    # (label, aliases a caller's context key may already use, value)
+    derived: list[tuple[str, set[str], str]] = [
+        ("Models", {"models", "model"}, ", ".join(map(str, models))),
+        (
+            "Cutoffs" if len(cutoffs) > 1 else "Cutoff",
+            {"cutoff", "cutoffs"},
+            ", ".join(_fmt_cutoff(c) for c in cutoffs),
+        ),
+        (
+            "Horizon (days)",
+            {"horizon", "horizon (days)", "horizon_days", "horizon days"},
+            ", ".join(f"{h:g}" for h in horizons) if horizons else "not given",
+        ),
+    ]
+    for cutoff, g in per_customer.groupby("cutoff", sort=True):
+        suffix = f" ({_fmt_cutoff(cutoff)})" if len(cutoffs) > 1 else ""
+        n = len(g)
+        buyers = int((g["actual_transactions"] > 0).sum())
+        derived += [
+            (f"Customers scored{suffix}", {"customers", "n_customers", "customers scored"}, f"{n:,}"),
+            (f"Customers who bought in the horizon{suffix}", set(), f"{buyers:,} ({buyers / n:.1%})"),
+            (f"Actual spend in the horizon{suffix}", set(), f"{g['actual_spend'].sum():,.2f}"),
+        ]
+    given = {r["key"].strip().lower() for r in rows}
+    # a caller's value wins for a single cutoff; with several, the per-cutoff facts add detail
+    rows += [
+        {"key": label, "value": value, "warning": False}
+        for label, aliases, value in derived
+        if label.lower() not in given and not (len(cutoffs) == 1 and aliases & given)
+    ]
+    return rows
+
+
+def _render(**values: Any) -> str:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("ltvcast.evaluate", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env.get_template("report.html.j2").render(**values)
+
+
+def write_report(
+    predictions: pd.DataFrame,
+    actuals: pd.DataFrame,
+    metrics: pd.DataFrame | None,
+    path: str | Path,
+    *,
+    title: str,
+    context: Mapping[str, str] | None = None,
+    notes: Sequence[str] | None = None,
+) -> Path:
+    """Write the backtest report as one self-contained HTML file.
+
+    Args:
+        predictions: canonical predictions frame (DESIGN.md), one row per
+            customer × model (× cutoff); see
+            :func:`ltvcast.evaluate.metrics.join_actuals` for what is read.
+        actuals: ``customer_id``, ``actual_transactions``, ``actual_spend``
+            (and ``cutoff`` when several cutoffs are present).
+        metrics: the frame of :func:`ltvcast.evaluate.metrics.evaluate` for
+            these predictions, shown as given (extra columns are shown too);
+            ``None`` computes it.
+        path: file to write (parent folders are created); overwritten.
+        title: report title.
+        context: key → text shown at the top, e.g. ``{"Dataset": "CDNOW",
+            "Note": "..."}``. Keys starting with "warning" are highlighted.
+            Derived facts (models, cutoffs, horizon, customer counts, actual
+            spend) are added unless a key of the same name is given.
+        notes: optional lines (e.g. model warnings: a fit that hit a bound)
+            listed under the context; escaped like everything else.
+
+    Returns:
+        The path written.
+
+    Charts use the latest cutoff in ``predictions`` (with several cutoffs the
+    metrics tables still cover all of them): one cumulative gain chart with
+    every model plus the perfect and random curves, and per model a decile
+    calibration chart of mean predicted vs mean actual spend. A model whose
+    ``pred_spend`` has missing values gets a note instead of charts; so does
+    the gain chart when actual spend does not total above zero.
+
+    Raises:
+        DataError: as :func:`~ltvcast.evaluate.metrics.join_actuals`, or a
+            ``metrics`` frame without a ``model`` column.
+    """
+    from ltvcast import __version__
+
+    joined = join_actuals(predictions, actuals)
+    if metrics is None:
+        metrics = evaluate(predictions, actuals)
+    if not isinstance(metrics, pd.DataFrame) or "model" not in metrics.columns:
+        raise DataError("metrics must be the frame of evaluate(), with a model column")
+    if context is not None and not isinstance(context, Mapping):
+        raise DataError(f"context must be a mapping of text to text, got {type(context).__name__}")
+
+    if notes is not None and (isinstance(notes, str) or not isinstance(notes, Sequence)):
+        raise DataError("notes must be a list of text lines")
+    note_lines = [str(n) for n in (notes or [])]
+    chart_cutoff = joined["cutoff"].max()
+    at_cutoff = joined[joined["cutoff"] == chart_cutoff]
+    models = sorted(pd.unique(at_cutoff["model"]), key=str)
+    skipped = sorted(set(pd.unique(joined["model"])) - set(models), key=str)
+    if skipped:
+        note_lines.append(
+            f"No charts for {', '.join(map(str, skipped))}: no predictions at the latest cutoff {_fmt_cutoff(chart_cutoff)}."
+        )
+
+    decile_charts: list[dict[str, Any]] = []
+    curves: list[tuple[str, str, np.ndarray, np.ndarray]] = []
+    first = at_cutoff[at_cutoff["model"] == models[0]]
+    total_actual = float(first["actual_spend"].sum())
+    for i, model in enumerate(models):
+        g = at_cutoff[at_cutoff["model"] == model]
+        y = g["actual_spend"].to_numpy(np.float64)
+        p = g["pred_spend"].to_numpy(np.float64)
+        n_missing = int(np.isnan(p).sum())
+        if n_missing:
+            decile_charts.append(
+                {"model": str(model), "svg": None, "missing": f"No chart: pred_spend is missing for {n_missing:,} customer(s)."}
+            )
+            continue
+        color = _PALETTE[i % len(_PALETTE)]
+        svg = _decile_chart(str(model), decile_calibration(y, p), f"dec{i}", color)
+        decile_charts.append({"model": str(model), "svg": svg, "missing": None})
+        if total_actual > 0:
+            x, share = gain_curve(y, p)
+            curves.append((str(model), color, x, share))
+
+    gain_chart = None
+    gain_chart_missing = ""
+    if not total_actual > 0:
+        gain_chart_missing = f"No chart: the actual spend totals {total_actual:,.2f}, so shares of it are undefined."
+    elif not curves:
+        gain_chart_missing = "No chart: no model has complete spend predictions."
+    else:
+        y_all = first["actual_spend"].to_numpy(np.float64)
+        gain_chart = _gain_chart(curves, gain_curve(y_all, y_all))
+
+    summary_table = None
+    n_cutoffs = int(metrics["cutoff"].nunique()) if "cutoff" in metrics.columns else 1
+    if n_cutoffs > 1:
+        summary_table = _summary_table(summarize_backtest(metrics))
+
+    glossary = [
+        {"label": _COLUMNS[c].label, "description": _COLUMNS[c].description}
+        for c in METRIC_COLUMNS
+        if c in metrics.columns
+    ]
+
+    html = _render(
+        version=__version__,
+        title=str(title),
+        context_rows=_context_rows(joined, context),
+        notes=note_lines,
+        metrics_table=_metrics_table(metrics),
+        summary_table=summary_table,
+        n_cutoffs=n_cutoffs,
+        glossary=glossary,
+        chart_cutoff=_fmt_cutoff(chart_cutoff) if not _is_missing(chart_cutoff) else "",
+        gain_chart=Markup(gain_chart) if gain_chart else None,
+        gain_chart_missing=gain_chart_missing,
+        decile_charts=[
+            {**c, "svg": Markup(c["svg"]) if c["svg"] else None} for c in decile_charts
+        ],
+    )
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    return out
+

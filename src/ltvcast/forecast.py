@@ -1,0 +1,77 @@
+"""Forward forecasts: fit on all history before a cutoff and predict the horizon after it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+
+from ltvcast.data.cutoff import check_cutoff
+from ltvcast.models.btyd import make_forecaster
+from ltvcast.timeutil import horizon_window
+
+
+def forecast(
+    tx: pd.DataFrame,
+    cutoff,
+    horizon_days: float,
+    observation_end,
+    models: Sequence[str],
+    *,
+    allow_future_cutoff: bool = False,
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Predict ``[cutoff, cutoff + horizon)`` for every customer seen before ``cutoff``.
+
+    Args:
+        tx: canonical transactions.
+        cutoff: prediction date; at most the day after ``observation_end``.
+        horizon_days: horizon in days (rounded to whole days, see
+            :func:`ltvcast.timeutil.horizon_window`).
+        observation_end: last observed day of ``tx``.
+        models: model names (``naive``, ``bgnbd``, ``paretonbd``).
+        allow_future_cutoff: accept a cutoff after the day following the
+            observation end (T then counts unobserved days).
+        on_step: progress callback, called with a short text before each step.
+
+    Returns:
+        The canonical predictions frame (models stacked) and notes from the fits.
+
+    Raises:
+        CutoffError: the cutoff is after the day following the observation end.
+        ConvergenceError: a fit failed.
+    """
+    check_cutoff(cutoff, observation_end, allow_future=allow_future_cutoff)
+    start, end = horizon_window(cutoff, horizon_days)
+    return fit_predict(tx, cutoff, float((end - start).days), models, on_step)
+
+
+def fit_predict(
+    tx: pd.DataFrame,
+    cutoff,
+    horizon_days: float,
+    models: Sequence[str],
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Fit each model on history before ``cutoff`` and predict ``horizon_days`` after it.
+
+    No check of the cutoff against the data: callers do that
+    (:func:`forecast`, :func:`ltvcast.evaluate.backtest.run_backtest`).
+
+    Returns:
+        The canonical predictions frame (models stacked) and notes from the fits.
+
+    Raises:
+        LtvcastError: an unknown model name.
+        ConvergenceError: a fit failed.
+    """
+    step = on_step or (lambda _msg: None)
+    frames, notes = [], []
+    for name in models:
+        model = make_forecaster(name)
+        step(f"fit {name}")
+        model.fit(tx, cutoff, days)
+        step(f"predict {name}")
+        frames.append(model.predict(tx, cutoff, days))
+        notes.extend(model.notes_)
+    return pd.concat(frames, ignore_index=True), notes

@@ -1,0 +1,341 @@
+"""Shared machinery of the BTYD models: input checks, row compression, MLE.
+
+Nothing here is public API; the model modules (:mod:`~ltvcast.models.bgnbd`,
+:mod:`~ltvcast.models.paretonbd`, :mod:`~ltvcast.models.gammagamma`,
+:mod:`~ltvcast.models.naive`) build on it.
+
+Fitting strategy (:func:`fit_mle`): all parameters are positive, so the
+optimiser works on their logarithms; the objective is the *mean* negative
+log-likelihood over customers (an O(1) number, so tolerances do not depend
+on the number of customers), computed on the distinct data rows weighted by
+how often each occurs. L-BFGS-B runs first; if it reports failure,
+Nelder-Mead restarts from its last point and L-BFGS-B polishes. The result
+is accepted only if the gradient (recomputed at the end) is small, no
+parameter sits at the box that keeps ``exp`` finite, and the Hessian is
+positive definite (the maximum is a proper, identified one); otherwise
+:class:`~ltvcast.errors.ConvergenceError`. An optimiser "failure" message
+with a verified small gradient and positive-definite Hessian (L-BFGS-B's
+line search giving up at machine precision) is accepted. No penalty term is
+ever added to the likelihood.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import OptimizeResult, minimize
+
+from ltvcast.errors import ConvergenceError, DataError, NotFittedError
+
+#: Box on the log-parameters (in the optimiser's internal units): e^±25.
+LOG_BOUND = 25.0
+#: Largest accepted max-norm of the gradient of the mean negative
+#: log-likelihood with respect to the log-parameters at the optimum.
+GRAD_TOL = 1e-5
+#: Smallest accepted eigenvalue of the Hessian of the mean negative
+#: log-likelihood (log-parameters) at the optimum; below it the likelihood is
+#: flat in some direction and the parameters are not identified.
+HESS_TOL = 1e-7
+#: How many offending rows an error message lists.
+N_EXAMPLES = 5
+#: Slack for ``recency <= T`` (summaries rounded to a few decimals).
+TIME_SLACK = 1e-9
+
+
+# --------------------------------------------------------------------------
+# input checks
+
+
+def row_labels(summary: pd.DataFrame, mask: np.ndarray, limit: int = N_EXAMPLES) -> str:
+    """Describe the rows where ``mask`` is true: count plus the first few ids.
+
+    Uses the ``customer_id`` column when the frame has one, else the index.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    idx = np.flatnonzero(mask)
+    if "customer_id" in summary.columns:
+        labels = summary["customer_id"].to_numpy()[idx[:limit]]
+        kind = "customer_id"
+    else:
+        labels = summary.index.to_numpy()[idx[:limit]]
+        kind = "row index"
+    shown = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in labels)
+    more = f", ... ({len(idx) - limit} more)" if len(idx) > limit else ""
+    return f"{len(idx)} row(s) ({kind}: {shown}{more})"
+
+
+def require_columns(summary: object, columns: Sequence[str], model: str) -> pd.DataFrame:
+    """Check that ``summary`` is a non-empty DataFrame with ``columns``.
+
+    Raises:
+        DataError: not a DataFrame, empty, or columns missing (the message
+            names the missing columns and lists the ones found).
+    """
+    if not isinstance(summary, pd.DataFrame):
+        raise DataError(f"{model}: expected a pandas DataFrame summary, got {type(summary).__name__}")
+    missing = [c for c in columns if c not in summary.columns]
+    if missing:
+        raise DataError(
+            f"{model}: summary lacks column(s) {missing}; "
+            f"columns found: {[str(c) for c in summary.columns]}"
+        )
+    if len(summary) == 0:
+        raise DataError(f"{model}: the summary has no rows")
+    return summary
+
+
+def numeric_column(summary: pd.DataFrame, column: str, model: str) -> np.ndarray:
+    """Return ``summary[column]`` as a float64 array.
+
+    Raises:
+        DataError: the column cannot be converted to numbers.
+    """
+    try:
+        values = pd.to_numeric(summary[column], errors="raise")
+        return np.asarray(values, dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{model}: column {column!r} is not numeric ({exc})") from None
+
+
+def check_rft(summary: object, model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate and return ``frequency``, ``recency``, ``T`` as (n,) float arrays.
+
+    Rules (all problems are reported together): values finite and >= 0;
+    ``frequency`` a whole number; ``recency <= T``; ``frequency > 0`` needs
+    ``recency > 0`` (a repeat occasion lies after the first one) and
+    ``frequency == 0`` needs ``recency == 0``.
+
+    Raises:
+        DataError: missing columns, non-numeric or bad values; the message
+            names the rule, the number of rows and the first few ids.
+    """
+    require_columns(summary, ("frequency", "recency", "T"), model)
+    assert isinstance(summary, pd.DataFrame)
+    x = numeric_column(summary, "frequency", model)
+    tx = numeric_column(summary, "recency", model)
+    T = numeric_column(summary, "T", model)
+    problems: list[str] = []
+    finite = np.isfinite(x) & np.isfinite(tx) & np.isfinite(T)
+    checks = [
+        (~finite, "NaN or infinite frequency/recency/T"),
+        (finite & ((x < 0) | (tx < 0) | (T < 0)), "negative frequency/recency/T"),
+        (finite & (x >= 0) & (x != np.round(x)), "frequency not a whole number"),
+        (finite & (tx > T + TIME_SLACK * np.maximum(1.0, T)), "recency > T"),
+        (finite & (x > 0) & (tx <= 0), "frequency > 0 with recency 0"),
+        (finite & (x == 0) & (tx > 0), "frequency 0 with recency > 0"),
+    ]
+    for mask, what in checks:
+        if mask.any():
+            problems.append(f"{what}: {row_labels(summary, mask)}")
+    if problems:
+        raise DataError(f"{model}: invalid summary; " + "; ".join(problems))
+    return x, np.minimum(tx, T), T
+
+
+def check_horizon(t: object, n: int, model: str) -> np.ndarray | float:
+    """Validate a prediction horizon ``t``: a scalar or an (n,) array, finite, >= 0.
+
+    Raises:
+        DataError: wrong shape, NaN/inf or negative values.
+    """
+    arr = np.asarray(t, dtype=np.float64)
+    if arr.ndim not in (0, 1) or (arr.ndim == 1 and arr.shape[0] != n):
+        raise DataError(f"{model}: horizon t must be a scalar or an array of shape ({n},), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise DataError(f"{model}: horizon t must be finite and >= 0")
+    return float(arr) if arr.ndim == 0 else arr
+
+
+# --------------------------------------------------------------------------
+# data compression
+
+
+@dataclass
+class Compressed:
+    """Distinct rows of a set of (n,) arrays with their counts.
+
+    Attributes:
+        columns: the distinct rows, one (m,) array per input array.
+        counts: (m,) how many input rows each distinct row stands for.
+        inverse: (n,) index into the distinct rows for every input row.
+    """
+
+    columns: tuple[np.ndarray, ...]
+    counts: np.ndarray
+    inverse: np.ndarray
+
+
+def compress(*arrays: np.ndarray) -> Compressed:
+    """Collapse identical rows of the stacked ``arrays`` (all shape (n,))."""
+    stacked = np.column_stack(arrays)
+    uniq, inverse, counts = np.unique(stacked, axis=0, return_inverse=True, return_counts=True)
+    return Compressed(tuple(uniq[:, j] for j in range(uniq.shape[1])), counts.astype(float), inverse.ravel())
+
+
+# --------------------------------------------------------------------------
+# maximum likelihood
+
+
+def central_gradient(f: Callable[[np.ndarray], float], z: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """Central-difference gradient of ``f`` at ``z`` (step ``h`` per coordinate)."""
+    g = np.empty_like(z)
+    for i in range(z.size):
+        e = np.zeros_like(z)
+        e[i] = h
+        g[i] = (f(z + e) - f(z - e)) / (2.0 * h)
+    return g
+
+
+def numerical_hessian(
+    f: Callable[[np.ndarray], float], z: np.ndarray, jac: Callable[[np.ndarray], np.ndarray] | None = None
+) -> np.ndarray:
+    """Hessian of ``f`` at ``z`` by central differences (of ``jac`` when given)."""
+    k = z.size
+    hess = np.empty((k, k))
+    if jac is not None:
+        h = 1e-5
+        for i in range(k):
+            e = np.zeros(k)
+            e[i] = h
+            hess[:, i] = (np.asarray(jac(z + e)) - np.asarray(jac(z - e))) / (2 * h)
+    else:
+        h = 1e-3
+        f0 = f(z)
+        for i in range(k):
+            ei = np.zeros(k)
+            ei[i] = h
+            hess[i, i] = (f(z + 2 * ei) - 2 * f0 + f(z - 2 * ei)) / (4 * h * h)
+            for j in range(i):
+                ej = np.zeros(k)
+                ej[j] = h
+                hess[i, j] = (f(z + ei + ej) - f(z + ei - ej) - f(z - ei + ej) + f(z - ei - ej)) / (4 * h * h)
+                hess[j, i] = hess[i, j]
+    return 0.5 * (hess + hess.T)
+
+
+def fit_mle(
+    mean_nll: Callable[[np.ndarray], float],
+    z0: np.ndarray,
+    *,
+    model: str,
+    names: Sequence[str],
+    to_params: Callable[[np.ndarray], dict[str, float]],
+    n: int,
+    jac: Callable[[np.ndarray], np.ndarray] | None = None,
+    maxiter: int = 2000,
+) -> OptimizeResult:
+    """Minimise ``mean_nll`` over log-parameters ``z`` starting at ``z0``.
+
+    Args:
+        mean_nll: z (k,) -> mean negative log-likelihood (float; may return
+            ``inf`` where the likelihood underflows).
+        z0: (k,) starting log-parameters.
+        model: model name for messages.
+        names: parameter names for messages.
+        to_params: z -> parameter dict in the caller's units (for messages).
+        n: number of customers (the total log-likelihood is ``-n * mean_nll``).
+        jac: analytic gradient of ``mean_nll``; central differences if ``None``.
+        maxiter: iteration limit per optimiser run.
+
+    Returns:
+        The scipy ``OptimizeResult`` of the last run; ``x`` holds the optimum.
+
+    Raises:
+        ConvergenceError: the gradient at the end is not small (the
+            optimiser failed), a parameter ran to the box (the likelihood
+            keeps improving as it goes to 0 or infinity), or the Hessian is
+            not positive definite (parameters not identified).
+    """
+    bounds = [(-LOG_BOUND, LOG_BOUND)] * len(z0)
+
+    def safe(z: np.ndarray) -> float:
+        with np.errstate(all="ignore"):
+            v = float(mean_nll(np.asarray(z, dtype=float)))
+        return v if np.isfinite(v) else 1e10
+
+    jac_arg: Callable[[np.ndarray], np.ndarray] | str = jac if jac is not None else "3-point"
+    opts = {"maxiter": maxiter, "ftol": 1e-13, "gtol": 1e-9, "maxls": 50}
+    res = minimize(safe, np.asarray(z0, dtype=float), method="L-BFGS-B", jac=jac_arg, bounds=bounds, options=opts)
+    grad = _grad(safe, res.x, jac)
+    if not res.success or np.max(np.abs(grad)) > GRAD_TOL:
+        # Restart: Nelder-Mead is robust to a rough start, then polish.
+        nm = minimize(
+            safe,
+            res.x if np.isfinite(res.fun) and res.fun < safe(z0) else z0,
+            method="Nelder-Mead",
+            options={"maxiter": 20000, "maxfev": 40000, "xatol": 1e-10, "fatol": 1e-14, "adaptive": True},
+        )
+        z_start = np.clip(nm.x, -LOG_BOUND, LOG_BOUND)
+        res = minimize(safe, z_start, method="L-BFGS-B", jac=jac_arg, bounds=bounds, options=opts)
+        grad = _grad(safe, res.x, jac)
+    res.grad_check = grad
+    params = to_params(res.x)
+    ll = -n * res.fun
+    where = f"last parameters {_fmt(params)}, log-likelihood {ll:.4f}"
+    gmax = float(np.max(np.abs(grad)))
+    at_bound = [name for name, zi in zip(names, res.x) if abs(zi) >= LOG_BOUND - 1e-6]
+    if at_bound:
+        raise ConvergenceError(
+            f"{model}: maximum-likelihood fit did not converge: parameter(s) {at_bound} ran to "
+            f"{'0 or infinity'} (the likelihood has no interior maximum on these data); {where}"
+        )
+    if not res.success and gmax > GRAD_TOL:
+        raise ConvergenceError(
+            f"{model}: maximum-likelihood fit did not converge: optimiser says {res.message!r}; "
+            f"max |gradient| {gmax:.2e}; {where}"
+        )
+    if gmax > GRAD_TOL:
+        raise ConvergenceError(
+            f"{model}: maximum-likelihood fit stopped where the gradient is not small "
+            f"(max |d mean-loglik / d log-param| = {gmax:.2e} > {GRAD_TOL:.0e}); {where}"
+        )
+    if not np.isfinite(res.fun) or res.fun >= 1e10:
+        raise ConvergenceError(f"{model}: the likelihood is zero or not finite at the optimum; {where}")
+    with np.errstate(all="ignore"):
+        hess = numerical_hessian(safe, res.x, jac)
+    res.hess_check = hess
+    eig = np.linalg.eigvalsh(hess) if np.all(np.isfinite(hess)) else np.array([np.nan])
+    if not np.all(np.isfinite(eig)) or eig.min() < HESS_TOL:
+        raise ConvergenceError(
+            f"{model}: the log-likelihood is flat (or not a maximum) in some direction at the end point "
+            f"(smallest Hessian eigenvalue {eig.min():.2e}): the parameters are not identified by these "
+            f"data, e.g. too few repeat purchases; {where}"
+        )
+    return res
+
+
+def _grad(f: Callable[[np.ndarray], float], z: np.ndarray, jac: Callable | None) -> np.ndarray:
+    if jac is not None:
+        with np.errstate(all="ignore"):
+            g = np.asarray(jac(z), dtype=float)
+        if np.all(np.isfinite(g)):
+            return g
+    return central_gradient(f, z)
+
+
+def _fmt(params: dict[str, float]) -> str:
+    return "{" + ", ".join(f"{k}={v:.6g}" for k, v in params.items()) + "}"
+
+
+# --------------------------------------------------------------------------
+# shared base
+
+
+class _FittedMixin:
+    """``_check_fitted`` for estimators whose learned state is ``params_``."""
+
+    _model_name = "model"
+
+    def _check_fitted(self) -> dict[str, float]:
+        params = getattr(self, "params_", None)
+        if params is None:
+            raise NotFittedError(f"{self._model_name}: call fit() before using the model")
+        return params
+
+    def __repr__(self) -> str:
+        params = getattr(self, "params_", None)
+        state = _fmt(params) if params else "not fitted"
+        return f"{type(self).__name__}({state})"

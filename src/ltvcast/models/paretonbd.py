@@ -1,0 +1,307 @@
+"""The Pareto/NBD model (Schmittlein, Morrison & Colombo 1987).
+
+Sources: D. C. Schmittlein, D. G. Morrison, R. Colombo (1987), "Counting
+your customers: who are they and what will they do next?", *Management
+Science* 33(1), 1-24 ("SMC 1987"); P. S. Fader, B. G. S. Hardie (2005), "A
+note on deriving the Pareto/NBD model and related expressions" (note 009 at
+brucehardie.com, "FH 2005 note" below): Section 3 likelihood, Section 4
+mean, Section 5 P(alive), Section 6 conditional expectation. (Sections are
+cited rather than equation numbers, which we could not verify.)
+
+Model: while alive a customer buys at Poisson rate λ, λ ~ Gamma(r, α); the
+unobserved lifetime is exponential with rate μ, μ ~ Gamma(s, β); λ and μ
+are independent. Data per customer: ``frequency`` x, ``recency`` t_x,
+``T`` (one time unit; α and β are in that unit, r and s unitless).
+
+Numerics: the likelihood's A0 term (FH 2005 note, Section 3) is a
+difference of two Gaussian hypergeometric terms
+``₂F₁(r+s+x, s+1 | r+x; r+s+x+1; z) / (·)^(r+s+x)``. With Euler's
+transformation each becomes ``₂F₁(1, r+x | s+1; r+s+x+1; z)`` times powers,
+a series with positive terms bounded by (r+s+x)/s resp. (r+s+x)/(r+x), for
+z in [0, 1); everything else is done in log space.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.special import gammaln, hyp2f1
+
+from ltvcast.models._mle import _FittedMixin, check_horizon, check_rft, compress, fit_mle
+
+PARAM_NAMES = ("r", "alpha", "s", "beta")
+
+
+def _log_tail_term(r: float, alpha: float, s: float, beta: float, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """ln[(r+s+x) ∫_t^∞ (α+τ)^−(r+x) (β+τ)^−(s+1) dτ] — one of the two A0 terms.
+
+    FH 2005 note, Section 3, A0 for α >= β: ``₂F₁(r+s+x, s+1; r+s+x+1; (α−β)/(α+t))
+    / (α+t)^(r+s+x)`` = ``(α+t)^−(r+x) (β+t)^−s ₂F₁(1, r+x; r+s+x+1; z)``;
+    and for α < β: ``₂F₁(r+s+x, r+x; r+s+x+1; (β−α)/(β+t)) /
+    (β+t)^(r+s+x)`` = ``(α+t)^(1−r−x) (β+t)^−(s+1) ₂F₁(1, s+1; r+s+x+1; z)``.
+    """
+    c = r + s + x + 1.0
+    if alpha >= beta:
+        z = (alpha - beta) / (alpha + t)
+        return -(r + x) * np.log(alpha + t) - s * np.log(beta + t) + np.log(hyp2f1(1.0, r + x, c, z))
+    z = (beta - alpha) / (beta + t)
+    return (1.0 - r - x) * np.log(alpha + t) - (s + 1.0) * np.log(beta + t) + np.log(hyp2f1(1.0, s + 1.0, c, z))
+
+
+def _log_terms(r, alpha, s, beta, x, tx, T):
+    """ln of the two summands of the likelihood's braces (FH 2005 note, Section 3)
+    and the common factor: returns (common, ln term_alive, ln term_dead)."""
+    common = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+    log_alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
+    hi = _log_tail_term(r, alpha, s, beta, x, tx)
+    lo = _log_tail_term(r, alpha, s, beta, x, T)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # ln A0 = ln(e^hi − e^lo); −inf when t_x == T (the term vanishes)
+        diff = np.minimum(lo - hi, 0.0)
+        log_a0 = hi + np.log(-np.expm1(diff))
+    log_dead = np.log(s) - np.log(r + s + x) + log_a0
+    return common, log_alive, log_dead
+
+
+def paretonbd_log_likelihood(
+    r: float, alpha: float, s: float, beta: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray
+) -> np.ndarray:
+    """Per-customer Pareto/NBD log-likelihood, FH 2005 note, Section 3.
+
+    ``L = Γ(r+x) α^r β^s / Γ(r) · [ 1/((α+T)^(r+x) (β+T)^s) + s/(r+s+x) A0 ]``
+    with A0 the difference of two ₂F₁ terms (α >= β and α < β cases, see
+    :func:`_log_tail_term`).
+
+    Args:
+        r, alpha, s, beta: parameters (positive; alpha, beta in the time unit).
+        frequency, recency, T: (n,) arrays (x, t_x, T).
+
+    Returns:
+        (n,) log-likelihoods (a density in the purchase times: depends on the
+        time unit through −x·ln(unit)).
+    """
+    x = np.asarray(frequency, dtype=float)
+    tx = np.asarray(recency, dtype=float)
+    T = np.asarray(T, dtype=float)
+    common, log_alive, log_dead = _log_terms(r, alpha, s, beta, x, tx, T)
+    return common + np.logaddexp(log_alive, log_dead)
+
+
+def _frac_rate(shape_l: np.ndarray, shape_m: float, rate_l: np.ndarray, rate_m: np.ndarray) -> np.ndarray:
+    """E[λ/(λ+μ)] for independent λ ~ Gamma(shape_l, rate_l), μ ~ Gamma(shape_m, rate_m).
+
+    With U = Beta(shape_l, shape_m) and c = rate_l/rate_m, λ/(λ+μ) =
+    U/(U + c(1−U)); Euler's integral for ₂F₁ (Abramowitz & Stegun 15.3.1)
+    gives ``k/(k+m) · ₂F₁(1, k+1; k+m+1; 1−1/c) / c`` (c >= 1) and, after
+    Pfaff's transformation (A&S 15.3.4), ``k/(k+m) · ₂F₁(1, m; k+m+1; 1−c)``
+    (c < 1); both arguments lie in [0, 1).
+    """
+    k, m = shape_l, shape_m
+    c = rate_l / rate_m
+    lead = k / (k + m)
+    ge = c >= 1.0
+    c_safe_ge = np.where(ge, c, 1.0)
+    c_safe_lt = np.where(ge, 1.0, c)
+    big = lead / c_safe_ge * hyp2f1(1.0, k + 1.0, k + m + 1.0, 1.0 - 1.0 / c_safe_ge)
+    small = lead * hyp2f1(1.0, m, k + m + 1.0, 1.0 - c_safe_lt)
+    return np.where(ge, big, small)
+
+
+class ParetoNBD(_FittedMixin):
+    """Pareto/NBD count model (Schmittlein, Morrison & Colombo 1987).
+
+    Args:
+        initial_params: starting values ``{"r", "alpha", "s", "beta"}`` (alpha,
+            beta in the summary's time unit); ``None`` starts at r = s = 1 and
+            alpha = beta = mean(T).
+        maxiter: iteration limit of each optimiser run.
+
+    Attributes (after :meth:`fit`):
+        params_: dict ``r, alpha, s, beta``.
+        log_likelihood_: total log-likelihood at ``params_``.
+        n_customers_: number of customers fitted on.
+        converged_: True (a fit that does not converge raises instead).
+        optimizer_result_: the ``scipy.optimize.OptimizeResult`` (internal
+            units: log-parameters, time scaled by mean T).
+    """
+
+    _model_name = "Pareto/NBD"
+
+    def __init__(self, initial_params: dict[str, float] | None = None, maxiter: int = 2000) -> None:
+        self.initial_params = initial_params
+        self.maxiter = maxiter
+
+    def fit(self, summary: pd.DataFrame) -> "ParetoNBD":
+        """Maximum-likelihood fit (FH 2005 note, Section 3 likelihood), gradient by central differences.
+
+        Args:
+            summary: DataFrame with float columns ``frequency``, ``recency``,
+                ``T`` (n rows); other columns are ignored.
+
+        Returns:
+            self.
+
+        Raises:
+            DataError: missing columns or invalid values.
+            ConvergenceError: the optimiser did not converge.
+        """
+        x, tx, T = check_rft(summary, self._model_name)
+        scale = float(np.mean(T)) if np.mean(T) > 0 else 1.0
+        comp = compress(x, tx / scale, T / scale)
+        ux, utx, uT = comp.columns
+        w = comp.counts
+        n = len(x)
+
+        def nll(z: np.ndarray) -> float:
+            r, al, s, be = np.exp(z)
+            return -float(np.dot(w, paretonbd_log_likelihood(r, al, s, be, ux, utx, uT))) / n
+
+        init = self.initial_params or {"r": 1.0, "alpha": scale, "s": 1.0, "beta": scale}
+        z0 = np.log([init["r"], init["alpha"] / scale, init["s"], init["beta"] / scale])
+
+        def to_params(z: np.ndarray) -> dict[str, float]:
+            p = np.exp(z)
+            return {"r": float(p[0]), "alpha": float(p[1] * scale), "s": float(p[2]), "beta": float(p[3] * scale)}
+
+        res = fit_mle(nll, z0, model=self._model_name, names=PARAM_NAMES, to_params=to_params, n=n,
+                      maxiter=self.maxiter)
+        self.params_ = to_params(res.x)
+        self.optimizer_result_ = res
+        self.n_customers_ = n
+        self.converged_ = True
+        self.log_likelihood_ = float(np.sum(self._ll(x, tx, T)))
+        return self
+
+    def _ll(self, x, tx, T) -> np.ndarray:
+        p = self.params_
+        return paretonbd_log_likelihood(p["r"], p["alpha"], p["s"], p["beta"], x, tx, T)
+
+    def log_likelihood(self, summary: pd.DataFrame) -> np.ndarray:
+        """Per-customer log-likelihood at the fitted parameters (FH 2005 note, Section 3).
+
+        Args:
+            summary: DataFrame with ``frequency``, ``recency``, ``T`` (n rows).
+
+        Returns:
+            (n,) float array.
+
+        Raises:
+            NotFittedError: called before :meth:`fit`.
+            DataError: missing columns or invalid values.
+        """
+        self._check_fitted()
+        return self._ll(*check_rft(summary, self._model_name))
+
+    def _p_alive(self, x, tx, T) -> np.ndarray:
+        p = self.params_
+        _, log_alive, log_dead = _log_terms(p["r"], p["alpha"], p["s"], p["beta"], x, tx, T)
+        return np.exp(log_alive - np.logaddexp(log_alive, log_dead))
+
+    def p_alive(self, summary: pd.DataFrame) -> np.ndarray:
+        """P(customer alive at T | x, t_x, T), FH 2005 note, Section 5.
+
+        ``P = 1 / (1 + s/(r+s+x) (α+T)^(r+x) (β+T)^s A0)`` — the share of the
+        likelihood that comes from "still alive at T".
+
+        Args:
+            summary: DataFrame with ``frequency``, ``recency``, ``T`` (n rows).
+
+        Returns:
+            (n,) probabilities in (0, 1].
+
+        Raises:
+            NotFittedError: called before :meth:`fit`.
+            DataError: missing columns or invalid values.
+        """
+        self._check_fitted()
+        return self._p_alive(*check_rft(summary, self._model_name))
+
+    def expected_transactions(self, summary: pd.DataFrame, t: float | np.ndarray) -> np.ndarray:
+        """E[Y(t) | x, t_x, T]: expected purchase occasions in (T, T+t], FH 2005 note, Section 6.
+
+        ``E = (r+x)(β+T) / ((α+T)(s−1)) · [1 − ((β+T)/(β+T+t))^(s−1)] · P(alive)``
+        (also SMC 1987); at s = 1 the bracket over (s−1) is its limit
+        ln(1 + t/(β+T)).
+
+        Args:
+            summary: DataFrame with ``frequency``, ``recency``, ``T`` (n rows).
+            t: horizon (scalar or (n,) array, >= 0), same time unit.
+
+        Returns:
+            (n,) expected number of purchase occasions.
+
+        Raises:
+            NotFittedError: called before :meth:`fit`.
+            DataError: invalid summary or horizon.
+        """
+        p = self._check_fitted()
+        x, tx, T = check_rft(summary, self._model_name)
+        t = check_horizon(t, len(x), self._model_name)
+        r, alpha, s, beta = p["r"], p["alpha"], p["s"], p["beta"]
+        mean_rate = (r + x) / (alpha + T)
+        return mean_rate * _mean_lifetime_in(s, beta + T, t) * self._p_alive(x, tx, T)
+
+    def population_expected_transactions(self, t: float | np.ndarray) -> np.ndarray:
+        """Unconditional E[X(t)] = rβ/(α(s−1)) · [1 − (β/(β+t))^(s−1)], FH 2005 note, Section 4.
+
+        Args:
+            t: scalar or (k,) array of times >= 0 (fitted time unit).
+
+        Returns:
+            Array of the shape of ``t``.
+
+        Raises:
+            NotFittedError: called before :meth:`fit`.
+            DataError: negative or non-finite t.
+        """
+        p = self._check_fitted()
+        t_arr = np.asarray(t, dtype=float)
+        check_horizon(t_arr.ravel(), t_arr.size, self._model_name)
+        return p["r"] / p["alpha"] * _mean_lifetime_in(p["s"], p["beta"], t_arr)
+
+    def p_no_purchase(self, summary: pd.DataFrame, t: float | np.ndarray) -> np.ndarray:
+        """P(no purchase occasion in (T, T+t] | x, t_x, T), closed form.
+
+        Given alive at T, λ ~ Gamma(r+x, α+T) and μ ~ Gamma(s, β+T)
+        independently (posterior implied by the FH 2005 note's Section 3
+        likelihood: the "alive" term is λ^x e^−(λ+μ)T), and
+        P(none in t | λ, μ) = μ/(λ+μ) + λ/(λ+μ) e^−(λ+μ)t. Taking the
+        expectation: ``E[λ/(λ+μ) e^−(λ+μ)t] = ((α+T)/(α+T+t))^(r+x)
+        ((β+T)/(β+T+t))^s E'[λ/(λ+μ)]`` under the exponentially tilted
+        Gamma(r+x, α+T+t), Gamma(s, β+T+t), and E[λ/(λ+μ)] is a ₂F₁ with
+        argument in [0, 1) (derivation in :func:`_frac_rate`). Then
+        ``P = (1 − P(alive)) + P(alive) (1 − E[λ/(λ+μ)] + that term)``.
+
+        Args:
+            summary: DataFrame with ``frequency``, ``recency``, ``T`` (n rows).
+            t: horizon (scalar or (n,) array, >= 0), same time unit.
+
+        Returns:
+            (n,) probabilities; 1 at t = 0; (1 − P(alive)) + P(alive)
+            E[μ/(λ+μ)] as t → ∞.
+
+        Raises:
+            NotFittedError: called before :meth:`fit`.
+            DataError: invalid summary or horizon.
+        """
+        p = self._check_fitted()
+        x, tx, T = check_rft(summary, self._model_name)
+        t = check_horizon(t, len(x), self._model_name)
+        r, alpha, s, beta = p["r"], p["alpha"], p["s"], p["beta"]
+        k = r + x
+        A, B = alpha + T, beta + T
+        frac_now = _frac_rate(k, s, A, B)
+        tilt = np.exp(-k * np.log1p(t / A) - s * np.log1p(t / B))
+        frac_tilted = _frac_rate(k, s, A + t, B + t)
+        quiet_if_alive = 1.0 - frac_now + tilt * frac_tilted
+        pa = self._p_alive(x, tx, T)
+        return np.clip((1.0 - pa) + pa * quiet_if_alive, 0.0, 1.0)
+
+
+def _mean_lifetime_in(s: float, b: np.ndarray, t) -> np.ndarray:
+    """E[(1 − e^−μt)/μ] for μ ~ Gamma(s, b): ``b/(s−1) [1 − (b/(b+t))^(s−1)]``
+    (expected time alive within the next t); limit b·ln(1+t/b) at s = 1."""
+    u = np.log1p(t / b)
+    if abs(s - 1.0) < 1e-10:
+        return b * u
+    return b * (-np.expm1(-(s - 1.0) * u)) / (s - 1.0)

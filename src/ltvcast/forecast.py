@@ -70,8 +70,8 @@ def fit_predict(
     for name in models:
         model = make_forecaster(name)
         step(f"fit {name}")
-        model.fit(tx, cutoff, days)
+        model.fit(tx, cutoff, horizon_days)
         step(f"predict {name}")
-        frames.append(model.predict(tx, cutoff, days))
+        frames.append(model.predict(tx, cutoff, horizon_days))
         notes.extend(model.notes_)
     return pd.concat(frames, ignore_index=True), notes

@@ -9,34 +9,34 @@ import pandas as pd
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-# (column in metrics frame, header, format)
-METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("spend_mae", "spend MAE", "{:.2f}"),
-    ("spend_rmse", "spend RMSE", "{:.2f}"),
-    ("total_spend_error_pct", "total spend err %", "{:+.1f}"),
-    ("gini_norm", "norm. Gini", "{:.3f}"),
-    ("spearman", "Spearman", "{:.3f}"),
-    ("top_decile_capture", "top-10% capture", "{:.3f}"),
-    ("decile_mape", "decile MAPE", "{:.3f}"),
-    ("tx_mae", "tx MAE", "{:.3f}"),
-    ("churn_auc", "churn AUC", "{:.3f}"),
-    ("churn_pr_auc", "churn PR AUC", "{:.3f}"),
-    ("churn_brier", "Brier", "{:.4f}"),
+# (column in the metrics frame, label, format, which way is better)
+METRIC_ROWS: tuple[tuple[str, str, str, str], ...] = (
+    ("spend_mae", "spend MAE", "{:.2f}", "lower"),
+    ("spend_rmse", "spend RMSE", "{:.2f}", "lower"),
+    ("total_spend_error_pct", "total spend error %", "{:+.1f}", "closer to 0"),
+    ("gini_norm", "normalized Gini", "{:.3f}", "higher"),
+    ("spearman", "Spearman", "{:.3f}", "higher"),
+    ("top_decile_capture", "top-decile capture", "{:.3f}", "higher"),
+    ("decile_mape", "decile calibration MAPE", "{:.3f}", "lower"),
+    ("tx_mae", "transactions MAE", "{:.3f}", "lower"),
+    ("tx_rmse", "transactions RMSE", "{:.3f}", "lower"),
+    ("total_tx_error_pct", "total transactions error %", "{:+.1f}", "closer to 0"),
+    ("churn_auc", "churn ROC AUC", "{:.3f}", "higher"),
+    ("churn_pr_auc", "churn PR AUC", "{:.3f}", "higher"),
+    ("churn_brier", "churn Brier", "{:.4f}", "lower"),
 )
 
 
 def metrics_table(metrics: pd.DataFrame, title: str) -> Table:
-    """Models × metrics as a Rich table (NaN shown as ``–``)."""
+    """Metrics (rows) × models (columns) as a Rich table; NaN shows as ``–``."""
     table = Table(title=title, header_style="bold")
-    table.add_column("model", style="bold cyan")
-    for _, header, _fmt in METRIC_COLUMNS:
-        table.add_column(header, justify="right")
-    for _, row in metrics.iterrows():
-        cells = [str(row["model"])]
-        for col, _, fmt in METRIC_COLUMNS:
-            value = row.get(col)
-            cells.append("–" if value is None or pd.isna(value) else fmt.format(value))
-        table.add_row(*cells)
+    table.add_column("metric")
+    for model in metrics["model"]:
+        table.add_column(str(model), justify="right", style="cyan")
+    table.add_column("better", style="dim")
+    for col, label, fmt, better in METRIC_ROWS:
+        cells = ["–" if pd.isna(v) else fmt.format(v) for v in metrics[col]]
+        table.add_row(label, *cells, better)
     return table
 
 

@@ -120,7 +120,9 @@ def run_backtest(
     step("score")
     customers = predictions["customer_id"].drop_duplicates()
     actuals = horizon_labels(tx, customers, cutoff, days)
-    metrics = evaluate(predictions, actuals)
+    order = {name: i for i, name in enumerate(models)}
+    metrics = evaluate(predictions, actuals).sort_values("model", key=lambda m: m.map(order), kind="stable")
+    metrics = metrics.reset_index(drop=True)
     return BacktestResult(predictions, actuals, metrics, to_day(cutoff), days, notes)
 
 

@@ -362,3 +362,9 @@ def test_cdnow_master_ingests_cleanly_and_fast():
     assert result.observation_end == utc("1998-06-30")
     assert (tx["amount"] == 0).sum() == 80  # README: 80 zero-value rows, kept
     assert seconds < 5.0, f"CDNOW ingest took {seconds:.2f}s (target about 1s)"
+
+
+def test_unit_price_needs_quantity():
+    mapping = {"customer_id": "CustomerID", "timestamp": "InvoiceDate", "unit_price": "UnitPrice"}
+    with pytest.raises(DataError, match=r"required column quantity \(amount = quantity x unit_price\) not found.*columns found: InvoiceNo, StockCode, Quantity"):
+        ingest(DATA / "online_retail.csv", mapping)

@@ -9,6 +9,8 @@ import pandas as pd
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ltvcast.data.ingest import IngestResult
+
 # (column in the metrics frame, label, format, which way is better)
 METRIC_ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("spend_mae", "spend MAE", "{:.2f}", "lower"),
@@ -79,4 +81,23 @@ def forecast_table(predictions: pd.DataFrame) -> Table:
             f"{group['p_churn'].mean():.3f}",
             "–" if pd.isna(p_alive) else f"{p_alive:.3f}",
         )
+    return table
+
+
+def ingest_table(result: IngestResult, observation_end: str) -> Table:
+    """Counts of one ingest: rows read, kept, quarantined per reason, duplicates."""
+    stats = result.stats
+    table = Table(show_header=False)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("rows read", f"{stats.rows_read:,}")
+    table.add_row("rows kept", f"{stats.rows_kept:,}")
+    table.add_row("rows quarantined", f"{stats.rows_quarantined:,}")
+    for reason, count in stats.quarantined.items():
+        table.add_row(f"  {reason}", f"{count:,}")
+    table.add_row("duplicates dropped", f"{stats.duplicates_dropped:,}")
+    table.add_row("identical rows kept", f"{stats.identical_rows_kept:,}")
+    table.add_row("ids normalised", f"{stats.ids_normalised:,}")
+    table.add_row("observation end", observation_end)
+    table.add_row("seconds", f"{stats.seconds:.2f}")
     return table

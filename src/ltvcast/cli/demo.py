@@ -10,8 +10,7 @@ from typing import Annotated
 import typer
 
 from ltvcast.cli._app import app, console, user_errors
-from ltvcast.cli._show import forecast_table, metrics_table, progress
-from ltvcast.cli.ingest import _summary
+from ltvcast.cli._show import forecast_table, ingest_table, metrics_table, progress
 from ltvcast.data.datasets import load_dataset, open_history
 from ltvcast.evaluate.backtest import DEFAULT_MODELS, run_backtest, write_backtest
 from ltvcast.forecast import forecast
@@ -43,7 +42,7 @@ def demo(
     result = load_dataset("cdnow")
     with Store.open(db) as store:
         store.write_ingest(result)
-    console.print(_summary(result, str(result.observation_end.date())))
+    console.print(ingest_table(result, str(result.observation_end.date())))
 
     history = open_history(db=db)
     models = list(DEFAULT_MODELS)

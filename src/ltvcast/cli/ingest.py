@@ -6,31 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from ltvcast.cli._app import app, console, user_errors
+from ltvcast.cli._show import ingest_table
 from ltvcast.data.ingest import IngestResult
 from ltvcast.data.ingest import ingest as run_ingest
 from ltvcast.data.mapping import ColumnMapping, load_mapping_file, parse_map_option
 from ltvcast.store import Store
-
-
-def _summary(result: IngestResult, observation_end: str) -> Table:
-    stats = result.stats
-    table = Table(show_header=False)
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_row("rows read", f"{stats.rows_read:,}")
-    table.add_row("rows kept", f"{stats.rows_kept:,}")
-    table.add_row("rows quarantined", f"{stats.rows_quarantined:,}")
-    for reason, count in stats.quarantined.items():
-        table.add_row(f"  {reason}", f"{count:,}")
-    table.add_row("duplicates dropped", f"{stats.duplicates_dropped:,}")
-    table.add_row("identical rows kept", f"{stats.identical_rows_kept:,}")
-    table.add_row("ids normalised", f"{stats.ids_normalised:,}")
-    table.add_row("observation end", observation_end)
-    table.add_row("seconds", f"{stats.seconds:.2f}")
-    return table
 
 
 @app.command("ingest")
@@ -52,9 +34,10 @@ def ingest_command(
         typer.Option(
             "--map",
             metavar="CANONICAL=SOURCE,...",
-            help="Column mapping, e.g. customer_id=CustomerID,amount=Sales,timestamp=InvoiceDate. "
+            help="Column mapping canonical=SourceColumn, comma-separated or repeated, e.g. "
+            "--map customer_id=CustomerID --map amount=Sales. "
             "Map unit_price (with quantity) instead of amount to get amount = quantity x unit_price. "
-            "Repeatable; overrides --map-file.",
+            "Overrides --map-file.",
             show_default=False,
         ),
     ] = None,
@@ -139,7 +122,7 @@ def ingest_command(
         store.write_ingest(result, replace=replace)
         end = store.observation_end()
     console.print(f"ingested {result.stats.source} into {db}", soft_wrap=True, highlight=False)
-    console.print(_summary(result, str(end.date())))
+    console.print(ingest_table(result, str(end.date())))
     if result.stats.rows_quarantined:
         console.print(
             f"quarantined rows (reason, row, raw values) are in table [bold]quarantine[/] of {db}",

@@ -266,19 +266,16 @@ def validate_rows(raw: RawTable, mapping: ColumnMapping) -> ValidatedRows:
     if "quantity" in cols:
         out["quantity"] = parse_numbers(frame[cols["quantity"]])
     if "amount" in cols:
-        parts = ["amount"]
-        out["amount"] = parse_numbers(frame[cols["amount"]])
-    else:
-        parts = ["quantity", "unit_price"]
-        out["amount"] = out["quantity"] * parse_numbers(frame[cols["unit_price"]])
+        parts = {"amount": parse_numbers(frame[cols["amount"]])}
+        out["amount"] = parts["amount"]
+    else:  # derived: amount = quantity x unit_price
+        parts = {"quantity": out["quantity"], "unit_price": parse_numbers(frame[cols["unit_price"]])}
+        out["amount"] = parts["quantity"] * parts["unit_price"]
     for part in parts:
-        col = cols[part]
-        flags.flag(missing_mask(frame[col]), "missing_amount", col)
-    for part in parts:
-        col = cols[part]
-        values = out[part] if part in out else parse_numbers(frame[col])
-        flags.flag(values.isna().to_numpy(), "bad_amount", col)
-    flags.flag(~np.isfinite(out["amount"].to_numpy()), "bad_amount", cols[parts[-1]])
+        flags.flag(missing_mask(frame[cols[part]]), "missing_amount", cols[part])
+    for part, values in parts.items():
+        flags.flag(values.isna().to_numpy(), "bad_amount", cols[part])
+    flags.flag(~np.isfinite(out["amount"].to_numpy()), "bad_amount", cols[list(parts)[-1]])
 
     if "quantity" in cols:
         col = cols["quantity"]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -65,6 +66,8 @@ def test_round_trip(tmp_path, renamed, retail):
         .sort_values(["customer_id", "timestamp"], kind="mergesort")
         .reset_index(drop=True)
     )
+    # the store adds `kind` (single-file rule: amount < 0 is a return)
+    expected["kind"] = np.where(expected["amount"] < 0, "return", "sale")
     pd.testing.assert_frame_equal(tx, expected)
     assert tx["customer_id"].tolist() == ["00012", "00012", "13047", "14527", "17850", "17850", "17850", "17850", "17850.5"]
 
@@ -96,7 +99,8 @@ def test_reopen_reads_back_and_read_only(tmp_path, renamed):
     with Store.open(db) as store:
         store.write_ingest(renamed)
     with Store.open(db, read_only=True) as store:
-        pd.testing.assert_frame_equal(store.transactions(), renamed.transactions)
+        expected = renamed.transactions.assign(kind=np.where(renamed.transactions["amount"] < 0, "return", "sale"))
+        pd.testing.assert_frame_equal(store.transactions(), expected)
         with pytest.raises(DataError, match="read-only"):
             store.write_ingest(renamed)
     with pytest.raises(DataError, match="does not exist"):
@@ -180,7 +184,7 @@ def test_not_a_store(tmp_path):
     con.execute("CREATE TABLE store_meta (key VARCHAR, value VARCHAR)")
     con.execute("INSERT INTO store_meta VALUES ('schema_version', '99')")
     con.close()
-    with pytest.raises(DataError, match="schema version 1 \\(found 99\\)"):
+    with pytest.raises(DataError, match="schema version 2 \\(found 99\\)"):
         Store.open(other)
 
 

@@ -1,4 +1,4 @@
-"""`ltvcast ingest`: read a shop export into the DuckDB store."""
+"""`ltvcast ingest`: read a shop export (one file) or every source of a sources.yaml into the store."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ from typing import Annotated
 
 import typer
 
+from rich.table import Table
+
 from ltvcast.cli._app import app, console, user_errors
 from ltvcast.cli._show import ingest_table
-from ltvcast.data.ingest import IngestResult
+from ltvcast.data.config import load_config
 from ltvcast.data.ingest import ingest as run_ingest
 from ltvcast.data.mapping import ColumnMapping, load_mapping_file, parse_map_option
+from ltvcast.data.multisource import MultiSourceResult, ingest_sources
+from ltvcast.errors import DataError
 from ltvcast.store import Store
 
 
@@ -19,13 +23,23 @@ from ltvcast.store import Store
 @user_errors
 def ingest_command(
     source: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
             help="File to read: .csv, .parquet/.pq, or whitespace-separated .txt/.dat/.tsv "
-            "(text formats may be .gz compressed).",
+            "(text formats may be .gz compressed). Leave it out with --config.",
             show_default=False,
         ),
-    ],
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="sources.yaml declaring the shop (currency, time zone) and every source: orders, "
+            "order_items, returns, events, customers, products, fx_rates; files, globs or a SQL "
+            "database. All sources are written in one transaction; content already ingested is skipped.",
+            show_default=False,
+        ),
+    ] = None,
     db: Annotated[
         Path, typer.Option("--db", help="DuckDB store to write to (created if missing).")
     ] = Path("ltvcast.duckdb"),
@@ -91,21 +105,44 @@ def ingest_command(
     ] = None,
     replace: Annotated[
         bool,
-        typer.Option("--replace", help="Replace the rows of an earlier ingest of the same file."),
+        typer.Option(
+            "--replace",
+            help="Replace the rows of an earlier ingest of the same file (with --config: of every "
+            "source whose path or content was ingested before).",
+        ),
     ] = False,
 ) -> None:
-    """Read a shop's transactions into the store, quarantining bad rows.
+    """Read a shop's transactions (one file) or all its sources (--config sources.yaml) into the store.
 
-    Required columns: customer_id, timestamp, amount (or unit_price and quantity).
-    Optional: order_id, line, quantity, product_id, category, brand, channel, currency.
-    Columns already named so need no mapping. Rows with a bad timestamp or amount
-    or no customer id go to the store's quarantine table with a reason and their
-    data row number (header not counted). Repeated order lines (same order_id and
-    line) are dropped as export duplicates.
+    One file: required columns customer_id, timestamp, amount (or unit_price and
+    quantity); optional order_id, line, quantity, product_id, category, brand, channel,
+    currency. Columns already named so need no mapping. Rows with a bad timestamp or
+    amount or no customer id go to the store's quarantine table with a reason and their
+    data row number (header not counted). Repeated order lines (same order_id and line)
+    are dropped as export duplicates.
 
     Example: ltvcast ingest CDNOW_master.txt --db cdnow.duckdb
     --map timestamp=date,amount=dollar_value,quantity=number_of_cds
+
+    Many sources: ltvcast ingest --config sources.yaml --db shop.duckdb
+    (format: docs/multisource.md).
     """
+    if config is not None:
+        single = {"FILE": source, "--map": map_, "--map-file": map_file, "--format": format,
+                  "--columns": columns, "--date-format": date_format, "--dayfirst": dayfirst or None}
+        given = [name for name, value in single.items() if value]
+        if given:
+            raise DataError(
+                f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to a single file; "
+                "with --config, declare sources and their mappings in the YAML file"
+            )
+        cfg = load_config(config)
+        with Store.open(db) as store:
+            result = ingest_sources(cfg, store, replace=replace, data_end=data_end)
+        _print_sources(result, db, config)
+        return
+    if source is None:
+        raise DataError("give a FILE to ingest, or --config sources.yaml")
     mapping = load_mapping_file(map_file) if map_file is not None else ColumnMapping()
     fields: dict[str, str] = {}
     for item in map_ or []:
@@ -129,3 +166,63 @@ def ingest_command(
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _short(source: str, base: Path) -> str:
+    try:
+        return str(Path(source).relative_to(base.resolve().parent))
+    except ValueError:
+        return source
+
+
+def sources_table(result: MultiSourceResult, config: Path) -> Table:
+    """One row per source table of a --config run: kind, source, rows read / kept / quarantined / duplicates."""
+    table = Table(header_style="bold")
+    for header in ("kind", "source", "read", "kept", "quarantined", "duplicates", "status"):
+        table.add_column(header, justify="right" if header in ("read", "kept", "quarantined", "duplicates") else "left")
+    for rep in result.sources:
+        c = rep.counts
+        cells = ("–",) * 4 if c is None else (
+            f"{c.rows_read:,}", f"{c.rows_kept:,}", f"{c.rows_quarantined:,}", f"{c.duplicates_dropped:,}"
+        )
+        status = rep.status if not rep.note else f"{rep.status}: {rep.note}"
+        table.add_row(rep.kind, _short(rep.source, config), *cells, status)
+    return table
+
+
+def _print_sources(result: MultiSourceResult, db: Path, config: Path) -> None:
+    ingested = [r for r in result.sources if r.status == "ingested"]
+    run = f" (run {result.run_id})" if result.run_id is not None else ""
+    console.print(
+        f"{config}: {len(ingested)} of {len(result.sources)} source table(s) ingested into {db}{run}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    console.print(sources_table(result, config))
+    if result.quarantined:
+        table = Table(show_header=True, header_style="bold", title="quarantined rows by reason")
+        table.add_column("reason")
+        table.add_column("rows", justify="right")
+        for reason, n in result.quarantined.items():
+            table.add_row(reason, f"{n:,}")
+        console.print(table)
+        console.print(
+            f"see them with: ltvcast quarantine --db {db} --show 5", highlight=False, soft_wrap=True
+        )
+    for rep in ingested:
+        if rep.personal_dropped:
+            console.print(
+                f"personal columns dropped from {_short(rep.source, config)}: {', '.join(rep.personal_dropped)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    normalised = sum(r.ids_normalised for r in ingested)
+    if normalised:
+        console.print(f"ids normalised (17850.0 -> 17850): {normalised:,}", highlight=False)
+    end = "–" if result.observation_end is None else str(result.observation_end.date())
+    console.print(
+        f"shop currency {result.shop.currency}, time zone {result.shop.timezone}, "
+        f"revenue basis {result.shop.revenue_basis}; observation end {end}",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,10 @@ NULL_TOKENS: frozenset[str] = frozenset(
 _FLOAT_ID = r"^[+-]?\d+\.0+$"
 _COMPACT_DATE = r"\d{8}"
 _ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
+#: A trailing zone in timestamp text: ``Z``, or an offset / ``UTC`` / ``GMT`` after a
+#: clock time (``10:00+01:00``, ``10:00:00 -0500``, ``10:00 UTC``). A date alone
+#: (``2024-01-01``) has no zone.
+_ZONE_SUFFIX = r"(?:[Zz]|\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[+-]\d{2}(?::?\d{2})?|UTC|GMT))$"
 _MAX_FORMAT_ROUNDS = 20
 UTC_US = "datetime64[us, UTC]"
 
@@ -99,16 +104,71 @@ def _day_month_order(fmt: str) -> str | None:
     return "day-first" if day < month else "month-first"
 
 
+def check_timezone(name: str, what: str = "timezone") -> str:
+    """Return ``name`` if it is an IANA time zone (``Europe/Berlin``, ``UTC``).
+
+    Raises:
+        DataError: unknown zone (the message names ``what`` and the value).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise DataError(f"{what} must be an IANA time zone name such as Europe/Berlin, got {name!r}")
+    try:
+        ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise DataError(
+            f"{what} {name!r} is not a known IANA time zone (e.g. UTC, Europe/Berlin, America/New_York)"
+        ) from None
+    return name.strip()
+
+
+def localize_naive(wall: pd.Series, tz: str) -> pd.Series:
+    """Read naive wall-clock times as local times of ``tz``; return ``datetime64[us, UTC]``.
+
+    DST follows :mod:`zoneinfo` with ``fold=0``: a repeated wall time (the
+    hour after clocks go back) is its first occurrence (summer time); a
+    wall time that does not exist (the hour skipped when clocks go forward)
+    is read with the offset in force before the change (02:30 in
+    Europe/Berlin on 2024-03-31 is 01:30 UTC). NaT stays NaT.
+
+    Raises:
+        DataError: ``tz`` is not a known zone.
+    """
+    check_timezone(tz)
+    wall = pd.Series(wall, copy=False)
+    if wall.dt.tz is not None:
+        raise ValueError("localize_naive expects naive wall-clock times")
+    if tz in ("UTC", "Etc/UTC"):
+        return wall.dt.tz_localize("UTC").dt.as_unit("us")
+    n = len(wall)
+    local = wall.dt.tz_localize(tz, ambiguous=np.ones(n, dtype=bool), nonexistent="NaT")
+    out = local.dt.tz_convert("UTC").dt.as_unit("us")
+    gap = out.isna() & wall.notna()
+    if gap.any():
+        zone = ZoneInfo(tz)
+        fixed = [
+            pd.Timestamp(ts.to_pydatetime().replace(tzinfo=zone, fold=0)).tz_convert("UTC")
+            for ts in wall[gap]
+        ]
+        out[gap] = pd.Series(fixed, index=wall.index[gap]).dt.as_unit("us")
+    return out
+
+
 def parse_timestamps(
-    values: pd.Series, date_format: str | None = None, dayfirst: bool | None = None
+    values: pd.Series,
+    date_format: str | None = None,
+    dayfirst: bool | None = None,
+    tz: str | None = None,
 ) -> pd.Series:
     """Parse timestamps into ``datetime64[us, UTC]``; unparseable/missing -> NaT.
 
     Args:
-        values: raw text (or, from Parquet, datetimes: naive ones are taken
-            as UTC, aware ones converted).
+        values: raw text (or, from Parquet/Excel/SQL, datetimes: naive ones
+            are local times of ``tz``, aware ones converted).
         date_format: ``strptime`` format; when given it is the only one tried.
         dayfirst: read ``01/02/2020`` as 1 February.
+        tz: IANA zone of values written without a zone or offset (see
+            :func:`localize_naive` for DST); None means UTC. Values with an
+            offset (``+01:00``, ``Z``) keep it.
 
     Recognised without a format: ISO 8601 (``2020-01-31``,
     ``2020-01-31 10:00``, ``2020-01-31T10:00:00+01:00``, ``...Z``), compact
@@ -116,17 +176,34 @@ def parse_timestamps(
     value (``12/1/2010 8:26``, ``31.01.2020``, ``Jan 5 2020``). The format
     is guessed from the first value, applied to the whole column at once,
     and guessed again from the first value that did not fit (at most 20
-    formats). Values without a zone are UTC; values with an offset are
-    converted to UTC. Sub-microsecond digits are truncated.
+    formats). Values without a zone are local times of ``tz`` (UTC when
+    None); values with an offset are converted to UTC. Sub-microsecond
+    digits are truncated.
 
     Raises:
         DataError: the column mixes day-first and month-first dates
             (e.g. ``01/02/2020`` and ``13/02/2020`` without ``dayfirst``),
-            which would be read inconsistently; the message shows both values.
+            which would be read inconsistently; the message shows both values;
+            or ``tz`` is unknown.
     """
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        out = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
-        return out.dt.as_unit("us")
+        if values.dt.tz is not None:
+            return values.dt.tz_convert("UTC").dt.as_unit("us")
+        return localize_naive(values, tz or "UTC")
+    out = _parse_text_timestamps(values, date_format, dayfirst)
+    if tz is None or tz in ("UTC", "Etc/UTC"):
+        return out
+    naive = ~as_text(values).str.contains(_ZONE_SUFFIX, regex=True) & out.notna()
+    if naive.any():
+        wall = out[naive].dt.tz_localize(None)
+        out[naive] = localize_naive(wall, tz)
+    return out
+
+
+def _parse_text_timestamps(
+    values: pd.Series, date_format: str | None, dayfirst: bool | None
+) -> pd.Series:
+    """Text -> UTC timestamps, naive values read as UTC (see :func:`parse_timestamps`)."""
     text = as_text(values)
     out = pd.Series(pd.NaT, index=text.index, dtype=UTC_US)
     todo = ~text.isin(NULL_TOKENS)

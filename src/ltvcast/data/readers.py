@@ -17,7 +17,16 @@ format          extensions                             notes
                 same compressions)                     fields (fields cannot hold spaces)
 ``parquet``     ``.parquet``, ``.pq``                  typed columns are turned into text;
                                                        timestamp columns stay timestamps
+``jsonl``       ``.jsonl``, ``.ndjson`` (+ compressions) one JSON object per line; numbers
+                                                       keep their spelling; blank lines
+                                                       skipped; nested values as JSON text
+``excel``       ``.xlsx``, ``.xlsm``                   first sheet unless ``sheet`` is
+                                                       given; date cells stay timestamps;
+                                                       fully empty rows skipped
 ==============  =====================================  ==================================
+
+The single-file path (``ltvcast ingest FILE``) reads :data:`FORMATS`; the
+multi-source path (``ltvcast ingest --config``) reads :data:`SOURCE_FORMATS`.
 
 Text files are decoded as UTF-8 (a byte-order mark is ignored); a file that
 is not valid UTF-8 is read as Latin-1 (which decodes any byte), and the
@@ -38,7 +47,15 @@ import pyarrow as pa
 from ltvcast.errors import DataError
 
 FORMATS: tuple[str, ...] = ("csv", "whitespace", "parquet")
+#: Formats of ``sources.yaml`` sources (the single-file path reads :data:`FORMATS`).
+SOURCE_FORMATS: tuple[str, ...] = FORMATS + ("jsonl", "excel")
 _FORMAT_ALIASES = {
+    "jsonl": "jsonl",
+    "ndjson": "jsonl",
+    "json": "jsonl",
+    "excel": "excel",
+    "xlsx": "excel",
+    "xlsm": "excel",
     "csv": "csv",
     "whitespace": "whitespace",
     "txt": "whitespace",
@@ -55,6 +72,10 @@ _EXTENSIONS = {
     ".tsv": "whitespace",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".xlsx": "excel",
+    ".xlsm": "excel",
 }
 _COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
@@ -69,8 +90,9 @@ class RawTable:
             except Parquet timestamp/date columns, which stay datetime64.
             The index is 0..n-1: data row ``i`` of the file is ``i + 1``.
         source: the file path as given.
-        format: ``"csv"``, ``"whitespace"`` or ``"parquet"``.
-        encoding: the text encoding used (None for Parquet).
+        format: ``"csv"``, ``"whitespace"``, ``"parquet"``, ``"jsonl"``,
+            ``"excel"`` or ``"sql"``.
+        encoding: the text encoding used (None for Parquet, Excel, SQL).
     """
 
     frame: pd.DataFrame
@@ -79,35 +101,44 @@ class RawTable:
     encoding: str | None
 
 
-def detect_format(path: str | Path, format: str | None = None) -> str:
-    """Return the reader format for ``path``: ``"csv"``, ``"whitespace"`` or ``"parquet"``.
+def detect_format(
+    path: str | Path, format: str | None = None, *, formats: tuple[str, ...] = FORMATS
+) -> str:
+    """Return the reader format for ``path``, one of ``formats``.
 
     Args:
         path: the file; its extension decides unless ``format`` is given.
             A trailing ``.gz``/``.bz2``/``.xz`` is looked through.
-        format: explicit override (also accepts ``txt``, ``tsv``, ``pq``).
+        format: explicit override (also accepts ``txt``, ``tsv``, ``pq``;
+            ``ndjson``/``json`` for ``jsonl``, ``xlsx`` for ``excel``).
+        formats: the formats allowed: :data:`FORMATS` (single-file path) or
+            :data:`SOURCE_FORMATS` (``sources.yaml``).
 
     Raises:
-        DataError: unknown ``format``, unknown extension, or a compressed Parquet file.
+        DataError: unknown ``format``, unknown extension, or a compressed
+            Parquet / Excel file.
     """
     path = Path(path)
     if format is not None:
         key = format.strip().lower()
-        if key not in _FORMAT_ALIASES:
-            raise DataError(f"unknown format {format!r}; use one of: {', '.join(FORMATS)}")
+        if key not in _FORMAT_ALIASES or _FORMAT_ALIASES[key] not in formats:
+            raise DataError(f"unknown format {format!r}; use one of: {', '.join(formats)}")
         return _FORMAT_ALIASES[key]
     suffixes = [s.lower() for s in path.suffixes]
     compressed = bool(suffixes) and suffixes[-1] in _COMPRESSIONS
     ext = suffixes[-2] if compressed and len(suffixes) >= 2 else (suffixes[-1] if suffixes and not compressed else "")
     fmt = _EXTENSIONS.get(ext)
-    if fmt is None:
+    if fmt is None or fmt not in formats:
+        known = ".csv, .parquet/.pq, .txt/.dat/.tsv (optionally .gz)"
+        if "jsonl" in formats:
+            known += ", .jsonl/.ndjson, .xlsx"
         raise DataError(
             f"cannot tell the format of {path} from its extension; "
-            "use .csv, .parquet/.pq, .txt/.dat/.tsv (optionally .gz), or pass a format "
-            f"({', '.join(FORMATS)})"
+            f"use {known}, or pass a format ({', '.join(formats)})"
         )
-    if fmt == "parquet" and compressed:
-        raise DataError(f"{path}: compressed Parquet files are not supported; decompress it first")
+    if fmt in ("parquet", "excel") and compressed:
+        label = "Parquet" if fmt == "parquet" else "Excel"
+        raise DataError(f"{path}: compressed {label} files are not supported; decompress it first")
     return fmt
 
 
@@ -190,6 +221,105 @@ def _parquet_to_text(path: Path) -> pd.DataFrame:
     return pd.DataFrame(out, index=pd.RangeIndex(table.num_rows))
 
 
+def values_to_text(values: pd.Series) -> pd.Series:
+    """Turn one column of Python/NumPy values into text, the way every reader does.
+
+    Datetime columns (all non-null values are dates/datetimes) come back as
+    ``datetime64`` (naive or tz-aware as they were); everything else as
+    stripped text: ``None``/NaN -> ``""``, floats keep their spelling
+    (``17850.0``), :class:`decimal.Decimal` as written, booleans
+    ``true``/``false``, bytes decoded as UTF-8.
+    """
+    import datetime as dt
+    import decimal
+
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return values
+    present = values[values.notna()]
+    if len(present) and all(isinstance(v, (dt.datetime, dt.date, pd.Timestamp)) for v in present):
+        try:
+            return pd.to_datetime(values)
+        except (ValueError, TypeError):
+            pass  # mixed zones: fall through to text
+
+    def one(v: object) -> str:
+        if v is None or (isinstance(v, float) and v != v) or v is pd.NaT or v is pd.NA:
+            return ""
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, decimal.Decimal):
+            return format(v, "f")
+        if isinstance(v, bytes):
+            return v.decode("utf-8", errors="replace")
+        return str(v)
+
+    return pd.Series([one(v).strip() for v in values.tolist()], index=values.index, dtype=str)
+
+
+def _read_excel(path: Path, sheet: str | int | None) -> pd.DataFrame:
+    try:
+        frame = pd.read_excel(path, sheet_name=0 if sheet is None else sheet, dtype=object, engine="openpyxl")
+    except ValueError as exc:
+        if "not found" in str(exc).lower() or "worksheet" in str(exc).lower():
+            raise DataError(f"{path}: sheet {sheet!r} not found") from None
+        raise
+    except IndexError:
+        raise DataError(f"{path}: sheet {sheet!r} not found") from None
+    frame = frame.dropna(how="all").reset_index(drop=True)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return pd.DataFrame({c: values_to_text(frame[c]) for c in frame.columns}, index=frame.index)
+
+
+def _json_value(value: object) -> str:
+    import json
+
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value).strip()
+
+
+def _read_jsonl(path: Path, encoding: str | None) -> tuple[pd.DataFrame, str]:
+    import json
+
+    used = encoding or "utf-8"
+    try:
+        with _opener(path)(path, "rt", encoding="utf-8-sig" if used == "utf-8" else used) as fh:
+            lines = fh.read().splitlines()
+    except UnicodeDecodeError:
+        if encoding is not None:
+            raise
+        used = "latin-1"
+        with _opener(path)(path, "rt", encoding=used) as fh:
+            lines = fh.read().splitlines()
+    records: list[dict[str, str]] = []
+    columns: dict[str, None] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            # numbers keep their spelling: "19.90" stays "19.90", 17850 stays "17850"
+            obj = json.loads(line, parse_float=str, parse_int=str)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"cannot parse {path} as jsonl: line {number}: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"cannot parse {path} as jsonl: line {number} is not a JSON object")
+        record = {str(k).strip(): _json_value(v) for k, v in obj.items()}
+        columns.update(dict.fromkeys(record))
+        records.append(record)
+    if not records:
+        raise DataError(f"{path} is empty (no JSON objects)")
+    names = list(columns)
+    frame = pd.DataFrame(
+        {c: pd.Series([r.get(c, "") for r in records], dtype=str) for c in names},
+        index=pd.RangeIndex(len(records)),
+    )
+    return frame, used
+
+
 def read_table(
     path: str | Path,
     format: str | None = None,
@@ -197,38 +327,49 @@ def read_table(
     has_header: bool = True,
     columns: tuple[str, ...] | list[str] | None = None,
     encoding: str | None = None,
+    sheet: str | int | None = None,
+    formats: tuple[str, ...] = FORMATS,
 ) -> RawTable:
     """Read ``path`` with every column as text.
 
     Args:
-        path: CSV, whitespace-separated text or Parquet file (see module doc).
+        path: CSV, whitespace-separated text, Parquet, JSON lines or Excel
+            file (see module doc; ``formats`` says which are accepted).
         format: override the format chosen from the extension.
         has_header: whether the first line names the columns (text formats).
         columns: column names in file order; for a header-less file they name
             the columns (default ``column_1``, ``column_2``, ...), with a
-            header they replace it. Ignored for Parquet, which must be named.
+            header they replace it. Only for csv / whitespace files.
         encoding: text encoding; None = UTF-8 with a Latin-1 fallback.
+        sheet: Excel sheet name or 0-based index (default: the first sheet).
+        formats: accepted formats, :data:`FORMATS` or :data:`SOURCE_FORMATS`.
 
     Returns:
         :class:`RawTable` with ``frame`` of shape (data rows, source columns).
 
     Raises:
         DataError: the file does not exist, cannot be read or parsed (the
-            message names the file and, where pandas says it, the line).
+            message names the file and, where known, the line); a JSON line
+            is not an object; the Excel sheet does not exist.
     """
     path = Path(path)
-    fmt = detect_format(path, format)
+    fmt = detect_format(path, format, formats=formats)
     if not path.exists():
         raise DataError(f"file not found: {path}")
     if path.is_dir():
         raise DataError(f"{path} is a directory, not a data file")
     cols = tuple(columns) if columns is not None else None
+    if cols is not None and fmt not in ("csv", "whitespace"):
+        raise DataError(f"{path}: 'columns' applies to text files; {fmt} columns are already named")
     try:
         if fmt == "parquet":
             frame = _parquet_to_text(path)
-            if cols is not None:
-                raise DataError(f"{path}: 'columns' applies to text files; Parquet columns are already named")
             return RawTable(frame=frame, source=str(path), format=fmt, encoding=None)
+        if fmt == "excel":
+            return RawTable(frame=_read_excel(path, sheet), source=str(path), format=fmt, encoding=None)
+        if fmt == "jsonl":
+            frame, used = _read_jsonl(path, encoding)
+            return RawTable(frame=frame, source=str(path), format=fmt, encoding=used)
         if encoding is not None:
             frame = _read_text(path, fmt, has_header, cols, encoding)
             used = encoding
@@ -250,5 +391,9 @@ def read_table(
         raise DataError(f"cannot read {path} as {fmt}: {detail}") from None
     except pa.ArrowException as exc:
         raise DataError(f"cannot read {path} as {fmt}: {exc}") from None
+    except Exception as exc:  # openpyxl / zipfile raise their own types on corrupt files
+        if fmt != "excel":
+            raise
+        raise DataError(f"cannot read {path} as excel: {str(exc).strip() or type(exc).__name__}") from None
     frame = frame.reset_index(drop=True)
     return RawTable(frame=frame, source=str(path), format=fmt, encoding=used)

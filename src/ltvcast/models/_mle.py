@@ -256,7 +256,7 @@ def fit_mle(
             v = float(mean_nll(np.asarray(z, dtype=float)))
         return v if np.isfinite(v) else 1e10
 
-    jac_arg: Callable[[np.ndarray], np.ndarray] | str = jac if jac is not None else "3-point"
+    jac_arg: Callable[[np.ndarray], np.ndarray] | str = jac if jac is not None else "2-point"
     opts = {"maxiter": maxiter, "ftol": 1e-13, "gtol": 1e-9, "maxls": 50}
     res = minimize(safe, np.asarray(z0, dtype=float), method="L-BFGS-B", jac=jac_arg, bounds=bounds, options=opts)
     grad = _grad(safe, res.x, jac)

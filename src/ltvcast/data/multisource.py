@@ -1,0 +1,286 @@
+"""Ingest every source of a ``sources.yaml`` into the store, in one database transaction.
+
+>>> from ltvcast.data.config import load_config
+>>> from ltvcast.store import Store
+>>> with Store.open("shop.duckdb") as store:                      # doctest: +SKIP
+...     result = ingest_sources(load_config("sources.yaml"), store)
+>>> [(s.kind, s.status, s.counts.rows_kept) for s in result.sources]  # doctest: +SKIP
+
+Steps: read each source (a file, each file of a glob, or a database table /
+query) and hash its content; skip what the store has seen (same kind, same
+content hash); parse and stage (:mod:`ltvcast.data.staging`); then, in one
+transaction, resolve all rows against the store
+(:mod:`ltvcast.data.resolve`), write them, rebuild orders' totals and the
+derived ``transactions`` and commit. Any error before the commit leaves the
+store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from glob import glob
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ltvcast.data.config import ShopConfig, SourcesConfig, SourceSpec
+from ltvcast.data.cutoff import DateLike, declared_day
+from ltvcast.data.ledger import FileCounts
+from ltvcast.data.privacy import id_key
+from ltvcast.data.quarantine import reason_order
+from ltvcast.data.readers import SOURCE_FORMATS, read_table
+from ltvcast.data.resolve import resolve
+from ltvcast.data.sql_source import frame_hash, read_sql_source, source_label
+from ltvcast.data.staging import StagedTable, stage_table
+from ltvcast.errors import DataError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ltvcast.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceReport:
+    """What happened to one source table (a file, one file of a glob, or a database source).
+
+    Attributes:
+        kind: source kind.
+        source: absolute path or database label (password masked).
+        format: reader format.
+        status: ``ingested`` or ``skipped`` (content already in the store).
+        ingest_id: its ``ingest_log`` id (None when skipped).
+        counts: fate counts (None when skipped).
+        personal_dropped: personal columns dropped at read time.
+        ids_normalised: float-spelled ids rewritten.
+        content_hash: SHA-256 of the content.
+        note: why it was skipped, or which ingest it replaced.
+    """
+
+    kind: str
+    source: str
+    format: str
+    status: str
+    ingest_id: int | None = None
+    counts: FileCounts | None = None
+    personal_dropped: tuple[str, ...] = ()
+    ids_normalised: int = 0
+    content_hash: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class MultiSourceResult:
+    """Outcome of :func:`ingest_sources`.
+
+    Attributes:
+        run_id: the run's id in ``ingest_log.run_id`` (None if nothing new was read).
+        sources: one report per source table, in config order.
+        quarantined: reason -> rows quarantined in this run.
+        observation_end: the store's observation end after the run (None if empty).
+        shop: the shop settings used.
+        seconds: wall time of the run.
+    """
+
+    run_id: int | None
+    sources: list[SourceReport]
+    quarantined: dict[str, int]
+    observation_end: pd.Timestamp | None
+    shop: ShopConfig
+    seconds: float = 0.0
+    replaced: list[int] = field(default_factory=list)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, 64 hex characters.
+
+    Raises:
+        DataError: the file cannot be read.
+    """
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return h.hexdigest()
+
+
+def source_files(spec: SourceSpec) -> list[Path]:
+    """The files of a path source: the file itself, or every file matching the glob, sorted by name.
+
+    Raises:
+        DataError: the file does not exist, or the glob matches no file.
+    """
+    assert spec.path is not None
+    if any(ch in spec.path for ch in "*?["):
+        files = sorted(Path(p) for p in glob(spec.path, recursive=True) if Path(p).is_file())
+        if not files:
+            raise DataError(f"sources[{spec.index}] ({spec.kind}): no file matches {spec.path}")
+        return files
+    path = Path(spec.path)
+    if not path.exists():
+        raise DataError(f"sources[{spec.index}] ({spec.kind}): file not found: {path}")
+    return [path]
+
+
+def _read_file(path: Path, spec: SourceSpec):
+    fmt = spec.format if spec.format not in (None, "sql") else None
+    return read_table(
+        path,
+        fmt,
+        has_header=spec.header,
+        columns=spec.columns,
+        encoding=spec.encoding,
+        sheet=spec.sheet,
+        formats=SOURCE_FORMATS,
+    )
+
+
+def _stage_all(
+    config: SourcesConfig, seen: pd.DataFrame, replace: bool, key: bytes | None
+) -> tuple[list[StagedTable], list[SourceReport | int], list[int]]:
+    """Read and stage every source; return staged tables, the report slots, ingests to replace."""
+    staged: list[StagedTable] = []
+    slots: list[SourceReport | int] = []  # a report (skipped) or the index into `staged`
+    replaced: list[int] = []
+    known = {(k, h): i for i, k, h in zip(seen["ingest_id"], seen["kind"], seen["content_hash"]) if h}
+    this_run: set[tuple[str, str]] = set()
+    for spec in config.sources:
+        if spec.url is not None:
+            items = [("sql", None)]
+        else:
+            items = [("file", p) for p in source_files(spec)]
+        for what, path in items:
+            t0 = time.perf_counter()
+            if what == "sql":
+                raw = read_sql_source(spec.url, spec.table, spec.query)
+                content_hash = frame_hash(raw.frame)
+                label = source_label(spec.url, spec.table, spec.query)
+            else:
+                content_hash = file_sha256(path)
+                label = str(path.resolve())
+                raw = None
+            fmt = "sql" if what == "sql" else (spec.format or "")
+            if (spec.kind, content_hash) in this_run:
+                slots.append(SourceReport(spec.kind, label, fmt, "skipped", content_hash=content_hash,
+                                          note="same content as an earlier source of this run"))
+                continue
+            earlier = known.get((spec.kind, content_hash))
+            previous = seen.loc[(seen["source"] == label) & (seen["kind"] == spec.kind), "ingest_id"].tolist()
+            if earlier is not None and not replace:
+                slots.append(SourceReport(spec.kind, label, fmt, "skipped", content_hash=content_hash,
+                                          note=f"already in the store (ingest {earlier})"))
+                continue
+            if replace:
+                replaced.extend(int(i) for i in previous)
+                if earlier is not None:
+                    replaced.append(int(earlier))
+            this_run.add((spec.kind, content_hash))
+            if raw is None:
+                raw = _read_file(path, spec)
+                raw = type(raw)(frame=raw.frame, source=label, format=raw.format, encoding=raw.encoding)
+            table = stage_table(raw, spec, config.shop, content_hash, key)
+            table.seconds = time.perf_counter() - t0
+            if table.personal_dropped:
+                log.info("%s: dropped personal column(s) %s", label, ", ".join(table.personal_dropped))
+            slots.append(len(staged))
+            staged.append(table)
+    return staged, slots, sorted(set(replaced))
+
+
+def ingest_sources(
+    config: SourcesConfig,
+    store: Store,
+    *,
+    replace: bool = False,
+    data_end: DateLike | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> MultiSourceResult:
+    """Read every source of ``config`` and write it to ``store`` in one transaction.
+
+    Args:
+        config: parsed ``sources.yaml`` (:func:`ltvcast.data.config.load_config`).
+        store: an open, writable store.
+        replace: re-ingest sources whose content (or path / database source)
+            was ingested before, deleting the earlier ingest's rows first;
+            without it such content is skipped (idempotent re-runs).
+        data_end: declared last observed day; overrides ``shop.data_end``.
+        environ: environment for the pseudonymisation key (default ``os.environ``).
+
+    Returns:
+        :class:`MultiSourceResult`; for every ingested source
+        ``rows_read == rows_kept + rows_quarantined + duplicates_dropped``.
+
+    Raises:
+        DataError: a source cannot be read (names the file / database, row
+            and column where known), a required column is missing, personal
+            data is mapped without being allowed, the key for pseudonymised
+            ids is missing, the store holds another shop currency, or the
+            declared ``data_end`` is before the last transaction day.
+            Nothing is written when any error is raised.
+    """
+    t0 = time.perf_counter()
+    started_at = pd.Timestamp.now(tz="UTC")
+    shop = config.shop
+    key = id_key(shop.id_key_env, environ) if shop.pseudonymise_ids else None
+    declared_text = data_end if data_end is not None else shop.data_end
+    declared = declared_day(declared_text) if declared_text is not None else None
+    seen = store.ingested_sources()
+    staged, slots, replaced = _stage_all(config, seen, replace, key)
+    run_id = None
+    ids: list[int] = []
+    run = None
+    with store.transaction():
+        store.set_shop(shop.currency, shop.timezone, shop.revenue_basis)
+        if staged:
+            run_id = store.next_run_id()
+            store.delete_ingests(replaced)
+            ctx = store.ingest_context({t.spec.kind for t in staged} | {"orders"})
+            run = resolve(staged, ctx, shop)
+            ids = store.write_run(run, staged, run_id, started_at, declared)
+            store.rebuild_derived()
+        store.check_data_end(declared)
+    reports: list[SourceReport] = []
+    totals: dict[str, int] = {}
+    for slot in slots:
+        if isinstance(slot, SourceReport):
+            reports.append(slot)
+            continue
+        table = staged[slot]
+        counts = run.counts[slot]
+        for reason, n in counts.quarantined.items():
+            totals[reason] = totals.get(reason, 0) + n
+        reports.append(
+            SourceReport(
+                kind=table.spec.kind,
+                source=table.source,
+                format=table.format,
+                status="ingested",
+                ingest_id=ids[slot],
+                counts=counts,
+                personal_dropped=tuple(table.personal_dropped),
+                ids_normalised=table.ids_normalised,
+                content_hash=table.content_hash,
+            )
+        )
+    try:
+        end = store.observation_end()
+    except DataError:
+        end = None
+    return MultiSourceResult(
+        run_id=run_id,
+        sources=reports,
+        quarantined={r: totals[r] for r in reason_order(totals)},
+        observation_end=end,
+        shop=shop,
+        seconds=time.perf_counter() - t0,
+        replaced=replaced,
+    )

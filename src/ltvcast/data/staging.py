@@ -1,0 +1,302 @@
+"""Stage one source table: drop personal columns, parse every field of its kind, flag bad rows.
+
+The outcome, :class:`StagedTable`, holds the good rows with canonical,
+typed columns and the bad rows with a reason (first problem wins, in the
+kind's field order). Which rows are kept in the end is decided later, when
+all sources are seen (:mod:`ltvcast.data.resolve`).
+
+Row-level reasons (besides the foundation's):
+
+==================== ==========================================================
+``missing_<field>``  a field that may not be empty is empty (``missing_order_id``,
+                     ``missing_customer_id``, ``missing_timestamp``, ...)
+``bad_timestamp``    not readable as a date/time (also ``signup_at``)
+``bad_day``          fx ``day`` not a date
+``bad_amount``       amount / unit price / list price not a number
+``bad_discount``     discount not a number, or negative
+``bad_quantity``     quantity not a number
+``bad_line``         line not a whole number
+``bad_rate``         fx rate not a number > 0 (or a shop-currency rate other than 1)
+``missing_currency`` a mapped currency column is empty in the row
+``bad_currency``     currency not a 3-letter code
+``bad_event_type``   event type not one of session_start, view, add_to_cart, purchase
+==================== ==========================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ltvcast.data.config import ShopConfig, SourceSpec
+from ltvcast.data.kinds import EVENT_TYPES, FIELD_TYPES, KIND_FIELDS, NOT_EMPTY, extra_fields, resolve_fields
+from ltvcast.data.parse import (
+    as_text,
+    missing_mask,
+    normalise_ids,
+    parse_numbers,
+    parse_text,
+    parse_timestamps,
+)
+from ltvcast.data.privacy import drop_personal_columns, personal_columns_in, pseudonymise
+from ltvcast.data.readers import RawTable
+from ltvcast.errors import DataError
+
+_BAD = {
+    "timestamp": "bad_timestamp",
+    "day": "bad_day",
+    "money": "bad_amount",
+    "number": "bad_quantity",
+    "line": "bad_line",
+    "rate": "bad_rate",
+    "currency": "bad_currency",
+    "event": "bad_event_type",
+}
+
+
+@dataclass
+class StagedTable:
+    """One source table after parsing.
+
+    Attributes:
+        spec: the source's entry in ``sources.yaml``.
+        source: file path (absolute) or database label.
+        format: reader format (``csv``, ..., ``sql``).
+        content_hash: SHA-256 of the file bytes or of the query result.
+        raw: the table as text without the dropped personal columns (and with
+            pseudonymised customer ids), shape (rows read, columns); index
+            0..n-1 = data row - 1.
+        columns: canonical field -> source column.
+        rows: the good rows: one column per field of the kind (absent
+            fields are all-missing), plus ``_row`` (1-based data row) and
+            ``_hash`` (hash of the parsed values, for duplicate checks);
+            index = raw index.
+        bad: the bad rows: ``_row``, ``reason``, ``field`` (canonical).
+        ids_normalised: float-spelled ids rewritten (``17850.0`` -> ``17850``).
+        personal_dropped: source columns dropped as personal data.
+        seconds: time spent reading and parsing.
+    """
+
+    spec: SourceSpec
+    source: str
+    format: str
+    content_hash: str
+    raw: pd.DataFrame
+    columns: dict[str, str]
+    rows: pd.DataFrame
+    bad: pd.DataFrame
+    ids_normalised: int
+    personal_dropped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rows_read(self) -> int:
+        """Data rows in the source."""
+        return len(self.raw)
+
+
+def normalise_event_type(values: pd.Series, synonyms: dict[str, str]) -> pd.Series:
+    """Lower-case, ``-``/space -> ``_``, then ``synonyms`` (source value -> event type) applied.
+
+    Returns:
+        Text series; values outside :data:`~ltvcast.data.kinds.EVENT_TYPES` are left as they are
+        (the caller flags them).
+    """
+    def norm(s: pd.Series) -> pd.Series:
+        return as_text(s).str.lower().str.replace(r"[\s\-]+", "_", regex=True)
+
+    text = norm(values)
+    if synonyms:
+        keys = norm(pd.Series(list(synonyms), dtype=str))
+        table = dict(zip(keys, synonyms.values()))
+        text = text.map(lambda v: table.get(v, v)).astype(str)
+    return text
+
+
+class _Flags:
+    """First-problem-wins reason per row."""
+
+    def __init__(self, n: int) -> None:
+        self.reason = np.full(n, None, dtype=object)
+        self.field = np.full(n, None, dtype=object)
+
+    def flag(self, mask, reason: str, name: str) -> None:
+        new = np.asarray(mask, dtype=bool) & (self.reason == None)  # noqa: E711
+        self.reason[new] = reason
+        self.field[new] = name
+
+    @property
+    def bad(self) -> np.ndarray:
+        return self.reason != None  # noqa: E711
+
+
+def row_hashes(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Hash of each row's values in ``columns`` (BLAKE2b, 32 hex), equal for equal parsed values."""
+    if not len(frame):
+        return pd.Series([], index=frame.index, dtype=str)
+    parts = []
+    for c in columns:
+        col = frame[c]
+        if pd.api.types.is_datetime64_any_dtype(col.dtype):
+            text = col.dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
+        else:
+            text = col.astype(object).map(repr) if col.dtype != object and not pd.api.types.is_string_dtype(col.dtype) else col
+        text = text.astype(object).where(col.notna(), "\x00").astype(str)
+        parts.append(text)
+    joined = parts[0].str.cat(parts[1:], sep="\x1f") if len(parts) > 1 else parts[0]
+    digests = [hashlib.blake2b(s.encode("utf-8"), digest_size=16).hexdigest() for s in joined]
+    return pd.Series(digests, index=frame.index, dtype=str)
+
+
+def _check_personal_mapping(raw: RawTable, spec: SourceSpec, shop: ShopConfig, columns: dict[str, str]) -> list[str]:
+    personal = set(personal_columns_in(list(raw.frame.columns), shop.personal_columns, shop.allow_personal))
+    for canonical, source in columns.items():
+        if source not in personal:
+            continue
+        if canonical == "customer_id" and shop.pseudonymise_ids:
+            continue
+        advice = (
+            "set shop.pseudonymise_ids: true (the ids are then stored as pseudonyms) or "
+            if canonical == "customer_id"
+            else ""
+        )
+        raise DataError(
+            f"{raw.source}: column {source!r} (mapped to {canonical}) holds personal data; "
+            f"{advice}add it to shop.allow_personal to store it"
+        )
+    return [columns["customer_id"]] if "customer_id" in columns else []
+
+
+def stage_table(
+    raw: RawTable,
+    spec: SourceSpec,
+    shop: ShopConfig,
+    content_hash: str,
+    id_key: bytes | None = None,
+) -> StagedTable:
+    """Parse a source table for its kind.
+
+    Args:
+        raw: the table as text (:func:`ltvcast.data.readers.read_table` or
+            :func:`ltvcast.data.sql_source.read_sql_source`).
+        spec: the source's settings (kind, mapping, zone, date format, currency).
+        shop: the shop settings (zone default, personal columns).
+        content_hash: hash of the file bytes / query result.
+        id_key: pseudonymisation key when ``shop.pseudonymise_ids``.
+
+    Returns:
+        :class:`StagedTable`; ``len(rows) + len(bad) == rows read``.
+
+    Raises:
+        DataError: a required column is missing, a mapped column holds
+            personal data that is not allowed, dates mix day-first and
+            month-first, or the source has no rows.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    kind = spec.kind
+    if len(raw.frame) == 0:
+        raise DataError(f"{raw.source} has no data rows")
+    columns = resolve_fields(kind, [str(c) for c in raw.frame.columns], spec.mapping, raw.source)
+    keep = _check_personal_mapping(raw, spec, shop, columns)
+    frame, dropped = drop_personal_columns(raw.frame, shop.personal_columns, shop.allow_personal, keep=keep)
+    frame = frame.copy()
+    tz = spec.timezone or shop.timezone
+    flags = _Flags(len(frame))
+    out: dict[str, pd.Series] = {}
+    normalised = 0
+    for name in KIND_FIELDS[kind] + extra_fields(kind, spec.mapping):
+        kind_of = FIELD_TYPES.get(name, "text")
+        if name not in columns:
+            out[name] = pd.Series(pd.NA, index=frame.index, dtype=object)
+            continue
+        values = frame[columns[name]]
+        empty = missing_mask(values)
+        if name in NOT_EMPTY[kind]:
+            flags.flag(empty, f"missing_{name}", name)
+        if kind_of == "id":
+            parsed, count = normalise_ids(values)
+            normalised += count
+        elif kind_of == "text":
+            parsed = parse_text(values)
+        elif kind_of == "currency":
+            parsed = as_text(values).str.upper()
+            flags.flag(empty, "missing_currency", name)
+            flags.flag(~empty & ~parsed.str.fullmatch(r"[A-Z]{3}").to_numpy(), "bad_currency", name)
+            parsed = parsed.where(~empty)
+        elif kind_of == "timestamp":
+            parsed = parse_timestamps(values, spec.date_format, spec.dayfirst, tz)
+        elif kind_of == "day":
+            parsed = parse_timestamps(values, spec.date_format, spec.dayfirst, None)
+            parsed = parsed.dt.tz_localize(None).dt.normalize()
+        elif kind_of == "event":
+            parsed = normalise_event_type(values, dict(spec.event_types))
+            flags.flag(~empty & ~parsed.isin(EVENT_TYPES).to_numpy(), "bad_event_type", name)
+            parsed = parsed.where(~empty)
+        elif kind_of == "line":
+            number = parse_numbers(values)
+            whole = number.notna() & (number == np.floor(number))
+            parsed = number.where(whole).astype("Int64")
+        else:  # money, number, rate
+            parsed = parse_numbers(values)
+        if kind_of in ("timestamp", "day", "money", "number", "line", "rate"):
+            flags.flag(~empty & parsed.isna().to_numpy(), _BAD[kind_of], name)
+        if name == "discount":
+            flags.flag(~empty & (parsed < 0).fillna(False).to_numpy(), "bad_discount", name)
+        if kind_of == "rate":
+            flags.flag(~empty & (parsed <= 0).fillna(False).to_numpy(), "bad_rate", name)
+        out[name] = parsed
+    if kind in ("order_items", "returns"):
+        if "amount" in columns:
+            flags.flag(missing_mask(frame[columns["amount"]]), "missing_amount", "amount")
+        else:
+            for part in ("quantity", "unit_price"):
+                flags.flag(missing_mask(frame[columns[part]]), "missing_amount", part)
+    if kind == "returns":
+        has_ref = (out["order_id"].notna() | out["customer_id"].notna()).to_numpy()
+        flags.flag(~has_ref, "missing_customer_id", "customer_id" if "customer_id" in columns else "order_id")
+    if kind == "fx_rates":
+        if spec.invert:
+            out["rate"] = 1.0 / out["rate"].where(out["rate"] > 0)
+        wrong_shop = (out["currency"] == shop.currency).fillna(False) & (out["rate"] != 1.0).fillna(False)
+        flags.flag(wrong_shop.to_numpy(), "bad_rate", "rate")
+    if "customer_id" in columns and shop.pseudonymise_ids:
+        if id_key is None:
+            raise ValueError("id_key is required when shop.pseudonymise_ids is on")
+        out["customer_id"] = pseudonymise(out["customer_id"], id_key)
+        # the raw row (kept for quarantine) must not hold the real id either
+        source_col = columns["customer_id"]
+        frame[source_col] = frame[source_col].astype(object).where(out["customer_id"].isna(), out["customer_id"])
+    good = ~flags.bad
+    names = list(out)
+    rows = pd.DataFrame({n: out[n][good] for n in names}, index=frame.index[good])
+    for n in names:
+        if FIELD_TYPES.get(n, "text") in ("id", "text", "currency", "event"):
+            rows[n] = rows[n].astype(object).where(rows[n].notna(), None)
+    rows["_row"] = (rows.index.to_numpy() + 1).astype(np.int64)
+    rows["_hash"] = row_hashes(rows, names)
+    bad = pd.DataFrame(
+        {
+            "_row": (frame.index[~good].to_numpy() + 1).astype(np.int64),
+            "reason": pd.Series(flags.reason[~good], dtype=str),
+            "field": pd.Series(flags.field[~good], dtype=str),
+        }
+    )
+    return StagedTable(
+        spec=spec,
+        source=raw.source,
+        format=raw.format,
+        content_hash=content_hash,
+        raw=frame,
+        columns=columns,
+        rows=rows,
+        bad=bad,
+        ids_normalised=normalised,
+        personal_dropped=dropped,
+        seconds=time.perf_counter() - t0,
+    )

@@ -1,0 +1,324 @@
+"""Point-in-time features from the multi-source store: ``build(store, cutoff)``.
+
+>>> from ltvcast.store import Store
+>>> from ltvcast.features import build
+>>> with Store.open("shop.duckdb", read_only=True) as store:     # doctest: +SKIP
+...     fs = build(store, "2024-01-01", period="W", lookback=52)
+>>> fs.customers.head()                                          # doctest: +SKIP
+>>> fs.sequences.shape      # (n_customers, 52, 7)               # doctest: +SKIP
+
+What goes in (the tables of docs/multisource.md):
+
+* ``transactions`` (required): sale rows (``kind = 'sale'``) and return rows
+  (``kind = 'return'``, negative amounts); a store without ``kind`` (the
+  foundation's single-source store) reads a negative amount as a return.
+* ``order_items`` + ``orders``: only for the discount share (order time from
+  ``orders.timestamp``); ``orders.returned_amount``/``net_amount`` are never
+  read (they include returns made after the cutoff).
+* ``events``: sessions, views, add-to-carts, purchases.
+* ``customers``: attributes, when the row is known at the cutoff.
+* ``store_meta``: ``shop_timezone`` (default UTC) and ``revenue_basis``
+  (``net`` default, or ``gross``).
+* ``products`` and ``fx_rates`` are not read: category and brand come from
+  ``transactions`` (the ingest fills them from ``products``), amounts are
+  already in the shop currency.
+
+Point in time: the cutoff is a calendar day ``C`` in the shop's time zone,
+and history is every row strictly before 00:00 of ``C`` there — each table
+on its own timestamp (transactions, events and orders by ``timestamp``,
+returns at the time of the return, customers by ``signup_at``, or by their
+first sale when ``signup_at`` is NULL). A missing table reads as empty.
+
+Population: ``buyers`` (default) = every customer with a sale row before
+the cutoff; ``all`` adds customers with only returns, only events or only a
+customers row known at the cutoff (their purchase features are 0 / NULL as
+the catalog says).
+
+The SQL lives in ``ltvcast/features/sql/`` (one file per family, see its
+README); :func:`feature_sql` returns it rendered for a cutoff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from ltvcast.errors import DataError
+from ltvcast.features import sequences as seq
+from ltvcast.features._sql import (
+    Context,
+    check_timezone,
+    cutoff_day,
+    render,
+    source_views,
+    store_columns,
+    store_meta,
+)
+from ltvcast.features.catalog import DEFAULT_WINDOWS, FAMILIES, FeatureSpec, feature_specs
+
+#: The point-in-time layer, in execution order (sql/<name>.sql).
+HISTORY_STEPS = (
+    "history_lines",
+    "history_items",
+    "history_events",
+    "history_daily",
+    "history_products",
+    "history_events_daily",
+    "history_customers",
+    "population",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureSet:
+    """Features of every customer at one cutoff.
+
+    Attributes:
+        customers: one row per customer, sorted by ``customer_id`` (pandas
+            string); then every column of
+            :func:`ltvcast.features.catalog.feature_specs` in that order:
+            ``int`` features int64 (never missing), ``float`` features
+            float64 (NaN = NULL as documented), categoricals as pandas
+            strings (NaN = missing). Index 0..n-1.
+        sequences: float32 array (n_customers, n_periods, n_channels), rows
+            in the order of ``customers``; zeros where nothing happened.
+        channels: channel names of the last axis (see
+            :data:`ltvcast.features.sequences.CHANNEL_DOCS`).
+        period_starts: ``datetime64[D]`` array of the n_periods local start
+            days, oldest first; the last period ends at the cutoff.
+        cutoff: the cutoff day (local calendar day; history ends at its 00:00
+            in ``timezone``).
+        period: ``"W"`` (7 days) or ``"M"`` (calendar months aligned to the
+            cutoff's day of the month).
+        feature_docs: column name -> ``definition [unit]`` for every feature.
+        channel_docs: channel name -> ``definition [unit]``.
+        timezone: the shop time zone used for calendar days.
+        revenue_basis: ``net`` or ``gross``.
+        population: ``buyers`` or ``all``.
+        windows: the window lengths (days) of the windowed features.
+    """
+
+    customers: pd.DataFrame
+    sequences: np.ndarray
+    channels: tuple[str, ...]
+    period_starts: np.ndarray
+    cutoff: date
+    period: str
+    feature_docs: dict[str, str]
+    channel_docs: dict[str, str] = field(default_factory=dict)
+    timezone: str = "UTC"
+    revenue_basis: str = "net"
+    population: str = "buyers"
+    windows: tuple[int, ...] = DEFAULT_WINDOWS
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The feature columns of ``customers`` (all but ``customer_id``)."""
+        return tuple(c for c in self.customers.columns if c != "customer_id")
+
+    def equals(self, other: FeatureSet) -> bool:
+        """True when both hold the same customers, features, sequences and settings."""
+        return (
+            isinstance(other, FeatureSet)
+            and self.customers.equals(other.customers)
+            and list(self.customers.dtypes) == list(other.customers.dtypes)
+            and self.sequences.shape == other.sequences.shape
+            and np.array_equal(self.sequences, other.sequences)
+            and self.channels == other.channels
+            and np.array_equal(self.period_starts, other.period_starts)
+            and (self.cutoff, self.period, self.timezone, self.revenue_basis, self.population, self.windows)
+            == (other.cutoff, other.period, other.timezone, other.revenue_basis, other.population, other.windows)
+        )
+
+
+def _check(period: str, lookback, windows, population: str, basis: str, channels):
+    if period not in seq.DEFAULT_LOOKBACK:
+        raise DataError(f"period {period!r} is not 'W' (weeks) or 'M' (months)")
+    lookback = seq.DEFAULT_LOOKBACK[period] if lookback is None else lookback
+    if isinstance(lookback, bool) or not isinstance(lookback, (int, np.integer)) or lookback < 1:
+        raise DataError(f"lookback must be a positive number of periods, got {lookback!r}")
+    wins = tuple(windows)
+    if (
+        not wins
+        or any(isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1 for w in wins)
+        or len(set(wins)) != len(wins)
+    ):
+        raise DataError(f"windows must be distinct positive numbers of days, got {windows!r}")
+    if population not in ("buyers", "all"):
+        raise DataError(f"population {population!r} is not 'buyers' or 'all'")
+    if basis not in ("net", "gross"):
+        raise DataError(f"revenue_basis {basis!r} is not 'net' or 'gross'")
+    return int(lookback), tuple(int(w) for w in wins), seq.check_channels(channels)
+
+
+def _customers_sql(specs: tuple[FeatureSpec, ...], families: dict[str, str]) -> str:
+    """The join of every family onto ``h_pop``, filling absent customers per the catalog."""
+    ctes = ",\n".join(f"f_{name} AS (\n{sql.rstrip()}\n)" for name, sql in families.items())
+    cols = []
+    for s in specs:
+        ref = f'f_{s.family}."{s.name}"'
+        if s.fill is not None:
+            ref = f"COALESCE({ref}, {s.fill})"
+        cols.append(f'       {ref} AS "{s.name}"')
+    joins = "\n".join(
+        f"LEFT JOIN f_{name} ON f_{name}.customer_id = p.customer_id" for name in families
+    )
+    return (
+        f"WITH {ctes}\nSELECT p.customer_id,\n" + ",\n".join(cols) + f"\nFROM h_pop p\n{joins}\nORDER BY p.cidx\n"
+    )
+
+
+def feature_sql(
+    cutoff,
+    period: str = "W",
+    lookback: int | None = None,
+    *,
+    windows=DEFAULT_WINDOWS,
+    population: str = "buyers",
+    channels=seq.DEFAULT_CHANNELS,
+    timezone: str = "UTC",
+    revenue_basis: str = "net",
+) -> dict[str, str]:
+    """The feature SQL rendered for one cutoff, in execution order.
+
+    Keys: the history steps (:data:`HISTORY_STEPS`), each family name of
+    :data:`~ltvcast.features.catalog.FAMILIES` (a SELECT, at most one row
+    per customer), ``customers`` (the join of the families onto ``h_pop``)
+    and ``sequences``. The ``src_*`` views the history steps read depend on
+    the store and are not included; ``h_calendar`` (day, period) is a
+    registered table (see :func:`ltvcast.features.sequences.calendar`).
+    """
+    lookback, wins, chans = _check(period, lookback, windows, population, revenue_basis, channels)
+    day = cutoff_day(cutoff)
+    starts = seq.period_starts(day, period, lookback)
+    ctx = Context(
+        cutoff_day=day,
+        timezone=check_timezone(timezone),
+        windows=wins,
+        basis=revenue_basis,
+        population=population,
+        channels=chans,
+        first_day=pd.Timestamp(starts[0]).date(),
+    )
+    out = {name: render(name, ctx) for name in HISTORY_STEPS}
+    families = {name: render(name, ctx) for name in FAMILIES}
+    out.update(families)
+    out["customers"] = _customers_sql(feature_specs(wins), families)
+    out["sequences"] = render("sequences", ctx)
+    return out
+
+
+def _connection(store) -> duckdb.DuckDBPyConnection:
+    if isinstance(store, duckdb.DuckDBPyConnection):
+        return store
+    con = getattr(store, "connection", None)  # a public accessor, once Store has one
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        return con
+    con = getattr(store, "_con", None)
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        return con
+    raise DataError(f"build() needs an ltvcast Store or a DuckDB connection, got {type(store).__name__}")
+
+
+def _typed(frame: pd.DataFrame, specs: tuple[FeatureSpec, ...]) -> pd.DataFrame:
+    out = {"customer_id": frame["customer_id"].astype("str")}
+    for s in specs:
+        col = frame[s.name]
+        if s.kind == "int":
+            out[s.name] = col.astype(np.int64)
+        elif s.kind == "float":
+            out[s.name] = col.astype(np.float64)
+        else:
+            out[s.name] = col.astype("str")
+    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+
+
+def build(
+    store,
+    cutoff,
+    period: str = "W",
+    lookback: int | None = None,
+    *,
+    windows=DEFAULT_WINDOWS,
+    population: str = "buyers",
+    channels=seq.DEFAULT_CHANNELS,
+    timezone: str | None = None,
+    revenue_basis: str | None = None,
+) -> FeatureSet:
+    """Customer features and period sequences at ``cutoff``, computed in DuckDB.
+
+    Args:
+        store: an open :class:`ltvcast.store.Store` (or a DuckDB connection
+            to a store file); only read, through a private cursor whose
+            temporary tables vanish when build returns.
+        cutoff: the cutoff day (``YYYY-MM-DD``, a date, or a timestamp at
+            00:00); history is everything before 00:00 of that day in the
+            shop's time zone.
+        period: ``"W"`` weeks or ``"M"`` months for the sequences.
+        lookback: number of periods in the sequences (default 52 weeks or
+            24 months); the last period ends at the cutoff.
+        windows: lengths in days of the windowed features (``*_30d`` ...).
+        population: ``"buyers"`` (everyone with a sale before the cutoff) or
+            ``"all"`` (also customers with only returns, events or a signup).
+        channels: sequence channels, from
+            :data:`ltvcast.features.sequences.SEQUENCE_CHANNELS`.
+        timezone: override ``store_meta.shop_timezone`` (default UTC).
+        revenue_basis: override ``store_meta.revenue_basis`` (default net).
+
+    Returns:
+        A :class:`FeatureSet`; its ``feature_docs`` define every column.
+
+    Raises:
+        CutoffError: the cutoff is not a calendar day.
+        DataError: the store has no transactions table or lacks a required
+            column; an unknown time zone, period, window, channel, population
+            or revenue basis.
+    """
+    con = _connection(store)
+    cur = con.cursor()
+    try:
+        columns = store_columns(cur)
+        meta = store_meta(cur, columns)
+        tz = timezone or meta.get("shop_timezone") or "UTC"
+        basis = revenue_basis or meta.get("revenue_basis") or "net"
+        lookback, wins, chans = _check(period, lookback, windows, population, basis, channels)
+        sql = feature_sql(
+            cutoff,
+            period,
+            lookback,
+            windows=wins,
+            population=population,
+            channels=chans,
+            timezone=tz,
+            revenue_basis=basis,
+        )
+        day = cutoff_day(cutoff)
+        starts = seq.period_starts(day, period, lookback)
+        for view in source_views(columns).values():
+            cur.execute(view)
+        for step in HISTORY_STEPS:
+            cur.execute(sql[step])
+        specs = feature_specs(wins)
+        customers = _typed(cur.execute(sql["customers"]).df(), specs)
+        cur.register("h_calendar", seq.calendar(starts, day))
+        sequences = seq.scatter(cur, sql["sequences"], len(customers), len(starts), chans)
+    finally:
+        cur.close()
+    return FeatureSet(
+        customers=customers,
+        sequences=sequences,
+        channels=chans,
+        period_starts=starts,
+        cutoff=day,
+        period=period,
+        feature_docs={s.name: s.doc for s in specs},
+        channel_docs={c: seq.CHANNEL_DOCS[c] for c in chans},
+        timezone=tz,
+        revenue_basis=basis,
+        population=population,
+        windows=wins,
+    )

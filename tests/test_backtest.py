@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +21,7 @@ def cdnow():
 
 @pytest.fixture(scope="module")
 def cdnow_backtest(cdnow):
-    return run_backtest(cdnow.transactions, "1998-01-01", 182.0, cdnow.observation_end)
+    return run_backtest(cdnow, "1998-01-01", 182.0)
 
 
 def test_window_clipped_to_observed_days_with_a_note():
@@ -68,25 +70,24 @@ def test_cdnow_predictions_are_the_canonical_frame(cdnow_backtest):
 
 
 def test_forecast_from_day_after_data_end_and_refusal_later(cdnow):
-    preds, _ = forecast(cdnow.transactions, "1998-07-01", 364.0, cdnow.observation_end, ["bgnbd"])
+    preds, _ = forecast(cdnow, "1998-07-01", 364.0, ["bgnbd"])
     assert len(preds) == 23570 and (preds["horizon_days"] == 364.0).all()
     one_year = preds["pred_transactions"].sum()
     assert 15000 < one_year < 30000  # about 0.9 repeat occasions per customer-year
     with pytest.raises(CutoffError, match=r"1998-07-02.*1998-06-30"):
-        forecast(cdnow.transactions, "1998-07-02", 364.0, cdnow.observation_end, ["bgnbd"])
+        forecast(cdnow, "1998-07-02", 364.0, ["bgnbd"])
     later, _ = forecast(
-        cdnow.transactions, "1998-07-02", 364.0, cdnow.observation_end, ["bgnbd"], allow_future_cutoff=True
+        cdnow, "1998-07-02", 364.0, ["bgnbd"], allow_future_cutoff=True
     )
     assert len(later) == 23570
 
 
 def test_future_transactions_never_reach_the_fit(cdnow):
-    tx = cdnow.transactions
-    base = run_backtest(tx, "1998-01-01", 90.0, cdnow.observation_end, ["bgnbd"])
-    shifted = tx.copy()
+    base = run_backtest(cdnow, "1998-01-01", 90.0, ["bgnbd"])
+    shifted = cdnow.transactions.copy()
     after = shifted["timestamp"] >= pd.Timestamp("1998-01-01", tz="UTC")
     shifted.loc[after, "amount"] = shifted.loc[after, "amount"] * 10
-    changed = run_backtest(shifted, "1998-01-01", 90.0, cdnow.observation_end, ["bgnbd"])
+    changed = run_backtest(replace(cdnow, transactions=shifted), "1998-01-01", 90.0, ["bgnbd"])
     cols = ["pred_transactions", "pred_spend", "p_churn", "p_alive"]
     np.testing.assert_allclose(base.predictions[cols], changed.predictions[cols], rtol=1e-12)
     assert changed.actuals["actual_spend"].sum() == pytest.approx(10 * base.actuals["actual_spend"].sum())

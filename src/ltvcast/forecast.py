@@ -7,15 +7,15 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from ltvcast.data.cutoff import check_cutoff
+from ltvcast.data.datasets import History
 from ltvcast.models.btyd import make_forecaster
 from ltvcast.timeutil import horizon_window
 
 
 def forecast(
-    tx: pd.DataFrame,
+    data: History,
     cutoff,
     horizon_days: float,
-    observation_end,
     models: Sequence[str],
     *,
     allow_future_cutoff: bool = False,
@@ -24,11 +24,10 @@ def forecast(
     """Predict ``[cutoff, cutoff + horizon)`` for every customer seen before ``cutoff``.
 
     Args:
-        tx: canonical transactions.
-        cutoff: prediction date; at most the day after ``observation_end``.
+        data: the shop's history (transactions, observation end, store).
+        cutoff: prediction date; at most the day after the observation end.
         horizon_days: horizon in days (rounded to whole days, see
             :func:`ltvcast.timeutil.horizon_window`).
-        observation_end: last observed day of ``tx``.
         models: model names (``naive``, ``bgnbd``, ``paretonbd``).
         allow_future_cutoff: accept a cutoff after the day following the
             observation end (T then counts unobserved days).
@@ -41,13 +40,13 @@ def forecast(
         CutoffError: the cutoff is after the day following the observation end.
         ConvergenceError: a fit failed.
     """
-    check_cutoff(cutoff, observation_end, allow_future=allow_future_cutoff)
+    check_cutoff(cutoff, data.observation_end, allow_future=allow_future_cutoff)
     start, end = horizon_window(cutoff, horizon_days)
-    return fit_predict(tx, cutoff, float((end - start).days), models, on_step)
+    return fit_predict(data, cutoff, float((end - start).days), models, on_step)
 
 
 def fit_predict(
-    tx: pd.DataFrame,
+    data: History,
     cutoff,
     horizon_days: float,
     models: Sequence[str],
@@ -70,8 +69,8 @@ def fit_predict(
     for name in models:
         model = make_forecaster(name)
         step(f"fit {name}")
-        model.fit(tx, cutoff, horizon_days)
+        model.fit(data, cutoff, horizon_days)
         step(f"predict {name}")
-        frames.append(model.predict(tx, cutoff, horizon_days))
+        frames.append(model.predict(data, cutoff, horizon_days))
         notes.extend(model.notes_)
     return pd.concat(frames, ignore_index=True), notes

@@ -424,6 +424,7 @@ class Store:
             self._insert_transactions(ingest_id, result.transactions)
             self._insert_quarantine(ingest_id, result.quarantine.assign(kind=SINGLE_FILE_KIND))
             self._insert_log(ingest_id, result, declared, content_hash)
+            self._remember("last_ingest_id", ingest_id)
             if declared is not None:
                 self._check_data_end(declared)
             con.commit()
@@ -432,9 +433,21 @@ class Store:
             raise
         return int(ingest_id)
 
+    def _counter(self, key: str, column: str) -> int:
+        """1 + the largest id ever used (``store_meta`` remembers ids of deleted ingests too)."""
+        used = self._run(
+            f"SELECT greatest(coalesce((SELECT max({column}) FROM ingest_log), 0), "
+            f"coalesce((SELECT CAST(value AS INTEGER) FROM store_meta WHERE key = ?), 0))",
+            [key],
+        )[0][0]
+        return int(used) + 1
+
+    def _remember(self, key: str, value: int) -> None:
+        self._run("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", [key, str(int(value))])
+
     def next_ingest_id(self) -> int:
-        """The id the next ingest gets: 1 + the largest so far."""
-        return int(self._run("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log")[0][0])
+        """The id the next ingest gets: 1 + the largest ever used (ids are never reused)."""
+        return self._counter("last_ingest_id", "ingest_id")
 
     def _check_data_end(self, declared: pd.Timestamp) -> None:
         last = self._run('SELECT max("timestamp") FROM transactions')[0][0]
@@ -594,6 +607,8 @@ class Store:
         self._need_transaction()
         first = self.next_ingest_id()
         ids = [first + i for i in range(len(tables))]
+        if ids:
+            self._remember("last_ingest_id", ids[-1])
         id_of = np.asarray(ids, dtype=np.int64)
         for name in run.customer_attributes:
             self._run(f"ALTER TABLE customers ADD COLUMN IF NOT EXISTS {_q(name)} VARCHAR")
@@ -672,8 +687,10 @@ class Store:
                 )
 
     def next_run_id(self) -> int:
-        """The id the next ``--config`` run gets: 1 + the largest so far."""
-        return int(self._run("SELECT coalesce(max(run_id), 0) + 1 FROM ingest_log")[0][0])
+        """The id the next ``--config`` run gets: 1 + the largest ever used; it is reserved at once."""
+        run_id = self._counter("last_run_id", "run_id")
+        self._remember("last_run_id", run_id)
+        return run_id
 
     def rebuild_derived(self) -> None:
         """Recompute orders' gross / returned / net amounts and rebuild the derived ``transactions`` rows.

@@ -47,7 +47,7 @@ def backtest(
     history = open_history(dataset, db, data_end)
     names = _models(models)
     with progress(console, total=2 * len(names) + 1) as step:
-        result = run_backtest(history.transactions, cutoff, parse_horizon(horizon), history.observation_end, names, step)
+        result = run_backtest(history, cutoff, parse_horizon(horizon), names, step)
     paths = write_backtest(result, out, dataset=history.origin)
     console.print(metrics_table(result.metrics, f"Backtest — cutoff {result.cutoff.date()}, {result.horizon_days:g} days"))
     for note in result.notes:
@@ -75,10 +75,9 @@ def forecast(
     names = _models(models)
     with progress(console, total=2 * len(names)) as step:
         predictions, notes = run_forecast(
-            history.transactions,
+            history,
             cutoff,
             parse_horizon(horizon),
-            history.observation_end,
             names,
             allow_future_cutoff=allow_future_cutoff,
             on_step=step,

@@ -49,7 +49,7 @@ def demo(
     console.rule(f"[bold]2. backtest: cutoff {BACKTEST_CUTOFF}, horizon {BACKTEST_HORIZON}")
     with progress(console, total=2 * len(models) + 1) as step:
         bt = run_backtest(
-            history.transactions, BACKTEST_CUTOFF, parse_horizon(BACKTEST_HORIZON), history.observation_end, models, step
+            history, BACKTEST_CUTOFF, parse_horizon(BACKTEST_HORIZON), models, step
         )
     paths = write_backtest(bt, out, dataset="CDNOW (built-in)")
     console.print(metrics_table(bt.metrics, f"CDNOW backtest — cutoff {BACKTEST_CUTOFF}, {bt.horizon_days:g} days"))
@@ -59,10 +59,9 @@ def demo(
     console.rule(f"[bold]3. forecast: fit on all data, {FORECAST_HORIZON} from {FORECAST_CUTOFF}")
     with progress(console, total=2 * len(models)) as step:
         predictions, notes = forecast(
-            history.transactions,
+            history,
             FORECAST_CUTOFF,
             parse_horizon(FORECAST_HORIZON),
-            history.observation_end,
             models,
             on_step=step,
         )

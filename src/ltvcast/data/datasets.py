@@ -16,6 +16,7 @@ import pandas as pd
 from ltvcast.data.ingest import IngestResult, ingest
 from ltvcast.data.mapping import ColumnMapping
 from ltvcast.errors import DataError
+from ltvcast.store import Store
 
 CDNOW_MASTER_MAPPING = ColumnMapping(
     fields={"timestamp": "date", "amount": "dollar_value", "quantity": "number_of_cds"},
@@ -56,17 +57,22 @@ def load_dataset(name: str) -> IngestResult:
 
 @dataclass(frozen=True)
 class History:
-    """Transactions to model, with where they came from.
+    """A shop's data as every model sees it.
 
     Attributes:
-        transactions: canonical transactions frame.
+        transactions: canonical transactions frame (all of them; models
+            split at their cutoff).
         observation_end: last observed day (UTC 00:00).
         origin: ``dataset cdnow`` or the store path, for reports.
+        store: the open store (read-only file, or in memory for a built-in
+            dataset) for point-in-time features
+            (:func:`ltvcast.features.build`).
     """
 
     transactions: pd.DataFrame
     observation_end: pd.Timestamp
     origin: str
+    store: Store
 
 
 def open_history(dataset: str | None = None, db: str | Path | None = None, data_end=None) -> History:
@@ -82,19 +88,21 @@ def open_history(dataset: str | None = None, db: str | Path | None = None, data_
             empty; ``data_end`` is before the last transaction day.
     """
     from ltvcast.data.cutoff import observation_end
-    from ltvcast.store import Store
 
     if (dataset is None) == (db is None):
         raise DataError("give exactly one source of transactions: --dataset NAME or --db PATH")
     if dataset is not None:
         result = load_dataset(dataset)
+        store = Store.open(":memory:")
+        store.write_ingest(result)
         tx, declared, origin = result.transactions, result.data_end, f"dataset {dataset}"
     else:
-        with Store.open(db, read_only=True) as store:
-            tx = store.transactions()
-            declared = store.observation_end() if len(tx) else None
-        origin = str(db)
+        store = Store.open(db, read_only=True)
+        tx = store.transactions()
         if tx.empty:
+            store.close()
             raise DataError(f"store {db} holds no transactions; run `ltvcast ingest` first")
+        declared = store.observation_end()
+        origin = str(db)
     end = observation_end(tx, data_end if data_end is not None else declared)
-    return History(tx, end, origin)
+    return History(tx, end, origin, store)

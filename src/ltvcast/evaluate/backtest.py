@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ltvcast.data.datasets import History
 from ltvcast.errors import CutoffError, DataError
 from ltvcast.evaluate.metrics import evaluate
 from ltvcast.evaluate.report import write_report
@@ -84,21 +85,19 @@ def evaluation_window(cutoff, horizon_days: float, observation_end) -> tuple[flo
 
 
 def run_backtest(
-    tx: pd.DataFrame,
+    data: History,
     cutoff,
     horizon_days: float,
-    observation_end,
     models: Sequence[str] = DEFAULT_MODELS,
     on_step: Callable[[str], None] | None = None,
 ) -> BacktestResult:
     """Fit every model before ``cutoff``, predict the horizon, score against actuals.
 
     Args:
-        tx: canonical transactions (all of them; the split is done here).
+        data: the shop's history (all of it; the split is done here).
         cutoff: prediction date.
         horizon_days: requested horizon in days (see
             :func:`evaluation_window` for clipping at the end of the data).
-        observation_end: last observed day of the data.
         models: model names (``naive``, ``bgnbd``, ``paretonbd``).
         on_step: called with a short description before each step (the CLI
             drives a progress bar with it); the library itself never prints.
@@ -112,14 +111,14 @@ def run_backtest(
         ConvergenceError: a model fit failed.
     """
     step = on_step or (lambda _msg: None)
-    days, notes = evaluation_window(cutoff, horizon_days, observation_end)
-    predictions, fit_notes = fit_predict(tx, cutoff, days, models, step)
+    days, notes = evaluation_window(cutoff, horizon_days, data.observation_end)
+    predictions, fit_notes = fit_predict(data, cutoff, days, models, step)
     notes.extend(fit_notes)
     if predictions.empty:
         raise DataError(f"no customer has a purchase before the cutoff {to_day(cutoff).date()}")
     step("score")
     customers = predictions["customer_id"].drop_duplicates()
-    actuals = horizon_labels(tx, customers, cutoff, days)
+    actuals = horizon_labels(data.transactions, customers, cutoff, days)
     order = {name: i for i, name in enumerate(models)}
     metrics = evaluate(predictions, actuals).sort_values("model", key=lambda m: m.map(order), kind="stable")
     metrics = metrics.reset_index(drop=True)

@@ -1,9 +1,11 @@
 """The shared forecaster interface and the canonical predictions frame.
 
-Every model family sits behind :class:`Forecaster`: ``fit(tx, cutoff,
-horizon_days)`` learns from the transactions strictly before ``cutoff``;
-``predict(tx, cutoff, horizon_days)`` returns the canonical predictions frame
-(DESIGN.md) for every customer first seen before ``cutoff``.
+Every model family sits behind :class:`Forecaster`: ``fit(data, cutoff,
+horizon_days)`` learns from the shop's data strictly before ``cutoff``;
+``predict(data, cutoff, horizon_days)`` returns the canonical predictions
+frame (DESIGN.md) for every customer first seen before ``cutoff``. ``data``
+is a :class:`ltvcast.data.datasets.History` (transactions plus the store for
+point-in-time features).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import pandas as pd
+
+from ltvcast.data.datasets import History
 
 
 class Forecaster(ABC):
@@ -28,9 +32,9 @@ class Forecaster(ABC):
         self.notes_: list[str] = []
 
     @abstractmethod
-    def fit(self, tx: pd.DataFrame, cutoff, horizon_days: float) -> "Forecaster":
-        """Learn from canonical transactions strictly before ``cutoff``; return self."""
+    def fit(self, data: History, cutoff, horizon_days: float) -> "Forecaster":
+        """Learn from the data strictly before ``cutoff``; return self."""
 
     @abstractmethod
-    def predict(self, tx: pd.DataFrame, cutoff, horizon_days: float) -> pd.DataFrame:
+    def predict(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
         """Predictions for ``[cutoff, cutoff + horizon_days)`` as the canonical frame."""

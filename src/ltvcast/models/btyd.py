@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ltvcast.data.datasets import History
 from ltvcast.errors import NotFittedError
 from ltvcast.features import rfm_summary
 from ltvcast.models.base import Forecaster
@@ -47,7 +48,7 @@ class BTYDForecaster(Forecaster):
             raise ValueError(f"unknown BTYD model {name!r}; choose from {sorted(COUNT_MODELS)}")
         self.name = name
 
-    def fit(self, tx: pd.DataFrame, cutoff, horizon_days: float = 0.0) -> "BTYDForecaster":
+    def fit(self, data: History, cutoff, horizon_days: float = 0.0) -> "BTYDForecaster":
         """Fit on transactions before ``cutoff`` (``horizon_days`` is not used).
 
         Raises:
@@ -55,7 +56,7 @@ class BTYDForecaster(Forecaster):
             ConvergenceError: a maximum-likelihood fit did not converge.
         """
         self.notes_ = []
-        summary = rfm_summary(tx, cutoff, unit="W")
+        summary = rfm_summary(data.transactions, cutoff, unit="W")
         self.count_model_ = COUNT_MODELS[self.name]().fit(summary)
         self.spend_model_ = None
         if self.name != "naive":
@@ -71,7 +72,7 @@ class BTYDForecaster(Forecaster):
         self.summary_ = summary
         return self
 
-    def predict(self, tx: pd.DataFrame, cutoff, horizon_days: float) -> pd.DataFrame:
+    def predict(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
         """Canonical predictions for ``[cutoff, cutoff + horizon_days)``.
 
         ``pred_transactions`` = expected purchase occasions; ``pred_spend`` =
@@ -84,7 +85,7 @@ class BTYDForecaster(Forecaster):
         """
         if not hasattr(self, "count_model_"):
             raise NotFittedError(f"{self.name}: call fit() before predict()")
-        summary = rfm_summary(tx, cutoff, unit="W")
+        summary = rfm_summary(data.transactions, cutoff, unit="W")
         t = horizon_days / DAYS_PER_WEEK
         model = self.count_model_
         pred_tx = model.expected_transactions(summary, t)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from ltvcast.data.config import DEFAULT_PERSONAL_COLUMNS, config_from_dict, expand_env, load_config
+from ltvcast.data.config import (
+    DEFAULT_PERSONAL_COLUMNS,
+    config_from_dict,
+    expand_env,
+    load_config,
+)
 from ltvcast.errors import DataError
 
 BASE = {"shop": {"currency": "EUR"}, "sources": [{"kind": "orders", "path": "o.csv"}]}
@@ -114,4 +117,3 @@ def test_missing_or_broken_file(tmp_path):
     bad.write_text("shop: [unclosed\n")
     with pytest.raises(DataError, match="bad.yaml is not valid YAML"):
         load_config(bad)
-    assert Path(load_config.__module__.replace(".", "/")).name == "config"

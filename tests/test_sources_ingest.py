@@ -276,9 +276,8 @@ def test_failure_half_way_leaves_the_store_as_before(shop_dir, tmp_path, monkeyp
         raise RuntimeError("disk full (simulated) after every source was written")
 
     monkeypatch.setattr(Store, "rebuild_derived", boom)
-    with Store.open(db) as store:
-        with pytest.raises(RuntimeError, match="simulated"):
-            ingest_sources(load_config(shop_dir / "sources.yaml"), store)
+    with Store.open(db) as store, pytest.raises(RuntimeError, match="simulated"):
+        ingest_sources(load_config(shop_dir / "sources.yaml"), store)
     assert table_counts(db) == before
     assert sql(db, "SELECT * FROM store_meta ORDER BY key") == meta_before
     monkeypatch.undo()
@@ -480,3 +479,53 @@ def test_store_with_another_currency_is_refused(shop_dir, tmp_path):
     with Store.open(db) as store:
         with pytest.raises(DataError, match="holds amounts in EUR; sources.yaml says shop currency USD"):
             ingest_sources(load_config(shop_dir / "sources.yaml"), store)
+
+
+def test_inverted_rates_generated_ids_and_line_checks(tmp_path):
+    (tmp_path / "fx.csv").write_text("date,code,usd_per_eur\n2024-01-01,USD,1.25\n")  # ECB style: 1 EUR = 1.25 USD
+    (tmp_path / "orders.csv").write_text("order_id,customer_id,timestamp,currency\no1,c1,2024-01-02 10:00,USD\n")
+    (tmp_path / "items.csv").write_text(
+        "order_id,product_id,quantity,unit_price,customer_id\n"
+        "o1,P1,2,10.00,c1\n"
+        "o1,P1,2,10.00,c1\n"  # the same line again without a line number: an export duplicate
+        "o1,P2,1,5,\n"
+        "o1,P3,1,1,c2\n"  # names another customer than its order
+    )
+    (tmp_path / "returns.csv").write_text("order_id,timestamp,amount\no1,2024-01-09 10:00,5\no1,2024-01-09 10:00,5\n")
+    (tmp_path / "events.csv").write_text(
+        "customer_id,timestamp,event_type\nc1,2024-01-02 09:00,view\nc1,2024-01-02 09:00,view\nc1,2024-01-02 09:01,view\n"
+    )
+    (tmp_path / "sources.yaml").write_text(
+        "shop: {currency: EUR}\n"
+        "sources:\n"
+        "  - {kind: fx_rates, path: fx.csv, invert: true, mapping: {day: date, currency: code, rate: usd_per_eur}}\n"
+        "  - {kind: orders, path: orders.csv}\n"
+        "  - {kind: order_items, path: items.csv}\n"
+        "  - {kind: returns, path: returns.csv}\n"
+        "  - {kind: events, path: events.csv}\n"
+    )
+    db = tmp_path / "i.duckdb"
+    with Store.open(db) as store:
+        result = ingest_sources(load_config(tmp_path / "sources.yaml"), store)
+    counts = {r.kind: (r.counts.rows_kept, r.counts.duplicates_dropped, r.counts.quarantined) for r in result.sources}
+    assert counts["order_items"] == (2, 1, {"order_customer_mismatch": 1})
+    assert counts["returns"] == (1, 1, {}) and counts["events"] == (2, 1, {})
+    D = Decimal
+    assert sql(db, "SELECT rate FROM fx_rates") == [(D("0.80000000"),)]
+    assert sql(db, "SELECT line, amount FROM order_items ORDER BY line") == [(1, D("16.0000")), (2, D("4.0000"))]
+    # the return has no currency: it is in its order's (USD), at the order's day rate
+    assert sql(db, "SELECT gross_amount, returned_amount, net_amount FROM orders") == [(D("20.0000"), D("4.0000"), D("16.0000"))]
+    assert [r[0][:2] for r in sql(db, "SELECT return_id FROM returns")] == ["h:"]
+    assert sorted(r[0][:2] for r in sql(db, "SELECT event_id FROM events")) == ["h:", "h:"]
+
+
+def test_an_export_with_a_header_and_no_rows_is_logged_with_zero_rows(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "day1.csv").write_text("order_id,customer_id,timestamp,amount\nA1,c1,2024-01-05,10\n")
+    (tmp_path / "d" / "day2.csv").write_text("order_id,customer_id,timestamp,amount\n")
+    (tmp_path / "sources.yaml").write_text("shop: {currency: EUR}\nsources:\n  - {kind: orders, path: 'd/*.csv'}\n")
+    with Store.open(tmp_path / "e.duckdb") as store:
+        result = ingest_sources(load_config(tmp_path / "sources.yaml"), store)
+        assert [(r.counts.rows_read, r.counts.rows_kept) for r in result.sources] == [(1, 1), (0, 0)]
+        log = store.ingest_log()
+        assert log["rows_read"].tolist() == [1, 0] and log["first_day"].isna().tolist() == [False, True]

@@ -213,6 +213,7 @@ class Store:
             raise DataError(f"cannot open store {path}: {exc}") from None
         store = cls(con, path, read_only)
         try:
+            con.execute("SET enable_progress_bar = false")  # the library never prints
             if not read_only:
                 store._create_or_upgrade()
             store._check_version()
@@ -291,16 +292,19 @@ class Store:
         con.begin()
         try:
             run = self._run
-            run("ALTER TABLE transactions ADD COLUMN kind VARCHAR")
-            run("UPDATE transactions SET kind = CASE WHEN amount < 0 THEN 'return' ELSE 'sale' END")
+            # DuckDB: every ALTER before the first UPDATE (no index changes with outstanding updates)
+            run("ALTER TABLE transactions ADD COLUMN kind VARCHAR DEFAULT 'sale'")
             run("ALTER TABLE transactions ALTER COLUMN kind SET NOT NULL")
+            run("ALTER TABLE transactions ALTER COLUMN kind DROP DEFAULT")
             run("ALTER TABLE transactions ALTER COLUMN amount TYPE DECIMAL(18,4)")
-            run("ALTER TABLE quarantine ADD COLUMN kind VARCHAR")
-            run(f"UPDATE quarantine SET kind = '{SINGLE_FILE_KIND}'")
+            run(f"ALTER TABLE quarantine ADD COLUMN kind VARCHAR DEFAULT '{SINGLE_FILE_KIND}'")
             run("ALTER TABLE quarantine ALTER COLUMN kind SET NOT NULL")
+            run("ALTER TABLE quarantine ALTER COLUMN kind DROP DEFAULT")
             for name, type_, _ in TABLES["ingest_log"][15:]:
-                run(f"ALTER TABLE ingest_log ADD COLUMN {_q(name)} {type_}")
-            run(f"UPDATE ingest_log SET kind = '{SINGLE_FILE_KIND}'")
+                default = f" DEFAULT '{SINGLE_FILE_KIND}'" if name == "kind" else ""
+                run(f"ALTER TABLE ingest_log ADD COLUMN {_q(name)} {type_}{default}")
+            run("ALTER TABLE ingest_log ALTER COLUMN kind DROP DEFAULT")
+            run("UPDATE transactions SET kind = 'return' WHERE amount < 0")
             run("UPDATE store_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
             con.commit()
         except BaseException:
@@ -519,7 +523,7 @@ class Store:
                 "kind": SINGLE_FILE_KIND,
                 "content_hash": content_hash,
                 "run_id": None,
-                "personal_columns_dropped": None,
+                "personal_columns_dropped": json.dumps(list(stats.personal_columns_dropped), ensure_ascii=False),
             }
         )
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from rich.table import Table
 
 from ltvcast.cli._app import app, console, user_errors
@@ -160,6 +159,12 @@ def ingest_command(
         end = store.observation_end()
     console.print(f"ingested {result.stats.source} into {db}", soft_wrap=True, highlight=False)
     console.print(ingest_table(result, str(end.date())))
+    if result.stats.personal_columns_dropped:
+        console.print(
+            f"personal columns dropped (not stored): {', '.join(result.stats.personal_columns_dropped)}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if result.stats.rows_quarantined:
         console.print(
             f"quarantined rows (reason, row, raw values) are in table [bold]quarantine[/] of {db}",

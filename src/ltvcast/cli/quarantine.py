@@ -45,11 +45,14 @@ def quarantine_command(
     if summary.empty:
         console.print(f"no quarantined rows in {db}" + (" for this filter" if reason or kind else ""), highlight=False)
         return
+    base = _common_folder(summary["source"].tolist())
+    if base:
+        console.print(f"sources under {base}/", highlight=False, soft_wrap=True)
     table = Table(title=f"quarantined rows in {db}", header_style="bold")
     for header in ("source", "kind", "reason", "rows"):
         table.add_column(header, justify="right" if header == "rows" else "left", overflow="fold")
     for row in summary.itertuples(index=False):
-        table.add_row(row.source, row.kind, row.reason, f"{row.rows:,}")
+        table.add_row(_relative(row.source, base), row.kind, row.reason, f"{row.rows:,}")
     table.add_section()
     table.add_row("total", "", "", f"{int(summary['rows'].sum()):,}")
     console.print(table)
@@ -59,7 +62,21 @@ def quarantine_command(
     if examples is not None and not examples.empty:
         console.rule(f"examples (up to {show} per kind and reason)")
         for row in examples.itertuples(index=False):
-            where = f"{row.source} row {row.source_row}"
+            where = f"{_relative(row.source, base)} row {row.source_row}"
             what = f"{row.source_column} = {row.raw_value!r}" if row.source_column else ""
             console.print(f"[bold]{row.kind} · {row.reason}[/] · {where} {what}", highlight=False, soft_wrap=True)
             console.print(f"    {row.raw_row}", highlight=False, soft_wrap=True, markup=False)
+
+
+def _common_folder(sources: list[str]) -> str:
+    """The folder all file sources share (empty if none or if a database source is among them)."""
+    import os
+
+    files = [s for s in sources if s.startswith("/")]
+    if not files or len(files) != len(sources):
+        return ""
+    return os.path.dirname(os.path.commonprefix([os.path.dirname(f) + "/" for f in files]) + "x")
+
+
+def _relative(source: str, base: str) -> str:
+    return source[len(base) + 1 :] if base and source.startswith(base + "/") else source

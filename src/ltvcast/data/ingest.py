@@ -22,7 +22,8 @@ import pandas as pd
 
 from ltvcast.data.cutoff import DateLike, declared_day, observation_end
 from ltvcast.data.mapping import ColumnMapping
-from ltvcast.data.readers import read_table
+from ltvcast.data.privacy import drop_personal_columns
+from ltvcast.data.readers import RawTable, read_table
 from ltvcast.data.validate import REASONS, find_duplicates, validate_rows
 from ltvcast.errors import DataError
 
@@ -46,6 +47,8 @@ class IngestStats:
         ids_normalised_by_column: id column -> count.
         started_at: when the ingest started (UTC).
         seconds: wall time of the ingest.
+        personal_columns_dropped: personal columns dropped at read time
+            (never stored, not even in quarantined raw rows).
     """
 
     source: str
@@ -60,6 +63,7 @@ class IngestStats:
     ids_normalised_by_column: dict[str, int]
     started_at: pd.Timestamp
     seconds: float
+    personal_columns_dropped: tuple[str, ...] = ()
 
     @property
     def rows_quarantined(self) -> int:
@@ -112,6 +116,7 @@ def ingest(
     dayfirst: bool | None = None,
     data_end: DateLike | None = None,
     encoding: str | None = None,
+    personal_columns: tuple[str, ...] | None = None,
 ) -> IngestResult:
     """Read ``source`` into canonical transactions plus a quarantine of bad rows.
 
@@ -125,6 +130,10 @@ def ingest(
         data_end: declared last observed day (``YYYY-MM-DD``); must not be
             before the last transaction day.
         encoding: text encoding; default UTF-8 with a Latin-1 fallback.
+        personal_columns: column names holding personal data, dropped at
+            read time unless mapped (matching as in
+            :mod:`ltvcast.data.privacy`); None = the defaults of
+            ``sources.yaml`` (email, name, phone, address, ip, ...).
 
     Returns:
         :class:`IngestResult`. Always ``rows_read == rows_kept +
@@ -144,6 +153,14 @@ def ingest(
     raw = read_table(
         source, format, has_header=cmap.header, columns=cmap.columns, encoding=encoding
     )
+    if personal_columns is None:
+        from ltvcast.data.config import DEFAULT_PERSONAL_COLUMNS
+
+        personal_columns = DEFAULT_PERSONAL_COLUMNS
+    mapped = set(cmap.fields.values())
+    frame, dropped = drop_personal_columns(raw.frame, personal_columns, keep=mapped)
+    if dropped:
+        raw = RawTable(frame=frame, source=raw.source, format=raw.format, encoding=raw.encoding)
     rows_read = len(raw.frame)
     if rows_read == 0:
         raise DataError(f"{raw.source} has no data rows")
@@ -188,6 +205,7 @@ def ingest(
         ids_normalised_by_column=dict(checked.ids_normalised),
         started_at=started_at,
         seconds=time.perf_counter() - t0,
+        personal_columns_dropped=tuple(dropped),
     )
     return IngestResult(
         transactions=transactions,

@@ -188,12 +188,11 @@ def resolve_fields(kind: str, columns: Sequence[str], mapping: Mapping[str, str]
     for canonical in REQUIRED_FIELDS[kind]:
         if canonical not in out:
             raise missing(f"required column {canonical}")
-    if kind in ("order_items", "returns"):
-        if "amount" not in out:
-            if "unit_price" not in out:
-                raise missing("required column amount (or unit_price and quantity)")
-            if "quantity" not in out:
-                raise missing("required column quantity (amount = quantity x unit_price)")
+    if kind in ("order_items", "returns") and "amount" not in out:
+        if "unit_price" not in out:
+            raise missing("required column amount (or unit_price and quantity)")
+        if "quantity" not in out:
+            raise missing("required column quantity (amount = quantity x unit_price)")
     if kind == "returns" and "order_id" not in out and "customer_id" not in out:
         raise missing("column order_id or customer_id (a return must name its order or its customer)")
     return out

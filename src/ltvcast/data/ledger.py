@@ -81,10 +81,10 @@ class Ledger:
         for f, group in frame.groupby("_file", sort=False):
             rows = group["_row"].to_numpy(dtype=np.int64) - 1
             taken = self.fate[f][rows]
-            if (taken != None).any():  # noqa: E711
+            if (taken != None).any():
                 raise AssertionError(
-                    f"{self.tables[f].source}: row(s) {(rows[taken != None] + 1).tolist()[:5]} "  # noqa: E711
-                    f"given a second fate {fate!r} after {taken[taken != None][0]!r}"  # noqa: E711
+                    f"{self.tables[f].source}: row(s) {(rows[taken != None] + 1).tolist()[:5]} "
+                    f"given a second fate {fate!r} after {taken[taken != None][0]!r}"
                 )
             self.fate[f][rows] = fate
             if field is not None:
@@ -99,11 +99,10 @@ class Ledger:
             AssertionError: some row has no fate (rows would be lost).
         """
         fate = self.fate[f]
-        if (fate == None).any():  # noqa: E711
-            lost = np.flatnonzero(fate == None) + 1  # noqa: E711
+        if (fate == None).any():
+            lost = np.flatnonzero(fate == None) + 1
             raise AssertionError(f"{self.tables[f].source}: rows {lost.tolist()[:5]} have no fate (lost rows)")
-        values, n = np.unique(fate.astype(str), return_counts=True)
-        tally = dict(zip(values.tolist(), n.tolist()))
+        tally = {str(k): int(v) for k, v in pd.Series(fate).value_counts(sort=False).items()}
         kept = tally.pop(KEPT, 0)
         dups = tally.pop(DUPLICATE, 0)
         return FileCounts(
@@ -124,7 +123,7 @@ class Ledger:
         """Quarantine rows of table ``f``: source_row, reason, source_column, raw_value, raw_row."""
         table = self.tables[f]
         fate = self.fate[f]
-        bad = np.flatnonzero((fate != None) & (fate != KEPT) & (fate != DUPLICATE))  # noqa: E711
+        bad = np.flatnonzero((fate != None) & (fate != KEPT) & (fate != DUPLICATE))
         raw = table.raw.iloc[bad]
         text = {c: _text(raw[c]) for c in raw.columns}
         records = [dict(zip(text, vals)) for vals in zip(*text.values())] if text else [{} for _ in bad]
@@ -164,12 +163,15 @@ def key_strings(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
         col = frame[c]
         if pd.api.types.is_datetime64_any_dtype(col.dtype):
             text = col.dt.strftime("%Y-%m-%d")
+        elif str(col.dtype) == "Int64":
+            text = col.astype("string")
         else:
-            text = col.astype(object).map(lambda v: "" if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v))
-        parts.append(text.astype(str))
+            text = col.astype(object)
+        parts.append(text.where(col.notna(), "").astype(str))
     if not parts:
         raise ValueError("a key needs at least one column")
-    return parts[0].str.cat(parts[1:], sep="|") if len(parts) > 1 else parts[0]
+    out = parts[0].str.cat(parts[1:], sep="|") if len(parts) > 1 else parts[0]
+    return out.astype(object)
 
 
 def classify_keys(keys: pd.Series, hashes: pd.Series, known: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -198,13 +200,14 @@ def classify_keys(keys: pd.Series, hashes: pd.Series, known: pd.DataFrame) -> tu
         same = (hashes[in_store].to_numpy() == keys[in_store].map(stored).to_numpy())
         dup[in_store] = same
         conflict[in_store] = ~same
-    rest = ~in_store
-    if rest.any():
-        k = keys[rest]
-        h = hashes[rest]
-        first_hash = h.groupby(k.to_numpy(), sort=False).transform("first")
+    rest = np.flatnonzero(~in_store)
+    if len(rest):
+        k = keys.iloc[rest]
         later = k.duplicated(keep="first").to_numpy()
-        same = (h.to_numpy() == first_hash.to_numpy())
-        dup[rest] = later & same
-        conflict[rest] = later & ~same
+        if later.any():
+            h = hashes.iloc[rest]
+            first_hash = pd.Series(h[~later].to_numpy(), index=k[~later].to_numpy())
+            same = h[later].to_numpy() == k[later].map(first_hash).to_numpy()
+            dup[rest[later]] = same
+            conflict[rest[later]] = ~same
     return dup, conflict

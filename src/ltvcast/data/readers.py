@@ -270,15 +270,30 @@ def _read_excel(path: Path, sheet: str | int | None) -> pd.DataFrame:
     return pd.DataFrame({c: values_to_text(frame[c]) for c in frame.columns}, index=frame.index)
 
 
-def _json_value(value: object) -> str:
+class _JsonNumber(str):
+    """A JSON number kept as it was written (``19.90`` stays ``19.90``)."""
+
+
+def _json_text(value: object) -> str:
+    """JSON text of a nested value, numbers as written."""
     import json
 
+    if isinstance(value, _JsonNumber):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {_json_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_json_text(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _json_value(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
+        return _json_text(value)
     return str(value).strip()
 
 
@@ -302,7 +317,7 @@ def _read_jsonl(path: Path, encoding: str | None) -> tuple[pd.DataFrame, str]:
             continue
         try:
             # numbers keep their spelling: "19.90" stays "19.90", 17850 stays "17850"
-            obj = json.loads(line, parse_float=str, parse_int=str)
+            obj = json.loads(line, parse_float=_JsonNumber, parse_int=_JsonNumber)
         except json.JSONDecodeError as exc:
             raise DataError(f"cannot parse {path} as jsonl: line {number}: {exc.msg} (column {exc.colno})") from None
         if not isinstance(obj, dict):

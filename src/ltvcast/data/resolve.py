@@ -29,9 +29,22 @@ import numpy as np
 import pandas as pd
 
 from ltvcast.data.config import ShopConfig
-from ltvcast.data.fx import combine_rates, empty_rates, latest_rates, local_day, lookup_rates
+from ltvcast.data.fx import (
+    combine_rates,
+    empty_rates,
+    latest_rates,
+    local_day,
+    lookup_rates,
+)
 from ltvcast.data.kinds import KIND_KEYS, extra_fields
-from ltvcast.data.ledger import DUPLICATE, KEPT, FileCounts, Ledger, classify_keys, key_strings
+from ltvcast.data.ledger import (
+    DUPLICATE,
+    KEPT,
+    FileCounts,
+    Ledger,
+    classify_keys,
+    key_strings,
+)
 from ltvcast.data.returns import is_cancellation, link_returns, reference_targets
 from ltvcast.data.staging import StagedTable
 
@@ -120,6 +133,16 @@ def _combined(tables: list[StagedTable], kind: str) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def _id_or_hash(ids: pd.Series, hashes: pd.Series) -> pd.Series:
+    """``ids``, with ``h:`` + 16 hex of the row hash where the id is missing."""
+    missing = ids.isna()
+    if not missing.any():
+        return ids
+    out = ids.astype(object).copy()
+    out[missing] = "h:" + hashes[missing].str.slice(0, 16)
+    return out
+
+
 def _coalesce(*series: pd.Series) -> pd.Series:
     out = series[0].astype(object)
     for s in series[1:]:
@@ -135,11 +158,11 @@ def _return_candidates(rows: pd.DataFrame, kind: str, ref: pd.Series, alt: pd.Se
             "return_id": rows["return_id"] if "return_id" in rows and kind == "returns" else rows["order_id"],
             "line": pd.Series(line, index=rows.index).astype("Int64"),
             "ref": ref, "alt_ref": alt, "customer_id": rows["customer_id"], "timestamp": rows["timestamp"],
-            "quantity": rows["quantity"] if "quantity" in rows else np.nan,
-            "unit_price": rows["unit_price"] if "unit_price" in rows else np.nan,
+            "quantity": rows.get("quantity", np.nan),
+            "unit_price": rows.get("unit_price", np.nan),
             "discount": discount, "amount": rows["amount"],
             "currency": _coalesce(rows["currency"], rows["_declared_currency"]),
-            "product_id": rows["product_id"] if "product_id" in rows else None,
+            "product_id": rows.get("product_id"),
         }
     )
 
@@ -162,6 +185,7 @@ class _Run:
     # -- helpers -------------------------------------------------------------
     @property
     def attributes(self) -> tuple[str, ...]:
+        """Extra customer attribute columns mapped by the run's customers sources."""
         names: dict[str, None] = {}
         for t in self.tables:
             names.update(dict.fromkeys(extra_fields(t.spec.kind, t.spec.mapping)))
@@ -171,8 +195,7 @@ class _Run:
         """Drop duplicate keys (counted), quarantine conflicting ones; return the rest with ``_key``."""
         if frame.empty:
             return frame
-        frame = frame.copy()
-        frame["_key"] = key_strings(frame, KIND_KEYS[kind]).to_numpy()
+        frame["_key"] = key_strings(frame, KIND_KEYS[kind]).to_numpy()  # frames here are the run's own copies
         known = self.ctx.known_keys(kind) if known is None else known
         dup, conflict = classify_keys(frame["_key"], frame["_hash"], known)
         self.ledger.mark(frame[dup], DUPLICATE)
@@ -220,10 +243,12 @@ class _Run:
         return ref, alt
 
     def known_orders(self) -> pd.DataFrame:
+        """Orders of the store, of the run's orders sources and derived from lines (so far)."""
         parts = [self.ctx.orders] + [f[_ORDER_COLUMNS] for f in (self.run_orders, self.derived_orders) if not f.empty]
         return pd.concat(parts, ignore_index=True)
 
     def known_customers(self) -> set[str]:
+        """Customer ids of the store, the run's customers and the run's orders (so far)."""
         known = set(self.ctx.customers)
         for frame in (self.out.get("customers"), self.run_orders, self.derived_orders):
             if frame is not None and not frame.empty:
@@ -231,10 +256,12 @@ class _Run:
         return known
 
     def shop_currency(self, frame: pd.DataFrame) -> pd.Series:
+        """The shop currency on ``frame``'s index (the last fallback of a row's currency)."""
         return pd.Series(self.shop.currency, index=frame.index, dtype=object)
 
     # -- steps ---------------------------------------------------------------
     def fx_rates(self) -> None:
+        """Step 1: keep new rates; later steps convert with the store's and the run's rates."""
         fx = self.dedupe(_combined(self.tables, "fx_rates"), "fx_rates")
         if fx.empty:
             return
@@ -243,6 +270,7 @@ class _Run:
         self.rates = combine_rates(self.ctx.rates, fx)
 
     def customers(self) -> None:
+        """Step 2: keep customers (known customers for returns and events)."""
         cust = self.dedupe(_combined(self.tables, "customers"), "customers")
         if cust.empty:
             return
@@ -251,6 +279,7 @@ class _Run:
         self.out["customers"] = cust[[c for c in cols if c in cust] + ["_file"]]
 
     def products(self) -> None:
+        """Step 3: keep products; list prices at the latest rate of their currency."""
         prod = self.dedupe(_combined(self.tables, "products"), "products")
         if prod.empty:
             return
@@ -263,6 +292,7 @@ class _Run:
         self.out["products"] = prod[["product_id", "category", "brand", "list_price", "rate", "_file"]]
 
     def orders(self) -> None:
+        """Step 4: orders; negative / cancelled ones become return candidates, the rest need a rate."""
         frame = _combined(self.tables, "orders")
         if frame.empty:
             return
@@ -303,6 +333,7 @@ class _Run:
         return items
 
     def order_items(self) -> None:
+        """Step 5: lines; negative / cancelled ones become return candidates, the rest link to (or derive) orders."""
         items = _combined(self.tables, "order_items")
         if items.empty:
             return
@@ -353,10 +384,10 @@ class _Run:
         ]
 
     def returns(self) -> None:
+        """Step 6: returns of all three paths: link, check the customer, find the rate."""
         source = _combined(self.tables, "returns")
         if not source.empty:
-            fallback = "h:" + source["_hash"].str.slice(0, 16)
-            source["return_id"] = source["return_id"].where(source["return_id"].notna(), fallback)
+            source["return_id"] = _id_or_hash(source["return_id"], source["_hash"])
             source = self.dedupe(source, "returns")
             if not source.empty:
                 none = pd.Series(None, index=source.index, dtype=object)
@@ -382,10 +413,11 @@ class _Run:
         self.out["returns"] = cands[_RETURN_COLUMNS].assign(_ts=cands["timestamp"])
 
     def events(self) -> None:
+        """Step 7: events of known customers."""
         ev = _combined(self.tables, "events")
         if ev.empty:
             return
-        ev["event_id"] = ev["event_id"].where(ev["event_id"].notna(), "h:" + ev["_hash"].str.slice(0, 16))
+        ev["event_id"] = _id_or_hash(ev["event_id"], ev["_hash"])
         ev = self.dedupe(ev, "events")
         ev = self.reject(ev, ~ev["customer_id"].isin(self.known_customers()).to_numpy(), "unknown_customer", "customer_id")
         self.keep(ev, "events")
@@ -393,6 +425,7 @@ class _Run:
         self.out["events"] = ev[cols].assign(_ts=ev["timestamp"])
 
     def finish(self) -> ResolvedRun:
+        """Check that every row has exactly one fate and assemble the :class:`ResolvedRun`."""
         orders = [f for f in (self.run_orders, self.derived_orders) if not f.empty]
         if orders:
             frame = pd.concat(orders, ignore_index=True)
@@ -407,11 +440,13 @@ class _Run:
                 frame = frame[[self.tables[i].spec.kind == "orders" for i in frame["_file"]]]
             ts = pd.to_datetime(frame["_ts"])
             ts = ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
-            stamps.append(pd.DataFrame({"_file": frame["_file"].to_numpy(), "_ts": ts.dt.as_unit("us").to_numpy()}))
-        if stamps:
-            allts = pd.concat(stamps, ignore_index=True)
-            for f, g in allts.groupby("_file"):
-                days[int(f)] = (g["_ts"].min().normalize(), g["_ts"].max().normalize())
+            stamps.append(ts.dt.as_unit("us").groupby(frame["_file"].to_numpy()).agg(["min", "max"]))
+        for part in stamps:
+            for f, row in part.iterrows():
+                old_first, old_last = days[int(f)]
+                first, last = row["min"].normalize(), row["max"].normalize()
+                days[int(f)] = (first if old_first is None else min(first, old_first),
+                                last if old_last is None else max(last, old_last))
         keys = (
             pd.concat(self.keys, ignore_index=True)
             if self.keys

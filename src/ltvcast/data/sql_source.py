@@ -33,7 +33,7 @@ def engine_url(url: str):
 
     try:
         parsed = sa.engine.make_url(url)
-    except Exception:  # sqlalchemy.exc.ArgumentError and friends
+    except (sa.exc.ArgumentError, ValueError):
         raise DataError(f"{url!r} is not a database URL such as postgresql://user@host:5432/db") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")

@@ -26,14 +26,20 @@ Row-level reasons (besides the foundation's):
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from ltvcast.data.config import ShopConfig, SourceSpec
-from ltvcast.data.kinds import EVENT_TYPES, FIELD_TYPES, KIND_FIELDS, NOT_EMPTY, extra_fields, resolve_fields
+from ltvcast.data.kinds import (
+    EVENT_TYPES,
+    FIELD_TYPES,
+    KIND_FIELDS,
+    NOT_EMPTY,
+    extra_fields,
+    resolve_fields,
+)
 from ltvcast.data.parse import (
     as_text,
     missing_mask,
@@ -42,7 +48,11 @@ from ltvcast.data.parse import (
     parse_text,
     parse_timestamps,
 )
-from ltvcast.data.privacy import drop_personal_columns, personal_columns_in, pseudonymise
+from ltvcast.data.privacy import (
+    drop_personal_columns,
+    personal_columns_in,
+    pseudonymise,
+)
 from ltvcast.data.readers import RawTable
 from ltvcast.errors import DataError
 
@@ -125,31 +135,38 @@ class _Flags:
         self.field = np.full(n, None, dtype=object)
 
     def flag(self, mask, reason: str, name: str) -> None:
-        new = np.asarray(mask, dtype=bool) & (self.reason == None)  # noqa: E711
+        new = np.asarray(mask, dtype=bool) & (self.reason == None)
         self.reason[new] = reason
         self.field[new] = name
 
     @property
     def bad(self) -> np.ndarray:
-        return self.reason != None  # noqa: E711
+        return self.reason != None
+
+
+def _canonical_text(col: pd.Series) -> np.ndarray:
+    """Values as text for hashing (object array): timestamps as epoch microseconds,
+    numbers in their shortest round-trip spelling, text as is; missing -> ``\x00``."""
+    missing = col.isna().to_numpy()
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        text = col.dt.as_unit("us").astype("int64").astype(str).to_numpy(dtype=object)
+    elif pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+        text = col.astype("float64").to_numpy().astype(str).astype(object)
+    else:
+        text = col.to_numpy(dtype=object, na_value=None)
+    text = text.copy()
+    text[missing] = "\x00"
+    return text
 
 
 def row_hashes(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     """Hash of each row's values in ``columns`` (BLAKE2b, 32 hex), equal for equal parsed values."""
     if not len(frame):
         return pd.Series([], index=frame.index, dtype=str)
-    parts = []
-    for c in columns:
-        col = frame[c]
-        if pd.api.types.is_datetime64_any_dtype(col.dtype):
-            text = col.dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
-        else:
-            text = col.astype(object).map(repr) if col.dtype != object and not pd.api.types.is_string_dtype(col.dtype) else col
-        text = text.astype(object).where(col.notna(), "\x00").astype(str)
-        parts.append(text)
-    joined = parts[0].str.cat(parts[1:], sep="\x1f") if len(parts) > 1 else parts[0]
+    parts = [_canonical_text(frame[c]) for c in columns]
+    joined = ["\x1f".join(map(str, values)) for values in zip(*parts)]
     digests = [hashlib.blake2b(s.encode("utf-8"), digest_size=16).hexdigest() for s in joined]
-    return pd.Series(digests, index=frame.index, dtype=str)
+    return pd.Series(digests, index=frame.index, dtype=object)
 
 
 def _check_personal_mapping(raw: RawTable, spec: SourceSpec, shop: ShopConfig, columns: dict[str, str]) -> list[str]:
@@ -193,15 +210,14 @@ def stage_table(
 
     Raises:
         DataError: a required column is missing, a mapped column holds
-            personal data that is not allowed, dates mix day-first and
-            month-first, or the source has no rows.
+            personal data that is not allowed, or dates mix day-first and
+            month-first. A source with a header and no rows is fine (a quiet
+            day's export): it is logged with 0 rows.
     """
     import time
 
     t0 = time.perf_counter()
     kind = spec.kind
-    if len(raw.frame) == 0:
-        raise DataError(f"{raw.source} has no data rows")
     columns = resolve_fields(kind, [str(c) for c in raw.frame.columns], spec.mapping, raw.source)
     keep = _check_personal_mapping(raw, spec, shop, columns)
     frame, dropped = drop_personal_columns(raw.frame, shop.personal_columns, shop.allow_personal, keep=keep)

@@ -65,8 +65,10 @@ HISTORY_STEPS = (
     "history_lines",
     "history_items",
     "history_events",
+    "history_orders",
     "history_daily",
-    "history_products",
+    "history_categories",
+    "history_brands",
     "history_events_daily",
     "history_customers",
     "population",
@@ -155,21 +157,69 @@ def _check(period: str, lookback, windows, population: str, basis: str, channels
     return int(lookback), tuple(int(w) for w in wins), seq.check_channels(channels)
 
 
+#: History tables only the families read: dropped before the sequences are built.
+FAMILY_ONLY_TABLES = ("h_orders", "h_categories", "h_brands", "h_customers")
+
+
+def _filled(spec: FeatureSpec, alias: str) -> str:
+    ref = f'{alias}."{spec.name}"'
+    if spec.fill is not None:
+        ref = f"COALESCE({ref}, {spec.fill})"
+    return f'{ref} AS "{spec.name}"'
+
+
 def _customers_sql(specs: tuple[FeatureSpec, ...], families: dict[str, str]) -> str:
-    """The join of every family onto ``h_pop``, filling absent customers per the catalog."""
+    """The join of every family onto ``h_pop``, filling absent customers per the catalog.
+
+    One statement for the whole customer table (for reading and transpiling);
+    :func:`build` runs the same joins one family at a time (:func:`_family_join_sql`),
+    which needs less memory.
+    """
     ctes = ",\n".join(f"f_{name} AS (\n{sql.rstrip()}\n)" for name, sql in families.items())
-    cols = []
-    for s in specs:
-        ref = f'f_{s.family}."{s.name}"'
-        if s.fill is not None:
-            ref = f"COALESCE({ref}, {s.fill})"
-        cols.append(f'       {ref} AS "{s.name}"')
+    cols = [f"       {_filled(s, 'f_' + s.family)}" for s in specs]
     joins = "\n".join(
         f"LEFT JOIN f_{name} ON f_{name}.customer_id = p.customer_id" for name in families
     )
     return (
         f"WITH {ctes}\nSELECT p.customer_id,\n" + ",\n".join(cols) + f"\nFROM h_pop p\n{joins}\nORDER BY p.cidx\n"
     )
+
+
+def _family_join_sql(family: str, specs: tuple[FeatureSpec, ...], sql: str) -> str:
+    """One family LEFT JOINed onto ``h_pop``: a row per customer with ``cidx``, fills applied."""
+    cols = ",\n       ".join(_filled(s, "f") for s in specs if s.family == family)
+    return f"SELECT p.cidx,\n       {cols}\nFROM h_pop p\nLEFT JOIN (\n{sql.rstrip()}\n) f ON f.customer_id = p.customer_id\n"
+
+
+def _arrow(rel: duckdb.DuckDBPyRelation):
+    for name in ("to_arrow_table", "fetch_arrow_table", "arrow"):
+        method = getattr(rel, name, None)
+        if method is not None:
+            return method()
+    raise RuntimeError("this duckdb version cannot return Arrow tables")  # pragma: no cover
+
+
+def _fetch_family(cur, sql: str, n: int, specs: tuple[FeatureSpec, ...]) -> dict[str, object]:
+    """Run one family's join and return its columns in cidx order (numpy / pandas string arrays)."""
+    table = _arrow(cur.sql(sql))
+    cidx = table.column("cidx").to_numpy()
+    if len(cidx) != n:
+        raise RuntimeError(f"a feature family returned more than one row for some customer:\n{sql}")
+    perm = None
+    out: dict[str, object] = {}
+    for spec in specs:
+        col = table.column(spec.name)
+        if spec.kind == "str":
+            if perm is None:
+                perm = np.empty(n, dtype=np.int64)
+                perm[cidx] = np.arange(n, dtype=np.int64)
+            out[spec.name] = pd.array(col.take(perm), dtype="str")
+        else:
+            dtype = np.int64 if spec.kind == "int" else np.float64
+            values = np.empty(n, dtype=dtype)
+            values[cidx] = col.to_numpy(zero_copy_only=False)
+            out[spec.name] = values
+    return out
 
 
 def feature_sql(
@@ -222,19 +272,6 @@ def _connection(store) -> duckdb.DuckDBPyConnection:
     if isinstance(con, duckdb.DuckDBPyConnection):
         return con
     raise DataError(f"build() needs an ltvcast Store or a DuckDB connection, got {type(store).__name__}")
-
-
-def _typed(frame: pd.DataFrame, specs: tuple[FeatureSpec, ...]) -> pd.DataFrame:
-    out = {"customer_id": frame["customer_id"].astype("str")}
-    for s in specs:
-        col = frame[s.name]
-        if s.kind == "int":
-            out[s.name] = col.astype(np.int64)
-        elif s.kind == "float":
-            out[s.name] = col.astype(np.float64)
-        else:
-            out[s.name] = col.astype("str")
-    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
 
 
 def build(
@@ -303,9 +340,22 @@ def build(
         for step in HISTORY_STEPS:
             cur.execute(sql[step])
         specs = feature_specs(wins)
-        customers = _typed(cur.execute(sql["customers"]).df(), specs)
+        ids = _arrow(cur.sql("SELECT customer_id FROM h_pop ORDER BY cidx")).column("customer_id")
+        n = len(ids)
+        data: dict[str, object] = {"customer_id": pd.array(ids, dtype="str")}
+        for family in FAMILIES:
+            family_specs = tuple(s for s in specs if s.family == family)
+            data.update(_fetch_family(cur, _family_join_sql(family, specs, sql[family]), n, family_specs))
+        customers = pd.DataFrame(
+            {name: data[name] for name in ["customer_id"] + [s.name for s in specs]},
+            index=pd.RangeIndex(n),
+            copy=False,
+        )
+        del data
+        for table in FAMILY_ONLY_TABLES:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
         cur.register("h_calendar", seq.calendar(starts, day))
-        sequences = seq.scatter(cur, sql["sequences"], len(customers), len(starts), chans)
+        sequences = seq.scatter(cur, sql["sequences"], n, len(starts), chans)
     finally:
         cur.close()
     return FeatureSet(

@@ -8,15 +8,22 @@ Fitting strategy (:func:`fit_mle`): all parameters are positive, so the
 optimiser works on their logarithms; the objective is the *mean* negative
 log-likelihood over customers (an O(1) number, so tolerances do not depend
 on the number of customers), computed on the distinct data rows weighted by
-how often each occurs. L-BFGS-B runs first; if it reports failure,
-Nelder-Mead restarts from its last point and L-BFGS-B polishes. The result
+how often each occurs. L-BFGS-B runs first (analytic gradient where the
+model has one, else forward differences); if it fails or stops where the
+gradient is not small, it is restarted once from its end point, and if that
+fails too, a capped Nelder-Mead run restarts from there and L-BFGS-B
+polishes. The result
 is accepted only if the gradient (recomputed at the end) is small, no
-parameter sits at the box that keeps ``exp`` finite, and the Hessian is
-positive definite (the maximum is a proper, identified one); otherwise
+parameter sits at the box that keeps ``exp`` finite, and the Hessian has no
+clearly negative eigenvalue (the end point is a maximum); otherwise
 :class:`~ltvcast.errors.ConvergenceError`. An optimiser "failure" message
-with a verified small gradient and positive-definite Hessian (L-BFGS-B's
-line search giving up at machine precision) is accepted. No penalty term is
-ever added to the likelihood.
+with a verified small gradient (L-BFGS-B's line search giving up at machine
+precision) is accepted. A Hessian with a (numerically) zero eigenvalue means
+the likelihood is flat along some direction — the data do not identify all
+parameters, e.g. the BG/NBD dropout probability running to 0 on a handful
+of customers; such a fit is kept (its predictions sit at the likelihood's
+supremum) but flagged: ``identified`` False and a message in ``notes``.
+No penalty term is ever added to the likelihood.
 """
 
 from __future__ import annotations
@@ -35,10 +42,13 @@ LOG_BOUND = 25.0
 #: Largest accepted max-norm of the gradient of the mean negative
 #: log-likelihood with respect to the log-parameters at the optimum.
 GRAD_TOL = 1e-5
-#: Smallest accepted eigenvalue of the Hessian of the mean negative
-#: log-likelihood (log-parameters) at the optimum; below it the likelihood is
-#: flat in some direction and the parameters are not identified.
+#: Below this smallest eigenvalue of the Hessian of the mean negative
+#: log-likelihood (log-parameters) at the optimum the likelihood is flat in
+#: some direction: the fit is kept but flagged as not identified.
 HESS_TOL = 1e-7
+#: A Hessian eigenvalue below −SADDLE_TOL·max(1, largest) means the end point
+#: is not a maximum (beyond numerical noise): ConvergenceError.
+SADDLE_TOL = 1e-4
 #: How many offending rows an error message lists.
 N_EXAMPLES = 5
 #: Slack for ``recency <= T`` (summaries rounded to a few decimals).
@@ -226,6 +236,7 @@ def fit_mle(
     n: int,
     jac: Callable[[np.ndarray], np.ndarray] | None = None,
     maxiter: int = 2000,
+    ll_shift: float = 0.0,
 ) -> OptimizeResult:
     """Minimise ``mean_nll`` over log-parameters ``z`` starting at ``z0``.
 
@@ -239,15 +250,21 @@ def fit_mle(
         n: number of customers (the total log-likelihood is ``-n * mean_nll``).
         jac: analytic gradient of ``mean_nll``; central differences if ``None``.
         maxiter: iteration limit per optimiser run.
+        ll_shift: added to ``-n * mean_nll`` to express the log-likelihood in
+            the caller's units in messages (the objective may use rescaled
+            time or money).
 
     Returns:
         The scipy ``OptimizeResult`` of the last run; ``x`` holds the optimum.
+        Added fields: ``grad_check`` (k,) gradient at the end, ``hess_check``
+        (k, k) Hessian (both of the mean negative log-likelihood w.r.t. the
+        log-parameters), ``identified`` (bool) and ``notes`` (list of str).
 
     Raises:
         ConvergenceError: the gradient at the end is not small (the
             optimiser failed), a parameter ran to the box (the likelihood
-            keeps improving as it goes to 0 or infinity), or the Hessian is
-            not positive definite (parameters not identified).
+            keeps improving as it goes to 0 or infinity), or the end point
+            is a saddle (clearly negative Hessian eigenvalue).
     """
     bounds = [(-LOG_BOUND, LOG_BOUND)] * len(z0)
 
@@ -261,19 +278,24 @@ def fit_mle(
     res = minimize(safe, np.asarray(z0, dtype=float), method="L-BFGS-B", jac=jac_arg, bounds=bounds, options=opts)
     grad = _grad(safe, res.x, jac)
     if not res.success or np.max(np.abs(grad)) > GRAD_TOL:
-        # Restart: Nelder-Mead is robust to a rough start, then polish.
-        nm = minimize(
-            safe,
-            res.x if np.isfinite(res.fun) and res.fun < safe(z0) else z0,
-            method="Nelder-Mead",
-            options={"maxiter": 20000, "maxfev": 40000, "xatol": 1e-10, "fatol": 1e-14, "adaptive": True},
-        )
-        z_start = np.clip(nm.x, -LOG_BOUND, LOG_BOUND)
-        res = minimize(safe, z_start, method="L-BFGS-B", jac=jac_arg, bounds=bounds, options=opts)
+        # Restart L-BFGS-B from where it stopped (fresh curvature memory).
+        res = minimize(safe, res.x, method="L-BFGS-B", jac=jac_arg, bounds=bounds, options=opts)
+        if not res.success:
+            # Nelder-Mead copes with a rough surface; then polish. Budget capped so
+            # that a likelihood without a maximum fails in bounded time.
+            nm = minimize(
+                safe,
+                res.x if np.isfinite(res.fun) and res.fun < safe(z0) else z0,
+                method="Nelder-Mead",
+                options={"maxiter": maxiter, "maxfev": 300 * len(z0), "xatol": 1e-10, "fatol": 1e-14,
+                         "adaptive": True},
+            )
+            z_start = np.clip(nm.x, -LOG_BOUND, LOG_BOUND)
+            res = minimize(safe, z_start, method="L-BFGS-B", jac=jac_arg, bounds=bounds, options=opts)
         grad = _grad(safe, res.x, jac)
     res.grad_check = grad
     params = to_params(res.x)
-    ll = -n * res.fun
+    ll = -n * res.fun + ll_shift
     where = f"last parameters {_fmt(params)}, log-likelihood {ll:.4f}"
     gmax = float(np.max(np.abs(grad)))
     at_bound = [name for name, zi in zip(names, res.x) if abs(zi) >= LOG_BOUND - 1e-6]
@@ -298,11 +320,20 @@ def fit_mle(
         hess = numerical_hessian(safe, res.x, jac)
     res.hess_check = hess
     eig = np.linalg.eigvalsh(hess) if np.all(np.isfinite(hess)) else np.array([np.nan])
-    if not np.all(np.isfinite(eig)) or eig.min() < HESS_TOL:
+    if not np.all(np.isfinite(eig)) or eig.min() < -SADDLE_TOL * max(1.0, float(eig.max())):
         raise ConvergenceError(
-            f"{model}: the log-likelihood is flat (or not a maximum) in some direction at the end point "
-            f"(smallest Hessian eigenvalue {eig.min():.2e}): the parameters are not identified by these "
-            f"data, e.g. too few repeat purchases; {where}"
+            f"{model}: maximum-likelihood fit stopped at a point that is not a maximum "
+            f"(Hessian eigenvalues {np.array2string(eig, precision=3)}); {where}"
+        )
+    res.identified = bool(eig.min() >= HESS_TOL)
+    res.notes = []
+    if not res.identified:
+        res.notes.append(
+            f"{model}: the log-likelihood is flat in some direction at the optimum (smallest Hessian "
+            f"eigenvalue {eig.min():.2e}): the data do not pin down all parameters (typically too few "
+            f"repeat purchases, or a parameter drifting towards 0 or infinity along a ridge); the fit "
+            f"reached the likelihood's supremum, so predictions are usable, but the individual "
+            f"parameters {_fmt(params)} are not meaningful"
         )
     return res
 

@@ -85,6 +85,10 @@ class GammaGamma(_FittedMixin):
         log_likelihood_: total log-likelihood over the repeat buyers.
         n_customers_: number of repeat buyers fitted on.
         converged_: True (a fit that does not converge raises instead).
+        identified_: False when the likelihood is flat along some direction at
+            the optimum (the data do not pin down every parameter; predictions
+            are still those of the likelihood's supremum).
+        notes_: human-readable remarks from the fit (e.g. why not identified).
         optimizer_result_: ``scipy.optimize.OptimizeResult`` (internal
             units: log-parameters, money scaled by the mean z̄).
 
@@ -163,11 +167,13 @@ class GammaGamma(_FittedMixin):
             return {"p": float(v[0]), "q": float(v[1]), "gamma": float(v[2] * scale)}
 
         res = fit_mle(nll, z0, model=self._model_name, names=PARAM_NAMES, to_params=to_params, n=n, jac=jac,
-                      maxiter=self.maxiter)
+                      maxiter=self.maxiter, ll_shift=-n * np.log(scale))
         self.params_ = to_params(res.x)
         self.optimizer_result_ = res
         self.n_customers_ = int(n)
         self.converged_ = True
+        self.identified_ = res.identified
+        self.notes_ = list(res.notes)
         pr = self.params_
         self.log_likelihood_ = float(np.sum(gammagamma_log_likelihood(pr["p"], pr["q"], pr["gamma"], x, z)))
         return self

@@ -41,6 +41,7 @@ class Naive(_FittedMixin):
             likelihoods are densities of purchase times).
         n_customers_: number of customers.
         converged_: True (closed form).
+        identified_: True; notes_: empty list (same attributes as the MLE models).
         optimizer_result_: an ``OptimizeResult`` with ``success=True`` and
             ``message="closed form"``, for a uniform API.
     """
@@ -93,6 +94,8 @@ class Naive(_FittedMixin):
         self.log_likelihood_ = float(np.sum(self._ll(x, T)))
         self.n_customers_ = len(x)
         self.converged_ = True
+        self.identified_ = True
+        self.notes_: list[str] = []
         self.optimizer_result_ = OptimizeResult(
             x=np.array([self.params_["mean_rate"]]), success=True, status=0, message="closed form", nit=0
         )

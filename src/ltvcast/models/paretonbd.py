@@ -205,6 +205,10 @@ class ParetoNBD(_FittedMixin):
         log_likelihood_: total log-likelihood at ``params_``.
         n_customers_: number of customers fitted on.
         converged_: True (a fit that does not converge raises instead).
+        identified_: False when the likelihood is flat along some direction at
+            the optimum (the data do not pin down every parameter; predictions
+            are still those of the likelihood's supremum).
+        notes_: human-readable remarks from the fit (e.g. why not identified).
         optimizer_result_: the ``scipy.optimize.OptimizeResult`` (internal
             units: log-parameters, time scaled by mean T).
     """
@@ -248,11 +252,13 @@ class ParetoNBD(_FittedMixin):
             return {"r": float(p[0]), "alpha": float(p[1] * scale), "s": float(p[2]), "beta": float(p[3] * scale)}
 
         res = fit_mle(nll, z0, model=self._model_name, names=PARAM_NAMES, to_params=to_params, n=n,
-                      maxiter=self.maxiter)
+                      maxiter=self.maxiter, ll_shift=-float(np.sum(x)) * np.log(scale))
         self.params_ = to_params(res.x)
         self.optimizer_result_ = res
         self.n_customers_ = n
         self.converged_ = True
+        self.identified_ = res.identified
+        self.notes_ = list(res.notes)
         self.log_likelihood_ = float(np.sum(self._ll(x, tx, T)))
         return self
 

@@ -1,43 +1,30 @@
 -- Family attributes: the customers row known at the cutoff, and the first order:
--- among the sale rows at the customer's earliest sale timestamp, the smallest
--- order key; its value, channel and top category (ties: alphabetically first).
-WITH first_ts AS (
-    SELECT customer_id, MIN(ts) AS ts
-    FROM h_lines
+-- the sale order with the earliest timestamp (ties: smallest order key); its
+-- gross value, channel and top category (largest gross sales among its lines,
+-- ties: alphabetically first).
+WITH ranked AS (
+    SELECT customer_id,
+           order_key,
+           amount,
+           channel,
+           ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY ts, order_key) AS k
+    FROM h_orders
     WHERE kind = 'sale'
-    GROUP BY customer_id
-),
-first_lines AS (
-    SELECT l.customer_id, l.order_key, l.amount, l.category, l.channel
-    FROM h_lines l
-    JOIN first_ts f ON f.customer_id = l.customer_id AND f.ts = l.ts
-    WHERE l.kind = 'sale'
-),
-first_key AS (
-    SELECT customer_id, MIN(order_key) AS order_key
-    FROM first_lines
-    GROUP BY customer_id
-),
-first_order_lines AS (
-    SELECT fl.customer_id, fl.amount, fl.category, fl.channel
-    FROM first_lines fl
-    JOIN first_key k ON k.customer_id = fl.customer_id AND k.order_key = fl.order_key
 ),
 first_order AS (
-    SELECT customer_id, SUM(amount) AS value, MIN(channel) AS channel
-    FROM first_order_lines
-    GROUP BY customer_id
+    SELECT customer_id, order_key, amount, channel FROM ranked WHERE k = 1
 ),
 first_category AS (
     SELECT customer_id, category
     FROM (
-        SELECT customer_id,
-               category,
-               ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY SUM(amount) DESC, category) AS k
-        FROM first_order_lines
-        WHERE category IS NOT NULL
-        GROUP BY customer_id, category
-    ) ranked
+        SELECT l.customer_id,
+               l.category,
+               ROW_NUMBER() OVER (PARTITION BY l.customer_id ORDER BY SUM(l.amount) DESC, l.category) AS k
+        FROM h_lines l
+        JOIN first_order f ON f.customer_id = l.customer_id AND f.order_key = l.order_key
+        WHERE l.kind = 'sale' AND l.category IS NOT NULL
+        GROUP BY l.customer_id, l.category
+    ) by_category
     WHERE k = 1
 )
 SELECT COALESCE(c.customer_id, f.customer_id) AS customer_id,
@@ -45,10 +32,9 @@ SELECT COALESCE(c.customer_id, f.customer_id) AS customer_id,
        c.region,
        c.country,
        CAST(DATE_DIFF('day', c.signup_day, DATE '{{ cutoff_day }}') AS DOUBLE) AS signup_age_days,
-       CAST(f.value AS DOUBLE) AS first_order_value,
+       CAST(f.amount AS DOUBLE) AS first_order_value,
        fc.category AS first_order_category,
        f.channel AS first_order_channel
-FROM (SELECT * FROM h_customers
-      WHERE customer_id IN (SELECT customer_id FROM h_pop)) c
+FROM h_customers c
 FULL OUTER JOIN first_order f ON f.customer_id = c.customer_id
 LEFT JOIN first_category fc ON fc.customer_id = f.customer_id

@@ -1,6 +1,7 @@
 -- Family basket: order size and price over sale rows before the cutoff
--- (h_daily), distinct products / categories / brands (h_products), discount
--- share from order_items of orders placed before the cutoff (h_items).
+-- (h_daily), distinct products (h_lines), categories (h_categories) and
+-- brands (h_brands), discount share from the order_items of orders placed
+-- before the cutoff (h_items). Distinct counts are GROUP BYs, not COUNT(DISTINCT).
 WITH sales AS (
     SELECT customer_id,
            SUM(orders) AS n_orders,
@@ -13,18 +14,19 @@ WITH sales AS (
 ),
 products AS (
     SELECT customer_id, COUNT(*) AS n_products
-    FROM (SELECT DISTINCT customer_id, product_id FROM h_products WHERE product_id IS NOT NULL) p
+    FROM (
+        SELECT customer_id, product_id
+        FROM h_lines
+        WHERE kind = 'sale' AND product_id IS NOT NULL
+        GROUP BY customer_id, product_id
+    ) p
     GROUP BY customer_id
 ),
 categories AS (
-    SELECT customer_id, COUNT(*) AS n_categories
-    FROM (SELECT DISTINCT customer_id, category FROM h_products WHERE category IS NOT NULL) c
-    GROUP BY customer_id
+    SELECT customer_id, COUNT(*) AS n_categories FROM h_categories GROUP BY customer_id
 ),
 brands AS (
-    SELECT customer_id, COUNT(*) AS n_brands
-    FROM (SELECT DISTINCT customer_id, brand FROM h_products WHERE brand IS NOT NULL) b
-    GROUP BY customer_id
+    SELECT customer_id, COUNT(*) AS n_brands FROM h_brands GROUP BY customer_id
 ),
 disc AS (
     SELECT customer_id,

@@ -1,6 +1,6 @@
 -- h_customers: customer rows known at the cutoff: signed up before it, or
 -- (no signup time) with a sale before it. signup_day is the local day.
-CREATE OR REPLACE TEMP VIEW h_customers AS
+CREATE OR REPLACE TEMP TABLE h_customers AS
 SELECT c.customer_id,
        c.acquisition_channel,
        c.region,
@@ -9,4 +9,4 @@ SELECT c.customer_id,
 FROM src_customers c
 WHERE c.signup_at < TIMESTAMP '{{ cutoff_utc }}'
    OR (c.signup_at IS NULL
-       AND EXISTS (SELECT 1 FROM h_daily d WHERE d.customer_id = c.customer_id AND d.sale_lines > 0))
+       AND EXISTS (SELECT 1 FROM h_orders o WHERE o.customer_id = c.customer_id AND o.kind = 'sale'))

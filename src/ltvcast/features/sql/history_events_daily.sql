@@ -1,27 +1,33 @@
 -- h_events_daily: one row per customer and local day with any event before the
--- cutoff. A session counts once, on the day of its first event (session_id
--- NULL: not a session).
+-- cutoff. A session counts once, on the local day of its first event before
+-- the cutoff (session_id NULL: not a session).
 CREATE OR REPLACE TEMP TABLE h_events_daily AS
-SELECT customer_id,
-       day,
-       CAST(SUM(sessions) AS BIGINT) AS sessions,
-       CAST(SUM(views) AS BIGINT) AS views,
-       CAST(SUM(add_to_carts) AS BIGINT) AS add_to_carts,
-       CAST(SUM(purchase_events) AS BIGINT) AS purchase_events,
-       CAST(SUM(events) AS BIGINT) AS events
-FROM (
+WITH per_day AS (
     SELECT customer_id,
            day,
-           0 AS sessions,
-           CASE WHEN event_type = 'view' THEN 1 ELSE 0 END AS views,
-           CASE WHEN event_type = 'add_to_cart' THEN 1 ELSE 0 END AS add_to_carts,
-           CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END AS purchase_events,
-           1 AS events
+           CAST(SUM(CASE WHEN event_type = 'view' THEN 1 ELSE 0 END) AS BIGINT) AS views,
+           CAST(SUM(CASE WHEN event_type = 'add_to_cart' THEN 1 ELSE 0 END) AS BIGINT) AS add_to_carts,
+           CAST(SUM(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END) AS BIGINT) AS purchase_events,
+           CAST(COUNT(*) AS BIGINT) AS events
     FROM h_events
-    UNION ALL
-    SELECT customer_id, MIN(day) AS day, 1, 0, 0, 0, 0
-    FROM h_events
-    WHERE session_id IS NOT NULL
-    GROUP BY customer_id, session_id
-) per_event
-GROUP BY customer_id, day
+    GROUP BY customer_id, day
+),
+session_starts AS (
+    SELECT customer_id, {{ local_day('start_ts') }} AS day, CAST(COUNT(*) AS BIGINT) AS sessions
+    FROM (
+        SELECT customer_id, session_id, MIN(ts) AS start_ts
+        FROM h_events
+        WHERE session_id IS NOT NULL
+        GROUP BY customer_id, session_id
+    ) s
+    GROUP BY customer_id, {{ local_day('start_ts') }}
+)
+SELECT d.customer_id,
+       d.day,
+       COALESCE(s.sessions, 0) AS sessions,
+       d.views,
+       d.add_to_carts,
+       d.purchase_events,
+       d.events
+FROM per_day d
+LEFT JOIN session_starts s ON s.customer_id = d.customer_id AND s.day = d.day

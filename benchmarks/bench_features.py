@@ -182,7 +182,7 @@ def main(argv: list[str]) -> int:
                         ("--memory-limit", args.memory_limit), ("--threads", args.threads)):
         if value is not None:
             cmd += [flag, str(value)]
-    rc = subprocess.run(cmd).returncode
+    rc = subprocess.run(cmd, check=False).returncode
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
     return rc

@@ -26,10 +26,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from test_features_store import tiny_shop, write_store
 
-from ltvcast.features import build, feature_sql, feature_specs
+from ltvcast.features import build, feature_specs, feature_sql
 from ltvcast.features.catalog import FAMILIES
-from test_features_store import tiny_shop, write_store  # noqa: F401  (tiny fixture below)
 
 
 @pytest.fixture(scope="module")
@@ -301,3 +301,25 @@ def test_gross_revenue_basis_from_store_meta(tmp_path):
               "spend_trend_slope": (-5 * 25 + 7 * 36 + 11 * 16) / 286},
         "B": {"spend_total": 0.3, "spend_30d": 0.3},
     })
+
+
+def test_one_statement_customer_table_equals_build(tmp_path, fs_all):
+    # feature_sql()["customers"] (all families joined in one statement, for reading
+    # and transpiling) gives what build() assembles family by family.
+    con = write_store(tmp_path / "t.duckdb", tiny_shop())
+    from ltvcast.features._sql import source_views, store_columns
+    from ltvcast.features.build import HISTORY_STEPS
+
+    sql = feature_sql("2024-03-01", population="all")
+    cur = con.cursor()
+    for view in source_views(store_columns(cur)).values():
+        cur.execute(view)
+    for step in HISTORY_STEPS:
+        cur.execute(sql[step])
+    frame = cur.execute(sql["customers"]).df()
+    cur.close()
+    con.close()
+    ours = fs_all.customers
+    assert list(frame.columns) == list(ours.columns)
+    for name in ours.columns:
+        pd.testing.assert_series_equal(frame[name], ours[name], check_dtype=False, check_exact=True)

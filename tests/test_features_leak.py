@@ -11,25 +11,29 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from test_features_store import random_shop, tiny_shop, write_store
 
 from ltvcast.features import build
-from test_features_store import random_shop, tiny_shop, write_store
 
 # (table, time column, UPDATE assignments that scramble a row)
 SCRAMBLE = {
     "transactions": (
         "timestamp",
-        "amount = -3 * amount + 1, kind = CASE WHEN kind = 'sale' THEN 'return' ELSE 'sale' END, "
-        "customer_id = '{victim}', order_id = '{victim_order}', category = 'zzz', brand = 'zzz', "
-        "product_id = 'zzz', channel = 'zzz', quantity = 99",
+        (
+            "amount = -3 * amount + 1, kind = CASE WHEN kind = 'sale' THEN 'return' ELSE 'sale' END, "
+            "customer_id = '{victim}', order_id = '{victim_order}', category = 'zzz', brand = 'zzz', "
+            "product_id = 'zzz', channel = 'zzz', quantity = 99"
+        ),
     ),
     "orders": ("timestamp", "customer_id = '{victim}', channel = 'zzz', gross_amount = 1"),
     "returns": ("timestamp", "customer_id = '{victim}', order_id = '{victim_order}', amount = 999"),
     "events": (
         "timestamp",
-        "customer_id = '{victim}', session_id = '{victim_session}', "
-        "event_type = CASE event_type WHEN 'view' THEN 'add_to_cart' WHEN 'add_to_cart' THEN 'purchase' "
-        "ELSE 'view' END",
+        (
+            "customer_id = '{victim}', session_id = '{victim_session}', "
+            "event_type = CASE event_type WHEN 'view' THEN 'add_to_cart' WHEN 'add_to_cart' THEN 'purchase' "
+            "ELSE 'view' END"
+        ),
     ),
     "customers": ("signup_at", "acquisition_channel = 'zzz', region = 'zzz', country = 'ZZ'"),
 }

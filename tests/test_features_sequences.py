@@ -6,10 +6,10 @@ from datetime import date
 
 import numpy as np
 import pytest
+from test_features_store import random_shop, tiny_shop, write_store
 
 from ltvcast.features import SEQUENCE_CHANNELS, build
 from ltvcast.features.sequences import calendar, period_starts
-from test_features_store import random_shop, tiny_shop, write_store
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
-import pytest
+from test_features_store import Shop, write_store
 
 from ltvcast.features import build, rfm_summary
-from test_features_store import Shop, write_store
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src/ltvcast/data/files/CDNOW_sample.txt.gz"
 
@@ -95,6 +94,7 @@ def test_btyd_columns_match_rfm_summary_on_cdnow_sample(tmp_path):
     con = duckdb.connect(str(tmp_path / "cdnow.duckdb"))
     frame = tx.assign(timestamp=tx["timestamp"].dt.tz_localize(None))
     # A foundation-style store: DOUBLE amounts, no kind column.
+    con.register("frame", frame)
     con.execute("CREATE TABLE transactions AS SELECT * FROM frame")
     fs = build(con, "1997-10-01", windows=(30,))
     con.close()

@@ -7,14 +7,14 @@ from ltvcast.features.rfm import rfm_summary
 from ltvcast.features.sequences import CHANNEL_DOCS, DEFAULT_CHANNELS, SEQUENCE_CHANNELS
 
 __all__ = [
-    "rfm_summary",
-    "horizon_labels",
-    "build",
-    "FeatureSet",
-    "feature_sql",
-    "feature_specs",
-    "FeatureSpec",
     "CHANNEL_DOCS",
     "DEFAULT_CHANNELS",
     "SEQUENCE_CHANNELS",
+    "FeatureSet",
+    "FeatureSpec",
+    "build",
+    "feature_specs",
+    "feature_sql",
+    "horizon_labels",
+    "rfm_summary",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -23,7 +23,7 @@ from ltvcast.errors import CutoffError, DataError
 _TZ_NAME = re.compile(r"^[A-Za-z0-9_+\-/]+$")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template(name: str) -> jinja2.Template:
     text = resources.files("ltvcast.features").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
     env = jinja2.Environment(

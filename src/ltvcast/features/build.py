@@ -58,7 +58,12 @@ from ltvcast.features._sql import (
     store_columns,
     store_meta,
 )
-from ltvcast.features.catalog import DEFAULT_WINDOWS, FAMILIES, FeatureSpec, feature_specs
+from ltvcast.features.catalog import (
+    DEFAULT_WINDOWS,
+    FAMILIES,
+    FeatureSpec,
+    feature_specs,
+)
 
 #: The point-in-time layer, in execution order (sql/<name>.sql).
 HISTORY_STEPS = (
@@ -352,12 +357,12 @@ def build(
             copy=False,
         )
         del data
-        for table in FAMILY_ONLY_TABLES:
+        for table in FAMILY_ONLY_TABLES:  # free memory before the dense array is made
             cur.execute(f"DROP TABLE IF EXISTS {table}")
         cur.register("h_calendar", seq.calendar(starts, day))
         sequences = seq.scatter(cur, sql["sequences"], n, len(starts), chans)
     finally:
-        cur.close()
+        cur.close()  # drops every temporary table and view of this build
     return FeatureSet(
         customers=customers,
         sequences=sequences,

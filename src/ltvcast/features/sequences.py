@@ -102,11 +102,12 @@ def scatter(
     Args:
         cur: connection holding ``h_pop``, ``h_calendar`` and the history tables.
         sql: rendered ``sequences.sql`` (columns ``cidx``, ``period``, then
-            ``channels``; one row per customer and period).
+            ``channels``; one row per customer and period with activity).
 
     Returns:
         Array of shape ``(n_customers, n_periods, len(channels))``, zeros
-        where a customer had no activity in a period.
+        where a customer had no activity in a period. Rows arrive in Arrow
+        batches and are scattered batch by batch (no loop over customers).
     """
     out = np.zeros((n_customers, n_periods, len(channels)), dtype=np.float32)
     for batch in _reader(cur.sql(sql), batch_rows):

@@ -12,18 +12,16 @@ how often each occurs. L-BFGS-B runs first (analytic gradient where the
 model has one, else forward differences); if it fails or stops where the
 gradient is not small, it is restarted once from its end point, and if that
 fails too, a capped Nelder-Mead run restarts from there and L-BFGS-B
-polishes. The result
-is accepted only if the gradient (recomputed at the end) is small, no
-parameter sits at the box that keeps ``exp`` finite, and the Hessian has no
-clearly negative eigenvalue (the end point is a maximum); otherwise
-:class:`~ltvcast.errors.ConvergenceError`. An optimiser "failure" message
-with a verified small gradient (L-BFGS-B's line search giving up at machine
-precision) is accepted. A Hessian with a (numerically) zero eigenvalue means
-the likelihood is flat along some direction — the data do not identify all
-parameters, e.g. the BG/NBD dropout probability running to 0 on a handful
-of customers; such a fit is kept (its predictions sit at the likelihood's
-supremum) but flagged: ``identified`` False and a message in ``notes``.
-No penalty term is ever added to the likelihood.
+polishes. The result is accepted only if the gradient (recomputed at the end) is small, no
+parameter sits at the box that keeps ``exp`` finite, and the Hessian is
+positive definite: no clearly negative eigenvalue (a saddle) and none
+numerically zero (a flat direction: the data do not identify all
+parameters, e.g. the BG/NBD dropout parameters when a handful of customers
+show no dropout). Otherwise :class:`~ltvcast.errors.ConvergenceError`, which
+says which case it is rather than returning arbitrary numbers. An optimiser
+"failure" message with a verified small gradient (L-BFGS-B's line search
+giving up at machine precision) is accepted. No penalty term is ever
+added to the likelihood.
 """
 
 from __future__ import annotations
@@ -35,16 +33,16 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import OptimizeResult, minimize
 
-from ltvcast.errors import ConvergenceError, DataError, NotFittedError
+from ltvcast.errors import ConvergenceError, DataError, LtvcastError, NotFittedError
 
 #: Box on the log-parameters (in the optimiser's internal units): e^±25.
 LOG_BOUND = 25.0
 #: Largest accepted max-norm of the gradient of the mean negative
 #: log-likelihood with respect to the log-parameters at the optimum.
 GRAD_TOL = 1e-5
-#: Below this smallest eigenvalue of the Hessian of the mean negative
-#: log-likelihood (log-parameters) at the optimum the likelihood is flat in
-#: some direction: the fit is kept but flagged as not identified.
+#: Smallest accepted eigenvalue of the Hessian of the mean negative
+#: log-likelihood (log-parameters) at the optimum; below it the likelihood is
+#: flat in some direction and the parameters are not identified.
 HESS_TOL = 1e-7
 #: A Hessian eigenvalue below −SADDLE_TOL·max(1, largest) means the end point
 #: is not a maximum (beyond numerical noise): ConvergenceError.
@@ -159,6 +157,25 @@ def check_horizon(t: object, n: int, model: str) -> np.ndarray | float:
     return float(arr) if arr.ndim == 0 else arr
 
 
+def start_values(initial: dict[str, float] | None, default: dict[str, float], model: str) -> dict[str, float]:
+    """The optimiser's starting parameters: ``initial`` if given, else ``default``.
+
+    Raises:
+        LtvcastError: ``initial`` lacks a parameter or has a non-positive or
+            non-finite value.
+    """
+    if initial is None:
+        return default
+    missing = [k for k in default if k not in initial]
+    bad = [k for k in default if k in initial and not (np.isfinite(initial[k]) and initial[k] > 0)]
+    if missing or bad:
+        raise LtvcastError(
+            f"{model}: initial_params needs positive finite values for {list(default)}; "
+            f"missing {missing}, invalid {bad}"
+        )
+    return {k: float(initial[k]) for k in default}
+
+
 # --------------------------------------------------------------------------
 # data compression
 
@@ -248,7 +265,8 @@ def fit_mle(
         names: parameter names for messages.
         to_params: z -> parameter dict in the caller's units (for messages).
         n: number of customers (the total log-likelihood is ``-n * mean_nll``).
-        jac: analytic gradient of ``mean_nll``; central differences if ``None``.
+        jac: analytic gradient of ``mean_nll``; forward differences if ``None``
+            (the final gradient check uses central differences).
         maxiter: iteration limit per optimiser run.
         ll_shift: added to ``-n * mean_nll`` to express the log-likelihood in
             the caller's units in messages (the objective may use rescaled
@@ -256,15 +274,16 @@ def fit_mle(
 
     Returns:
         The scipy ``OptimizeResult`` of the last run; ``x`` holds the optimum.
-        Added fields: ``grad_check`` (k,) gradient at the end, ``hess_check``
-        (k, k) Hessian (both of the mean negative log-likelihood w.r.t. the
-        log-parameters), ``identified`` (bool) and ``notes`` (list of str).
+        Added fields: ``grad_check`` (k,) gradient at the end and
+        ``hess_check`` (k, k) Hessian, both of the mean negative
+        log-likelihood w.r.t. the log-parameters.
 
     Raises:
         ConvergenceError: the gradient at the end is not small (the
             optimiser failed), a parameter ran to the box (the likelihood
-            keeps improving as it goes to 0 or infinity), or the end point
-            is a saddle (clearly negative Hessian eigenvalue).
+            keeps improving as it goes to 0 or infinity), or the Hessian is
+            not positive definite (a saddle, or a flat direction: parameters
+            not identified).
     """
     bounds = [(-LOG_BOUND, LOG_BOUND)] * len(z0)
 
@@ -325,15 +344,11 @@ def fit_mle(
             f"{model}: maximum-likelihood fit stopped at a point that is not a maximum "
             f"(Hessian eigenvalues {np.array2string(eig, precision=3)}); {where}"
         )
-    res.identified = bool(eig.min() >= HESS_TOL)
-    res.notes = []
-    if not res.identified:
-        res.notes.append(
-            f"{model}: the log-likelihood is flat in some direction at the optimum (smallest Hessian "
-            f"eigenvalue {eig.min():.2e}): the data do not pin down all parameters (typically too few "
-            f"repeat purchases, or a parameter drifting towards 0 or infinity along a ridge); the fit "
-            f"reached the likelihood's supremum, so predictions are usable, but the individual "
-            f"parameters {_fmt(params)} are not meaningful"
+    if eig.min() < HESS_TOL:
+        raise ConvergenceError(
+            f"{model}: parameters not identified by these data: the log-likelihood is flat in some "
+            f"direction at the end point (smallest Hessian eigenvalue {eig.min():.2e}), e.g. too few "
+            f"repeat purchases, or no dropout to see; {where}"
         )
     return res
 

@@ -21,7 +21,14 @@ import numpy as np
 import pandas as pd
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
-from ltvcast.models._mle import _FittedMixin, check_horizon, check_rft, compress, fit_mle
+from ltvcast.models._mle import (
+    _FittedMixin,
+    check_horizon,
+    check_rft,
+    compress,
+    fit_mle,
+    start_values,
+)
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
 
@@ -91,10 +98,6 @@ class BGNBD(_FittedMixin):
         log_likelihood_: total log-likelihood at ``params_`` (float).
         n_customers_: number of customers fitted on.
         converged_: True (a fit that does not converge raises instead).
-        identified_: False when the likelihood is flat along some direction at
-            the optimum (the data do not pin down every parameter; predictions
-            are still those of the likelihood's supremum).
-        notes_: human-readable remarks from the fit (e.g. why not identified).
         optimizer_result_: the ``scipy.optimize.OptimizeResult`` (in the
             optimiser's internal units: log-parameters, time scaled by mean T).
     """
@@ -106,7 +109,7 @@ class BGNBD(_FittedMixin):
         self.maxiter = maxiter
 
     # ------------------------------------------------------------------ fit
-    def fit(self, summary: pd.DataFrame) -> "BGNBD":
+    def fit(self, summary: pd.DataFrame) -> BGNBD:
         """Maximum-likelihood fit on a customer summary (FHL 2005 eq. 6).
 
         Args:
@@ -119,7 +122,8 @@ class BGNBD(_FittedMixin):
         Raises:
             DataError: missing columns or invalid values (see
                 :func:`ltvcast.models._mle.check_rft`).
-            ConvergenceError: the optimiser did not converge.
+            ConvergenceError: the optimiser did not converge, or the data do not
+                identify the parameters (see :func:`ltvcast.models._mle.fit_mle`).
         """
         x, tx, T = check_rft(summary, self._model_name)
         scale = float(np.mean(T)) if np.mean(T) > 0 else 1.0
@@ -136,7 +140,7 @@ class BGNBD(_FittedMixin):
             _, g = _ll_and_grad(z, ux, utx, uT)
             return -(w @ g) / n
 
-        init = self.initial_params or {"r": 1.0, "alpha": scale, "a": 1.0, "b": 1.0}
+        init = start_values(self.initial_params, {"r": 1.0, "alpha": scale, "a": 1.0, "b": 1.0}, self._model_name)
         z0 = np.log([init["r"], init["alpha"] / scale, init["a"], init["b"]])
 
         def to_params(z: np.ndarray) -> dict[str, float]:
@@ -149,8 +153,6 @@ class BGNBD(_FittedMixin):
         self.optimizer_result_ = res
         self.n_customers_ = n
         self.converged_ = True
-        self.identified_ = res.identified
-        self.notes_ = list(res.notes)
         self.log_likelihood_ = float(np.sum(self._ll(x, tx, T)))
         return self
 
@@ -179,8 +181,8 @@ class BGNBD(_FittedMixin):
         """P(customer still active at T | x, t_x, T).
 
         ``P = 1 / (1 + 1{x>0} a/(b+x−1) ((α+T)/(α+t_x))^(r+x))`` — Fader,
-        Hardie & Lee (2008), "Computing P(alive) using the BG/NBD model",
-        eq. (2); customers with x = 0 get 1 (no repeat purchase, hence no
+        Hardie & Lee (2008), "Computing P(alive) using the BG/NBD model"
+        (note at brucehardie.com); customers with x = 0 get 1 (no repeat purchase, hence no
         chance yet to drop out — the BG/NBD convention).
 
         Args:

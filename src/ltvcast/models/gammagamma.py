@@ -27,6 +27,7 @@ from ltvcast.models._mle import (
     numeric_column,
     require_columns,
     row_labels,
+    start_values,
 )
 
 PARAM_NAMES = ("p", "q", "gamma")
@@ -36,7 +37,9 @@ class _CountModel(Protocol):
     def expected_transactions(self, summary: pd.DataFrame, t: float | np.ndarray) -> np.ndarray: ...
 
 
-def gammagamma_log_likelihood(p: float, q: float, gamma: float, frequency: np.ndarray, monetary_value: np.ndarray) -> np.ndarray:
+def gammagamma_log_likelihood(
+    p: float, q: float, gamma: float, frequency: np.ndarray, monetary_value: np.ndarray
+) -> np.ndarray:
     """Per-customer log-density of the mean spend z̄ given x (FHL 2005 JMR spend sub-model).
 
     ``f(z̄ | x) = Γ(px+q) / (Γ(px) Γ(q)) · γ^q z̄^(px−1) x^(px) / (γ + x z̄)^(px+q)``
@@ -85,10 +88,6 @@ class GammaGamma(_FittedMixin):
         log_likelihood_: total log-likelihood over the repeat buyers.
         n_customers_: number of repeat buyers fitted on.
         converged_: True (a fit that does not converge raises instead).
-        identified_: False when the likelihood is flat along some direction at
-            the optimum (the data do not pin down every parameter; predictions
-            are still those of the likelihood's supremum).
-        notes_: human-readable remarks from the fit (e.g. why not identified).
         optimizer_result_: ``scipy.optimize.OptimizeResult`` (internal
             units: log-parameters, money scaled by the mean z̄).
 
@@ -127,7 +126,7 @@ class GammaGamma(_FittedMixin):
             )
         return rep, x[rep], z[rep]
 
-    def fit(self, summary: pd.DataFrame) -> "GammaGamma":
+    def fit(self, summary: pd.DataFrame) -> GammaGamma:
         """Maximum-likelihood fit on the repeat buyers (``frequency > 0``).
 
         Args:
@@ -141,7 +140,8 @@ class GammaGamma(_FittedMixin):
             DataError: missing columns; a repeat buyer with monetary_value
                 <= 0 or NaN (named by customer_id, else row index); no repeat
                 buyers.
-            ConvergenceError: the optimiser did not converge.
+            ConvergenceError: the optimiser did not converge, or the data do not
+                identify the parameters (see :func:`ltvcast.models._mle.fit_mle`).
         """
         _, x, z = self._repeat_buyers(summary)
         if x.size == 0:
@@ -159,7 +159,7 @@ class GammaGamma(_FittedMixin):
         def jac(th: np.ndarray) -> np.ndarray:
             return -(w @ _grad(th, ux, uz)) / n
 
-        init = self.initial_params or {"p": 1.0, "q": 2.0, "gamma": scale}
+        init = start_values(self.initial_params, {"p": 1.0, "q": 2.0, "gamma": scale}, self._model_name)
         z0 = np.log([init["p"], init["q"], init["gamma"] / scale])
 
         def to_params(th: np.ndarray) -> dict[str, float]:
@@ -172,8 +172,6 @@ class GammaGamma(_FittedMixin):
         self.optimizer_result_ = res
         self.n_customers_ = int(n)
         self.converged_ = True
-        self.identified_ = res.identified
-        self.notes_ = list(res.notes)
         pr = self.params_
         self.log_likelihood_ = float(np.sum(gammagamma_log_likelihood(pr["p"], pr["q"], pr["gamma"], x, z)))
         return self

@@ -21,7 +21,13 @@ from scipy.optimize import OptimizeResult
 from scipy.special import gammaln, xlogy
 
 from ltvcast.errors import DataError
-from ltvcast.models._mle import _FittedMixin, check_horizon, check_rft, numeric_column, row_labels
+from ltvcast.models._mle import (
+    _FittedMixin,
+    check_horizon,
+    check_rft,
+    numeric_column,
+    row_labels,
+)
 
 #: T below this (in the summary's time unit) counts as 0: rate 0.
 T_EPS = 1e-12
@@ -41,7 +47,6 @@ class Naive(_FittedMixin):
             likelihoods are densities of purchase times).
         n_customers_: number of customers.
         converged_: True (closed form).
-        identified_: True; notes_: empty list (same attributes as the MLE models).
         optimizer_result_: an ``OptimizeResult`` with ``success=True`` and
             ``message="closed form"``, for a uniform API.
     """
@@ -72,7 +77,7 @@ class Naive(_FittedMixin):
             )
         return z
 
-    def fit(self, summary: pd.DataFrame) -> "Naive":
+    def fit(self, summary: pd.DataFrame) -> Naive:
         """Record population means (closed form; nothing is optimised).
 
         Args:
@@ -85,7 +90,7 @@ class Naive(_FittedMixin):
         Raises:
             DataError: missing columns or invalid values.
         """
-        x, tx, T = check_rft(summary, self._model_name)
+        x, _, T = check_rft(summary, self._model_name)
         z = self._monetary(summary, x)
         rate = self._rate(x, T)
         rep = x > 0
@@ -94,8 +99,6 @@ class Naive(_FittedMixin):
         self.log_likelihood_ = float(np.sum(self._ll(x, T)))
         self.n_customers_ = len(x)
         self.converged_ = True
-        self.identified_ = True
-        self.notes_: list[str] = []
         self.optimizer_result_ = OptimizeResult(
             x=np.array([self.params_["mean_rate"]]), success=True, status=0, message="closed form", nit=0
         )

@@ -29,7 +29,14 @@ import numpy as np
 import pandas as pd
 from scipy.special import betaln, gammaln, hyp2f1, logsumexp
 
-from ltvcast.models._mle import _FittedMixin, check_horizon, check_rft, compress, fit_mle
+from ltvcast.models._mle import (
+    _FittedMixin,
+    check_horizon,
+    check_rft,
+    compress,
+    fit_mle,
+    start_values,
+)
 
 PARAM_NAMES = ("r", "alpha", "s", "beta")
 
@@ -205,10 +212,6 @@ class ParetoNBD(_FittedMixin):
         log_likelihood_: total log-likelihood at ``params_``.
         n_customers_: number of customers fitted on.
         converged_: True (a fit that does not converge raises instead).
-        identified_: False when the likelihood is flat along some direction at
-            the optimum (the data do not pin down every parameter; predictions
-            are still those of the likelihood's supremum).
-        notes_: human-readable remarks from the fit (e.g. why not identified).
         optimizer_result_: the ``scipy.optimize.OptimizeResult`` (internal
             units: log-parameters, time scaled by mean T).
     """
@@ -219,8 +222,8 @@ class ParetoNBD(_FittedMixin):
         self.initial_params = initial_params
         self.maxiter = maxiter
 
-    def fit(self, summary: pd.DataFrame) -> "ParetoNBD":
-        """Maximum-likelihood fit (FH 2005 note, Section 3 likelihood), gradient by central differences.
+    def fit(self, summary: pd.DataFrame) -> ParetoNBD:
+        """Maximum-likelihood fit (FH 2005 note, Section 3 likelihood); numerical gradient.
 
         Args:
             summary: DataFrame with float columns ``frequency``, ``recency``,
@@ -231,7 +234,8 @@ class ParetoNBD(_FittedMixin):
 
         Raises:
             DataError: missing columns or invalid values.
-            ConvergenceError: the optimiser did not converge.
+            ConvergenceError: the optimiser did not converge, or the data do not
+                identify the parameters (see :func:`ltvcast.models._mle.fit_mle`).
         """
         x, tx, T = check_rft(summary, self._model_name)
         scale = float(np.mean(T)) if np.mean(T) > 0 else 1.0
@@ -244,7 +248,9 @@ class ParetoNBD(_FittedMixin):
             r, al, s, be = np.exp(z)
             return -float(np.dot(w, paretonbd_log_likelihood(r, al, s, be, ux, utx, uT))) / n
 
-        init = self.initial_params or {"r": 1.0, "alpha": scale, "s": 1.0, "beta": scale}
+        init = start_values(
+            self.initial_params, {"r": 1.0, "alpha": scale, "s": 1.0, "beta": scale}, self._model_name
+        )
         z0 = np.log([init["r"], init["alpha"] / scale, init["s"], init["beta"] / scale])
 
         def to_params(z: np.ndarray) -> dict[str, float]:
@@ -257,8 +263,6 @@ class ParetoNBD(_FittedMixin):
         self.optimizer_result_ = res
         self.n_customers_ = n
         self.converged_ = True
-        self.identified_ = res.identified
-        self.notes_ = list(res.notes)
         self.log_likelihood_ = float(np.sum(self._ll(x, tx, T)))
         return self
 

@@ -202,3 +202,11 @@ def test_table_doc_matches_tables(tmp_path):
             assert types.get("timestamp", "TIMESTAMP") == "TIMESTAMP"
     finally:
         con.close()
+
+
+def test_readme_documents_the_store_tables_as_they_are():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- store-tables:start -->")[1].split("<!-- store-tables:end -->")[0]
+    from ltvcast.store import STORE_TABLES_DOC
+
+    assert block.strip() == STORE_TABLES_DOC.strip()

@@ -40,6 +40,7 @@ README); :func:`feature_sql` returns it rendered for a cutoff.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -162,8 +163,32 @@ def _check(period: str, lookback, windows, population: str, basis: str, channels
     return int(lookback), tuple(int(w) for w in wins), seq.check_channels(channels)
 
 
-#: History tables only the families read: dropped before the sequences are built.
-FAMILY_ONLY_TABLES = ("h_orders", "h_categories", "h_brands", "h_customers")
+#: Order in which build() runs the families: those reading the large
+#: family-only tables first, so each table is dropped once its last reader ran.
+RUN_ORDER = ("basket", "loyalty", "diversity", "attributes", "tenure", "rfm", "ipt", "windows", "trend",
+             "returns", "events")
+assert sorted(RUN_ORDER) == sorted(FAMILIES)
+
+_H_TABLE = re.compile(r"\bh_[a-z_]+\b")
+
+
+def _drop_schedule(sql: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """For each family in :data:`RUN_ORDER`, the h_ tables to drop after it ran.
+
+    A table is dropped after the last family that reads it, unless the
+    sequences read it (those are built last, then the cursor is closed).
+    """
+    created = {m.group(1) for step in HISTORY_STEPS
+               for m in [re.search(r"CREATE OR REPLACE TEMP TABLE (h_[a-z_]+)", sql[step])] if m}
+    keep = set(_H_TABLE.findall(sql["sequences"])) | {"h_pop"}
+    last_reader: dict[str, str] = {}
+    for family in RUN_ORDER:
+        for table in set(_H_TABLE.findall(sql[family])) & created:
+            last_reader[table] = family
+    return {
+        family: tuple(sorted(t for t, f in last_reader.items() if f == family and t not in keep))
+        for family in RUN_ORDER
+    }
 
 
 def _filled(spec: FeatureSpec, alias: str) -> str:
@@ -348,17 +373,18 @@ def build(
         ids = _arrow(cur.sql("SELECT customer_id FROM h_pop ORDER BY cidx")).column("customer_id")
         n = len(ids)
         data: dict[str, object] = {"customer_id": pd.array(ids, dtype="str")}
-        for family in FAMILIES:
+        drops = _drop_schedule(sql)
+        for family in RUN_ORDER:
             family_specs = tuple(s for s in specs if s.family == family)
             data.update(_fetch_family(cur, _family_join_sql(family, specs, sql[family]), n, family_specs))
+            for table in drops[family]:  # free memory as soon as no later step reads it
+                cur.execute(f"DROP TABLE {table}")
         customers = pd.DataFrame(
             {name: data[name] for name in ["customer_id"] + [s.name for s in specs]},
             index=pd.RangeIndex(n),
             copy=False,
         )
         del data
-        for table in FAMILY_ONLY_TABLES:  # free memory before the dense array is made
-            cur.execute(f"DROP TABLE IF EXISTS {table}")
         cur.register("h_calendar", seq.calendar(starts, day))
         sequences = seq.scatter(cur, sql["sequences"], n, len(starts), chans)
     finally:

@@ -10,7 +10,9 @@ from it. Conventions for every family:
   is everything strictly before 00:00 of ``C`` in that zone. "Day" always
   means a local calendar day in the shop's time zone.
 * A *purchase occasion* is a local day with at least one ``sale`` row in
-  ``transactions``; a day with only returns is not an occasion.
+  ``transactions``; a day with only returns is not an occasion. The sale
+  rows of one order are dated by the order's earliest sale row (an order
+  never spans two days); rows without ``order_id`` are grouped by timestamp.
 * "Spend" is in the revenue basis (``store_meta.revenue_basis``): ``net``
   (default) = sale amounts + return amounts (returns are negative and count
   on the day of their own timestamp, never back-dated to the order);

@@ -114,7 +114,7 @@ def simulated_store(out: Path, db: Path, customers: int, months: int, seed: int)
 
 
 def run_build(db: Path, cutoff: str | None, period: str, lookback: int | None, memory_limit: str | None,
-              threads: int | None) -> int:
+              threads: int | None, lean_allocator: bool = False) -> int:
     from ltvcast.features import build
 
     con = duckdb.connect(str(db), read_only=True)
@@ -122,6 +122,9 @@ def run_build(db: Path, cutoff: str | None, period: str, lookback: int | None, m
         con.execute(f"SET memory_limit = '{memory_limit}'")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
+    if lean_allocator:
+        con.execute("SET allocator_background_threads = true")
+        con.execute("SET allocator_flush_threshold = '32MB'")
     if cutoff is None:
         last = con.execute("SELECT MAX(timestamp) FROM transactions").fetchone()[0]
         cutoff = str((last - timedelta(days=90)).date())
@@ -164,10 +167,14 @@ def main(argv: list[str]) -> int:
         p.add_argument("--lookback", type=int, default=None)
         p.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 3GB")
         p.add_argument("--threads", type=int, default=None)
+        p.add_argument("--lean-allocator", action="store_true",
+                       help="SET allocator_background_threads=true, allocator_flush_threshold='32MB' "
+                            "(DuckDB returns freed memory to the OS sooner)")
     args = parser.parse_args(argv)
 
     if args.mode == "build":
-        return run_build(args.db, args.cutoff, args.period, args.lookback, args.memory_limit, args.threads)
+        return run_build(args.db, args.cutoff, args.period, args.lookback, args.memory_limit, args.threads,
+                         args.lean_allocator)
 
     tmp = Path(tempfile.mkdtemp(prefix="ltvcast-bench-features-"))
     db = args.db or tmp / "shop.duckdb"
@@ -182,6 +189,8 @@ def main(argv: list[str]) -> int:
                         ("--memory-limit", args.memory_limit), ("--threads", args.threads)):
         if value is not None:
             cmd += [flag, str(value)]
+    if args.lean_allocator:
+        cmd.append("--lean-allocator")
     rc = subprocess.run(cmd, check=False).returncode
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)

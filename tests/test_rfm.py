@@ -106,7 +106,48 @@ def test_horizon_labels_count_days_sum_spend_and_fill_zero():
         ]
     )
     labels = horizon_labels(tx, pd.Series(["a", "b"]), "2020-02-01", 7).set_index("customer_id")
-    assert labels.loc["a", "actual_transactions"] == 2
+    assert labels.loc["a", "actual_transactions"] == 1  # the return day is no purchase occasion
     assert labels.loc["a", "actual_spend"] == 12
+    gross = horizon_labels(tx, pd.Series(["a"]), "2020-02-01", 7, revenue_basis="gross")
+    assert gross["actual_spend"].iloc[0] == 15
     assert labels.loc["b", "actual_transactions"] == 0
     assert labels.loc["b", "actual_spend"] == 0
+
+
+def test_returns_reduce_net_value_but_make_no_occasion_and_sum_exactly():
+    tx = _tx(
+        [
+            ("a", "2020-01-01", 0.1),
+            ("a", "2020-01-01", 0.2),
+            ("a", "2020-01-05", 0.7),
+            ("a", "2020-01-09", -0.1),  # return-only day: not an occasion
+            ("a", "2020-01-05 12:00", -0.7),  # the 01-05 order fully returned that day
+        ]
+    )
+    tx["kind"] = ["sale", "sale", "sale", "return", "return"]
+    net = rfm_summary(tx, "2020-01-20", unit="D").iloc[0]
+    assert (net["frequency"], net["recency"], net["T"]) == (1, 4, 18)
+    assert net["monetary_value"] == 0.0  # exactly, not 1e-17
+    assert net["total_spend"] == 0.2  # 0.1 + 0.2 + 0.7 - 0.1 - 0.7, exact
+    assert net["n_transactions"] == 3
+    gross = rfm_summary(tx, "2020-01-20", unit="D", revenue_basis="gross").iloc[0]
+    assert gross["monetary_value"] == 0.7 and gross["total_spend"] == 1.0
+
+
+def test_customer_with_only_returns_is_not_a_buyer():
+    tx = _tx([("a", "2020-01-01", 5), ("r", "2020-01-02", -5)])
+    assert list(rfm_summary(tx, "2020-02-01")["customer_id"]) == ["a"]
+
+
+def test_shop_time_zone_decides_the_day():
+    # 23:30 UTC on 1 Jan is 00:30 on 2 Jan in Berlin: two occasions there, one in UTC.
+    tx = _tx([("a", "2020-01-01 10:00", 5), ("a", "2020-01-01 23:30", 5)])
+    utc = rfm_summary(tx, "2020-01-10", unit="D").iloc[0]
+    berlin = rfm_summary(tx, "2020-01-10", unit="D", timezone="Europe/Berlin").iloc[0]
+    assert utc["frequency"] == 0
+    assert (berlin["frequency"], berlin["recency"]) == (1, 1)
+    # The cutoff is local midnight too: a purchase at 23:30 UTC on 9 Jan is on the 10th in Berlin.
+    late = _tx([("a", "2020-01-01 10:00", 5), ("a", "2020-01-09 23:30", 5)])
+    assert rfm_summary(late, "2020-01-10", timezone="Europe/Berlin").iloc[0]["frequency"] == 0
+    labels = horizon_labels(late, pd.Series(["a"]), "2020-01-10", 1, timezone="Europe/Berlin")
+    assert labels["actual_transactions"].iloc[0] == 1

@@ -67,12 +67,16 @@ class History:
         store: the open store (read-only file, or in memory for a built-in
             dataset) for point-in-time features
             (:func:`ltvcast.features.build`).
+        timezone: the shop's IANA time zone (decides calendar days).
+        revenue_basis: ``net`` (sales minus returns) or ``gross``.
     """
 
     transactions: pd.DataFrame
     observation_end: pd.Timestamp
     origin: str
     store: Store
+    timezone: str = "UTC"
+    revenue_basis: str = "net"
 
 
 def open_history(dataset: str | None = None, db: str | Path | None = None, data_end=None) -> History:
@@ -105,4 +109,7 @@ def open_history(dataset: str | None = None, db: str | Path | None = None, data_
         declared = store.observation_end()
         origin = str(db)
     end = observation_end(tx, data_end if data_end is not None else declared)
-    return History(tx, end, origin, store)
+    meta = store.meta()
+    return History(
+        tx, end, origin, store, meta.get("shop_timezone", "UTC"), meta.get("revenue_basis", "net")
+    )

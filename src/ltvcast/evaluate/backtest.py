@@ -118,7 +118,9 @@ def run_backtest(
         raise DataError(f"no customer has a purchase before the cutoff {to_day(cutoff).date()}")
     step("score")
     customers = predictions["customer_id"].drop_duplicates()
-    actuals = horizon_labels(data.transactions, customers, cutoff, days)
+    actuals = horizon_labels(
+        data.transactions, customers, cutoff, days, timezone=data.timezone, revenue_basis=data.revenue_basis
+    )
     order = {name: i for i, name in enumerate(models)}
     metrics = evaluate(predictions, actuals).sort_values("model", key=lambda m: m.map(order), kind="stable")
     metrics = metrics.reset_index(drop=True)

@@ -36,6 +36,15 @@ the catalog says).
 
 The SQL lives in ``ltvcast/features/sql/`` (one file per family, see its
 README); :func:`feature_sql` returns it rendered for a cutoff.
+
+Memory: the result itself is about n_customers × (8 B × ~62 numeric columns
++ lookback × channels × 4 B) — 1.6M customers, 52 weeks, 7 channels: 0.8 GB
++ 2.1 GB. On top comes DuckDB's working memory; build frees its temporary
+tables as soon as no later step needs them, and the caller may bound DuckDB
+on the store's connection (``SET memory_limit``; ``SET
+allocator_flush_threshold = '32MB'`` and ``SET allocator_background_threads
+= true`` make it hand freed memory back sooner). See
+``benchmarks/bench_features.py``.
 """
 
 from __future__ import annotations
@@ -175,12 +184,13 @@ _H_TABLE = re.compile(r"\bh_[a-z_]+\b")
 def _drop_schedule(sql: dict[str, str]) -> dict[str, tuple[str, ...]]:
     """For each family in :data:`RUN_ORDER`, the h_ tables to drop after it ran.
 
-    A table is dropped after the last family that reads it, unless the
-    sequences read it (those are built last, then the cursor is closed).
+    A table is dropped after the last family that reads it (the sequence
+    rows are fetched before the families run); ``h_pop`` stays until the
+    cursor is closed.
     """
     created = {m.group(1) for step in HISTORY_STEPS
                for m in [re.search(r"CREATE OR REPLACE TEMP TABLE (h_[a-z_]+)", sql[step])] if m}
-    keep = set(_H_TABLE.findall(sql["sequences"])) | {"h_pop"}
+    keep = {"h_pop"}
     last_reader: dict[str, str] = {}
     for family in RUN_ORDER:
         for table in set(_H_TABLE.findall(sql[family])) & created:
@@ -370,6 +380,10 @@ def build(
         for step in HISTORY_STEPS:
             cur.execute(sql[step])
         specs = feature_specs(wins)
+        # The sequence rows first, in coordinate form (small); the dense array
+        # is made after the cursor (and its temporary tables) is gone.
+        cur.register("h_calendar", seq.calendar(starts, day))
+        seq_rows = seq.fetch_rows(cur, sql["sequences"], chans)
         ids = _arrow(cur.sql("SELECT customer_id FROM h_pop ORDER BY cidx")).column("customer_id")
         n = len(ids)
         data: dict[str, object] = {"customer_id": pd.array(ids, dtype="str")}
@@ -385,10 +399,10 @@ def build(
             copy=False,
         )
         del data
-        cur.register("h_calendar", seq.calendar(starts, day))
-        sequences = seq.scatter(cur, sql["sequences"], n, len(starts), chans)
     finally:
         cur.close()  # drops every temporary table and view of this build
+    sequences = seq.densify(seq_rows, n, len(starts))
+    del seq_rows
     return FeatureSet(
         customers=customers,
         sequences=sequences,

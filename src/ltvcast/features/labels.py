@@ -2,46 +2,87 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pandas as pd
 
+from ltvcast.errors import DataError
 from ltvcast.features._duck import query
-from ltvcast.timeutil import horizon_window
+from ltvcast.features._sql import check_timezone, cutoff_day, local_midnight_utc
 
+# Purchase occasions and spend follow the rfm family's rules (see rfm.py):
+# an occasion is a local day with a sale row; spend is exact (DECIMAL) in the
+# revenue basis; without a `kind` column a negative amount is a return.
 LABELS_SQL = """
+WITH lines AS (
+    SELECT customer_id,
+           CAST(timezone($tz, timestamp) AS DATE) AS day,
+           {kind} AS kind,
+           CAST(amount AS DECIMAL(18, 4)) AS amount
+    FROM tx
+    WHERE timestamp >= $start AND timestamp < $end
+)
 SELECT c.customer_id,
-       CAST(COUNT(DISTINCT CAST(t.timestamp AS DATE)) AS DOUBLE) AS actual_transactions,
-       COALESCE(SUM(t.amount), 0.0) AS actual_spend
+       CAST(COUNT(DISTINCT CASE WHEN l.kind = 'sale' THEN l.day END) AS DOUBLE) AS actual_transactions,
+       CAST(COALESCE(SUM(CASE WHEN $net OR l.kind = 'sale' THEN l.amount END), 0) AS DOUBLE) AS actual_spend
 FROM customers c
-LEFT JOIN tx t
-  ON t.customer_id = c.customer_id AND t.timestamp >= $start AND t.timestamp < $end
+LEFT JOIN lines l ON l.customer_id = c.customer_id
 GROUP BY c.customer_id
 ORDER BY c.customer_id
 """
 
 
-def horizon_labels(tx: pd.DataFrame, customers: pd.Series, cutoff, horizon_days: float) -> pd.DataFrame:
+def horizon_labels(
+    tx: pd.DataFrame,
+    customers: pd.Series,
+    cutoff,
+    horizon_days: float,
+    *,
+    timezone: str = "UTC",
+    revenue_basis: str = "net",
+) -> pd.DataFrame:
     """Actual purchase occasions and spend of ``customers`` in the horizon window.
 
-    The window is ``[cutoff, cutoff + round(horizon_days) days)`` (see
-    :func:`ltvcast.timeutil.horizon_window`); occasions are distinct UTC days,
-    spend is the sum of ``amount`` (currency; may be ≤ 0 with returns).
+    The window is ``round(horizon_days)`` local calendar days from the cutoff
+    day (see :func:`ltvcast.timeutil.horizon_window`); occasions are local
+    days with a sale row; spend is the exact sum of ``amount`` in the revenue
+    basis (``net``: returns in the window subtract, so it may be ≤ 0;
+    ``gross``: sales only), in currency.
 
     Args:
-        tx: canonical transactions.
+        tx: canonical transactions (``kind`` optional).
         customers: the customer ids to label, shape (n,); customers with no
             purchase in the window get 0 and 0.0.
-        cutoff: start of the window (date).
+        cutoff: first day of the window.
         horizon_days: window length in days.
+        timezone: the shop's IANA time zone.
+        revenue_basis: ``"net"`` or ``"gross"``.
 
     Returns:
         Frame of n rows sorted by ``customer_id``: ``customer_id``,
         ``actual_transactions`` (float), ``actual_spend`` (float).
+
+    Raises:
+        DataError: unknown time zone or revenue basis.
+        CutoffError: ``cutoff`` is not a calendar day.
     """
-    start, end = horizon_window(cutoff, horizon_days)
+    if revenue_basis not in ("net", "gross"):
+        raise DataError(f"revenue basis {revenue_basis!r} is not 'net' or 'gross'")
+    tz = check_timezone(timezone)
+    day = cutoff_day(cutoff)
+    start = local_midnight_utc(day, tz).tz_localize("UTC")
+    end = local_midnight_utc(day + timedelta(days=round(horizon_days)), tz).tz_localize("UTC")
+    kind = "kind" if "kind" in tx.columns else "CASE WHEN amount < 0 THEN 'return' ELSE 'sale' END"
+    columns = [c for c in ("customer_id", "timestamp", "amount", "kind") if c in tx.columns]
     ids = pd.DataFrame({"customer_id": pd.Series(customers, dtype="string").unique()})
     return query(
-        LABELS_SQL,
-        {"start": start.to_pydatetime(), "end": end.to_pydatetime()},
-        tx=tx[["customer_id", "timestamp", "amount"]],
+        LABELS_SQL.format(kind=kind),
+        {
+            "start": start.to_pydatetime(),
+            "end": end.to_pydatetime(),
+            "tz": tz,
+            "net": revenue_basis == "net",
+        },
+        tx=tx[columns],
         customers=ids,
     )

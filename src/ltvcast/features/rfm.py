@@ -2,11 +2,20 @@
 
 Definitions (Fader, Hardie & Lee 2005, "Counting your customers the easy way",
 Marketing Science 24(2), section 2; monetary value as in their JMR 2005
-paper "RFM and CLV: using iso-value curves"):
+paper "RFM and CLV: using iso-value curves"). The SQL is the ``rfm`` feature
+family of :func:`ltvcast.features.build` (``features/sql/rfm.sql`` and the
+history steps it reads), run here over a transactions frame, so the models
+and the learned features share one definition:
 
-* history is every transaction with ``timestamp < cutoff``;
-* a *purchase occasion* is one customer's transactions on one UTC calendar
-  day, with their amounts summed (so zero-value rows still make an occasion);
+* history is every transaction before 00:00 of the cutoff day in the shop's
+  time zone; returns count at their own time, never back-dated;
+* a *purchase occasion* is a local calendar day with at least one sale row
+  (``kind = 'sale'``; without a ``kind`` column a negative amount is a
+  return); zero-value sales still make an occasion, a day with only returns
+  does not;
+* an occasion's value is that day's spend in the revenue basis (``net``:
+  sales minus returns that day; ``gross``: sales), summed exactly in
+  DECIMAL(18,4);
 * ``frequency`` x = occasions − 1 (repeat occasions);
 * ``recency`` t_x = days from the first to the last occasion, in ``unit``;
 * ``T`` = days from the first occasion to the last day *before* the cutoff,
@@ -15,82 +24,103 @@ paper "RFM and CLV: using iso-value curves"):
 * ``monetary_value`` = mean value of the repeat occasions (the first occasion
   excluded); 0.0 when frequency is 0.
 
-Also returned: ``n_transactions`` (rows), ``total_spend`` (all occasions,
-currency), ``first_purchase`` and ``last_purchase`` (UTC dates).
+Also returned: ``n_transactions`` (sale rows), ``total_spend`` (all spend
+before the cutoff in the revenue basis, returns on non-purchase days
+included; currency), ``first_purchase`` and ``last_purchase`` (local dates).
 """
 
 from __future__ import annotations
 
+import duckdb
 import pandas as pd
 
 from ltvcast.errors import DataError
-from ltvcast.features._duck import query
-from ltvcast.timeutil import to_day
+from ltvcast.features._sql import Context, check_timezone, cutoff_day, render, source_views, store_columns
 
 UNIT_DAYS = {"D": 1.0, "W": 7.0, "M": 30.4375}
-
-RFM_SQL = """
-WITH occasions AS (
-    SELECT customer_id,
-           CAST(timestamp AS DATE) AS day,
-           SUM(amount) AS value,
-           COUNT(*) AS n_rows
-    FROM tx
-    WHERE timestamp < $cutoff
-    GROUP BY customer_id, CAST(timestamp AS DATE)
-),
-ranked AS (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY day) AS k
-    FROM occasions
-)
-SELECT customer_id,
-       CAST(COUNT(*) - 1 AS DOUBLE) AS frequency,
-       DATE_DIFF('day', MIN(day), MAX(day)) / $unit_days AS recency,
-       (DATE_DIFF('day', MIN(day), CAST($cutoff AS DATE)) - 1) / $unit_days AS T,
-       CASE WHEN COUNT(*) > 1
-            THEN SUM(value) FILTER (WHERE k > 1) / (COUNT(*) - 1)
-            ELSE 0.0 END AS monetary_value,
-       CAST(SUM(n_rows) AS BIGINT) AS n_transactions,
-       SUM(value) AS total_spend,
-       MIN(day) AS first_purchase,
-       MAX(day) AS last_purchase
-FROM ranked
-GROUP BY customer_id
-ORDER BY customer_id
-"""
+_STEPS = ("history_lines", "history_orders", "history_daily")
+_COLUMNS = ("customer_id", "timestamp", "amount", "kind")
 
 
-def rfm_summary(tx: pd.DataFrame, cutoff, unit: str = "W") -> pd.DataFrame:
-    """BTYD summary of every customer first seen before ``cutoff``.
+def rfm_summary(
+    tx: pd.DataFrame,
+    cutoff,
+    unit: str = "W",
+    *,
+    timezone: str = "UTC",
+    revenue_basis: str = "net",
+) -> pd.DataFrame:
+    """BTYD summary of every customer with a purchase before ``cutoff``.
 
     Args:
         tx: canonical transactions (``customer_id``, ``timestamp`` UTC,
-            ``amount``); other columns are ignored.
-        cutoff: date (``"YYYY-MM-DD"``, date or timestamp); history is
-            strictly before its 00:00 UTC.
+            ``amount``, optional ``kind``); other columns are ignored.
+        cutoff: calendar day (``"YYYY-MM-DD"``, date or midnight timestamp).
         unit: time unit of recency and T: ``"D"`` days, ``"W"`` weeks,
             ``"M"`` months of 30.4375 days.
+        timezone: the shop's IANA time zone; it decides calendar days.
+        revenue_basis: ``"net"`` (sales minus returns) or ``"gross"``.
 
     Returns:
         One row per customer, sorted by ``customer_id``: ``customer_id``,
         ``frequency``, ``recency``, ``T`` (floats, ``unit``),
-        ``monetary_value`` (currency), ``n_transactions``, ``total_spend``,
-        ``first_purchase``, ``last_purchase`` (dates). Customers whose first
-        transaction is at or after the cutoff are absent.
+        ``monetary_value``, ``total_spend`` (currency), ``n_transactions``,
+        ``first_purchase``, ``last_purchase`` (dates). Customers with no sale
+        before the cutoff are absent.
 
     Raises:
-        DataError: a required column is missing or the unit is unknown.
-        CutoffError: ``cutoff`` is not a date.
+        DataError: a required column is missing, or the unit, time zone or
+            revenue basis is unknown.
+        CutoffError: ``cutoff`` is not a calendar day.
     """
-    missing = [c for c in ("customer_id", "timestamp", "amount") if c not in tx.columns]
+    missing = [c for c in _COLUMNS[:3] if c not in tx.columns]
     if missing:
         raise DataError(f"transactions lack column(s) {missing}; found {list(tx.columns)}")
     unit_key = unit.upper()
     if unit_key not in UNIT_DAYS:
         raise DataError(f"unit {unit!r} is not one of {sorted(UNIT_DAYS)}")
-    cut = to_day(cutoff)
-    frame = tx[["customer_id", "timestamp", "amount"]]
-    out = query(RFM_SQL, {"cutoff": cut.to_pydatetime(), "unit_days": UNIT_DAYS[unit_key]}, tx=frame)
+    if revenue_basis not in ("net", "gross"):
+        raise DataError(f"revenue basis {revenue_basis!r} is not 'net' or 'gross'")
+    day = cutoff_day(cutoff)
+    ctx = Context(
+        cutoff_day=day,
+        timezone=check_timezone(timezone),
+        windows=(),
+        basis=revenue_basis,
+        population="buyers",
+        channels=(),
+        first_day=day,
+    )
+    con = duckdb.connect(":memory:")
+    try:
+        con.register("tx_frame", tx[[c for c in _COLUMNS if c in tx.columns]])
+        con.execute("CREATE TABLE transactions AS SELECT * FROM tx_frame")
+        con.execute(source_views(store_columns(con))["transactions"])
+        for step in _STEPS:
+            con.execute(render(step, ctx))
+        out = con.execute(
+            f"""
+            WITH rfm AS ({render("rfm", ctx)}),
+            sales AS (SELECT customer_id, COUNT(*) AS n_transactions FROM h_lines
+                      WHERE kind = 'sale' GROUP BY customer_id)
+            SELECT rfm.customer_id,
+                   rfm.frequency,
+                   rfm.recency_days / $unit AS recency,
+                   rfm."T_days" / $unit AS "T",
+                   rfm.monetary_value,
+                   rfm.spend_total AS total_spend,
+                   sales.n_transactions,
+                   DATE '{day.isoformat()}' - CAST(rfm."T_days" AS INTEGER) - 1 AS first_purchase,
+                   DATE '{day.isoformat()}' - CAST(rfm.days_since_last_purchase AS INTEGER) AS last_purchase
+            FROM rfm JOIN sales USING (customer_id)
+            WHERE rfm.occasions > 0
+            ORDER BY rfm.customer_id
+            """,
+            {"unit": UNIT_DAYS[unit_key]},
+        ).df()
+    finally:
+        con.close()
     for col in ("first_purchase", "last_purchase"):
         out[col] = pd.to_datetime(out[col]).dt.date
+    out["customer_id"] = out["customer_id"].astype("string")
     return out.reset_index(drop=True)

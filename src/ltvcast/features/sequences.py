@@ -8,8 +8,11 @@ to the month's end: cutoff 2024-03-31 gives ..., 2024-01-31, 2024-02-29), for
 
 The SQL (``sql/sequences.sql``) maps every local day to its period through a
 small calendar table and returns one row per (customer, period) with
-activity; numpy scatters the rows into a zero-filled float32 array, batch by
-batch (no loop over customers).
+activity (one GROUP BY); :func:`fetch_rows` keeps those rows in coordinate
+form and :func:`densify` scatters them into a zero-filled float32 array with
+one numpy fancy-index assignment (no loop over customers). ``build`` fetches
+the rows while the history tables exist and makes the dense array after they
+are dropped, which lowers the peak memory.
 """
 
 from __future__ import annotations
@@ -89,32 +92,37 @@ def _reader(rel: duckdb.DuckDBPyRelation, batch_rows: int):
     raise RuntimeError("this duckdb version offers no Arrow batch reader")  # pragma: no cover
 
 
-def scatter(
+def fetch_rows(
     cur: duckdb.DuckDBPyConnection,
     sql: str,
-    n_customers: int,
-    n_periods: int,
     channels: tuple[str, ...],
     batch_rows: int = _BATCH_ROWS,
-) -> np.ndarray:
-    """Run the sequences SQL and scatter its rows into a float32 array.
-
-    Args:
-        cur: connection holding ``h_pop``, ``h_calendar`` and the history tables.
-        sql: rendered ``sequences.sql`` (columns ``cidx``, ``period``, then
-            ``channels``; one row per customer and period with activity).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run the sequences SQL; return its rows in coordinate form.
 
     Returns:
-        Array of shape ``(n_customers, n_periods, len(channels))``, zeros
-        where a customer had no activity in a period. Rows arrive in Arrow
-        batches and are scattered batch by batch (no loop over customers).
+        ``(cidx, period, values)``: int64 and int32 arrays of length m (one
+        entry per customer and period with activity) and a float32 array
+        (m, len(channels)). :func:`densify` turns them into the dense array.
     """
-    out = np.zeros((n_customers, n_periods, len(channels)), dtype=np.float32)
+    cidx, period, values = [], [], []
     for batch in _reader(cur.sql(sql), batch_rows):
         if batch.num_rows == 0:
             continue
-        cidx = batch.column("cidx").to_numpy()
-        per = batch.column("period").to_numpy()
+        cidx.append(batch.column("cidx").to_numpy().astype(np.int64, copy=False))
+        period.append(batch.column("period").to_numpy().astype(np.int32, copy=False))
+        block = np.empty((batch.num_rows, len(channels)), dtype=np.float32)
         for j, ch in enumerate(channels):
-            out[cidx, per, j] = batch.column(ch).to_numpy(zero_copy_only=False)
+            block[:, j] = batch.column(ch).to_numpy(zero_copy_only=False)
+        values.append(block)
+    if not cidx:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros((0, len(channels)), np.float32)
+    return np.concatenate(cidx), np.concatenate(period), np.concatenate(values)
+
+
+def densify(rows: tuple[np.ndarray, np.ndarray, np.ndarray], n_customers: int, n_periods: int) -> np.ndarray:
+    """Scatter :func:`fetch_rows` output into a zero-filled float32 array (customers, periods, channels)."""
+    cidx, period, values = rows
+    out = np.zeros((n_customers, n_periods, values.shape[1]), dtype=np.float32)
+    out[cidx, period] = values
     return out

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
+from scipy.special import betaincinv, betaln, digamma, expit, gammaln, hyp2f1
 
 from ltvcast.models._mle import (
     _FittedMixin,
@@ -287,12 +287,42 @@ def _p_alive(p: dict[str, float], x: np.ndarray, tx: np.ndarray, T: np.ndarray) 
 
 
 def _bracket_over_a1(r: float, alpha: float, a: float, b: float, x: np.ndarray, T: np.ndarray, t) -> np.ndarray:
-    """``(a+b+x−1)/(a−1) · [1 − ((α+T)/(α+T+t))^(r+x) ₂F₁(r+x, b+x; a+b+x−1; z)]``."""
+    """``(a+b+x−1)/(a−1) · [1 − ((α+T)/(α+T+t))^(r+x) ₂F₁(r+x, b+x; a+b+x−1; z)]``.
+
+    Where scipy's ``hyp2f1`` overflows (e.g. a and b in the tens of
+    thousands, a dropout probability fitted as nearly fixed), the same
+    quantity is computed by :func:`_bracket_quadrature`.
+    """
+    x, T, t = np.broadcast_arrays(np.asarray(x, float), np.asarray(T, float), np.asarray(t, float))
     z = t / (alpha + T + t)
     c = a + b + x - 1.0
     # Euler: 2F1(r+x, b+x; c; z) = (1−z)^(a−1−r−x) 2F1(a+b−1−r, a−1; c; z)
-    tail = np.exp((a - 1.0) * np.log1p(-z)) * hyp2f1(a + b - 1.0 - r, a - 1.0, c, z)
-    return c / (a - 1.0) * (1.0 - tail)
+    with np.errstate(all="ignore"):
+        tail = np.exp((a - 1.0) * np.log1p(-z)) * hyp2f1(a + b - 1.0 - r, a - 1.0, c, z)
+        out = c / (a - 1.0) * (1.0 - tail)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        out = out.copy()
+        out[bad] = _bracket_quadrature(r, alpha, a, b, x[bad], T[bad], t[bad])
+    return out
+
+
+def _bracket_quadrature(r: float, alpha: float, a: float, b: float, x: np.ndarray, T: np.ndarray, t) -> np.ndarray:
+    """The bracket of :func:`_bracket_over_a1` as an expectation over the dropout probability.
+
+    Given alive at T, λ ~ Gamma(r+x, α+T) and p ~ Beta(a, b+x) independently,
+    and a customer with (λ, p) makes (1 − e^(−λpt))/p expected purchases in
+    the next t, so the bracket is E_p[(1 − ((α+T)/(α+T+pt))^(r+x)) / p]. The
+    integral over the Beta quantile u in (0, 1) uses 256 Gauss–Legendre nodes
+    (relative error about 1e−7 against the closed form for a < 1; smaller for
+    concentrated Betas).
+    """
+    u, w = np.polynomial.legendre.leggauss(256)
+    u, w = (u + 1.0) / 2.0, w / 2.0
+    p = betaincinv(a, (b + x)[:, None], u[None, :])
+    k = (np.asarray(t, float) / (alpha + T))[:, None]
+    f = -np.expm1(-(r + x)[:, None] * np.log1p(p * k)) / p
+    return f @ w
 
 
 def _conditional_expectation(p: dict[str, float], x, tx, T, t) -> np.ndarray:

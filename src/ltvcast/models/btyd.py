@@ -2,7 +2,7 @@
 
 The count model is fitted on the RFM summary in weeks; spend per purchase
 occasion comes from Gamma-Gamma (Fader, Hardie & Lee 2005, JMR), except for
-``naive``, which keeps each customer's own mean occasion value (all occasions).
+``naive``, which keeps each repeat buyer's own mean repeat value.
 """
 
 from __future__ import annotations
@@ -32,14 +32,18 @@ class BTYDForecaster(Forecaster):
 
     Attributes (after ``fit``):
         count_model_: the fitted count model (time unit: weeks).
-        spend_model_: the fitted :class:`GammaGamma`, or ``None`` for naive.
+        spend_model_: the fitted :class:`GammaGamma`, or ``None`` for naive
+            (which keeps each repeat buyer's own mean repeat value).
         summary_: the RFM summary (weeks) the models were fitted on.
 
-    Gamma-Gamma is fitted on repeat buyers whose mean repeat value is
-    positive. Repeat buyers with a non-positive mean (zero-value or returned
-    purchases) are left out of the fit, counted in ``notes_``, and predicted
-    with the Gamma-Gamma population mean, like customers with no repeat
-    purchase.
+    Non-positive values (one rule for all three): under the net revenue
+    basis, or with zero-value purchases, a repeat buyer's mean repeat value
+    can be ≤ 0. Such a value says nothing usable about spend per purchase, so
+    the spend model treats it as unknown: the customer is left out of the
+    Gamma-Gamma fit and gets its population mean (naive: the mean over repeat
+    buyers with a positive value), exactly like a customer without repeat
+    purchases. The count is in ``notes_``. Predicted spend is therefore never
+    negative.
     """
 
     def __init__(self, name: str) -> None:
@@ -48,29 +52,46 @@ class BTYDForecaster(Forecaster):
             raise ValueError(f"unknown BTYD model {name!r}; choose from {sorted(COUNT_MODELS)}")
         self.name = name
 
+    @staticmethod
+    def _summary(data: History, cutoff) -> pd.DataFrame:
+        return rfm_summary(
+            data.transactions, cutoff, unit="W", timezone=data.timezone, revenue_basis=data.revenue_basis
+        )
+
+    @staticmethod
+    def _unknown_value(summary: pd.DataFrame) -> np.ndarray:
+        return ((summary["frequency"] > 0) & (summary["monetary_value"] <= 0)).to_numpy()
+
     def fit(self, data: History, cutoff, horizon_days: float = 0.0) -> "BTYDForecaster":
-        """Fit on transactions before ``cutoff`` (``horizon_days`` is not used).
+        """Fit on the data before ``cutoff`` (``horizon_days`` is not used).
 
         Raises:
             DataError: transactions lack required columns.
             ConvergenceError: a maximum-likelihood fit did not converge.
         """
         self.notes_ = []
-        summary = rfm_summary(data.transactions, cutoff, unit="W")
-        self.count_model_ = COUNT_MODELS[self.name]().fit(summary)
-        self.spend_model_ = None
-        if self.name != "naive":
-            repeat = summary[summary["frequency"] > 0]
-            usable = repeat[repeat["monetary_value"] > 0]
-            left_out = len(repeat) - len(usable)
-            if left_out:
-                self.notes_.append(
-                    f"{self.name}: {left_out} repeat buyer(s) with a non-positive mean repeat "
-                    "value were left out of the Gamma-Gamma fit and get its population mean"
-                )
-            self.spend_model_ = GammaGamma().fit(usable)
+        summary = self._summary(data, cutoff)
+        unknown = self._unknown_value(summary)
+        if unknown.any():
+            self.notes_.append(
+                f"{self.name}: {int(unknown.sum())} repeat buyer(s) with a non-positive mean repeat value "
+                "get the population value per purchase"
+            )
+        if self.name == "naive":
+            self.fill_value_ = float(summary.loc[(summary["frequency"] > 0) & ~unknown, "monetary_value"].mean())
+            self.count_model_ = Naive().fit(self._with_fill(summary))
+            self.spend_model_ = None
+        else:
+            self.count_model_ = COUNT_MODELS[self.name]().fit(summary)
+            usable = (summary["frequency"] > 0).to_numpy() & ~unknown
+            self.spend_model_ = GammaGamma().fit(summary[usable])
         self.summary_ = summary
         return self
+
+    def _with_fill(self, summary: pd.DataFrame) -> pd.DataFrame:
+        out = summary.copy()
+        out.loc[self._unknown_value(summary), "monetary_value"] = self.fill_value_
+        return out
 
     def predict(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
         """Canonical predictions for ``[cutoff, cutoff + horizon_days)``.
@@ -85,15 +106,15 @@ class BTYDForecaster(Forecaster):
         """
         if not hasattr(self, "count_model_"):
             raise NotFittedError(f"{self.name}: call fit() before predict()")
-        summary = rfm_summary(data.transactions, cutoff, unit="W")
+        summary = self._summary(data, cutoff)
         t = horizon_days / DAYS_PER_WEEK
         model = self.count_model_
         pred_tx = model.expected_transactions(summary, t)
         if self.spend_model_ is None:
-            value = (summary["total_spend"] / (summary["frequency"] + 1.0)).to_numpy()
+            pred_spend = model.expected_spend(self._with_fill(summary), t)
             p_alive = None
         else:
-            value = self._spend_per_occasion(summary)
+            pred_spend = pred_tx * self._spend_per_occasion(summary)
             p_alive = model.p_alive(summary)
         return predictions_frame(
             summary["customer_id"],
@@ -101,7 +122,7 @@ class BTYDForecaster(Forecaster):
             cutoff,
             horizon_days,
             pred_transactions=pred_tx,
-            pred_spend=pred_tx * value,
+            pred_spend=pred_spend,
             p_churn=model.p_no_purchase(summary, t),
             p_alive=p_alive,
         )
@@ -109,9 +130,9 @@ class BTYDForecaster(Forecaster):
     def _spend_per_occasion(self, summary: pd.DataFrame) -> np.ndarray:
         gg = self.spend_model_
         value = np.full(len(summary), gg.population_mean())
-        usable = (summary["frequency"] > 0) & (summary["monetary_value"] > 0)
+        usable = (summary["frequency"] > 0).to_numpy() & ~self._unknown_value(summary)
         if usable.any():
-            value[usable.to_numpy()] = gg.conditional_expected_value(summary[usable])
+            value[usable] = gg.conditional_expected_value(summary[usable])
         return value
 
 

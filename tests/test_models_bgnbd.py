@@ -339,3 +339,19 @@ def test_bad_initial_params() -> None:
         BGNBD(initial_params={"r": 1.0}).fit(one(1, 1, 2))
     with pytest.raises(LtvcastError, match=r"invalid \['a'\]"):
         BGNBD(initial_params={"r": 1.0, "alpha": 1.0, "a": -1.0, "b": 1.0}).fit(one(1, 1, 2))
+
+
+def test_expectation_stays_finite_where_hyp2f1_overflows():
+    """A dropout probability fitted as nearly fixed (a, b ~ 1e5, 1e6, seen on simulated
+    shops) overflows scipy's hyp2f1; the quadrature fallback must give the limit of a
+    fixed p = a / (a + b): E = P(alive) · (1 − ((α+T)/(α+T+p·t))^(r+x)) / p."""
+    model = BGNBD()
+    model.params_ = {"r": 0.564, "alpha": 8.58, "a": 75369.7, "b": 1284465.2}
+    summary = pd.DataFrame({"frequency": [0.0, 3.0, 20.0], "recency": [0.0, 16.0, 30.0], "T": [20.0, 20.0, 38.0]})
+    t = 90 / 7
+    got = model.expected_transactions(summary, t)
+    p = 75369.7 / (75369.7 + 1284465.2)
+    x, T = summary["frequency"].to_numpy(), summary["T"].to_numpy()
+    limit = model.p_alive(summary) * -np.expm1(-(0.564 + x) * np.log1p(p * t / (8.58 + T))) / p
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, limit, rtol=1e-4)

@@ -16,6 +16,7 @@ from ltvcast.data.mapping import (
     mapping_from_dict,
     parse_map_option,
 )
+from ltvcast.data.ingest import ingest
 from ltvcast.data.readers import detect_format, read_table
 from ltvcast.errors import DataError
 
@@ -31,7 +32,7 @@ DATA = Path(__file__).parent / "data" / "ingest"
         ("a.csv.gz", "csv"),
         ("a.txt", "whitespace"),
         ("a.dat", "whitespace"),
-        ("a.tsv", "whitespace"),
+        ("a.tsv", "csv"),
         ("a.txt.gz", "whitespace"),
         ("a.parquet", "parquet"),
         ("a.pq", "parquet"),
@@ -231,3 +232,12 @@ def test_mapping_file_errors(tmp_path):
         mapping_from_dict({"dayfirst": "yes"})
     # numbers are accepted as column names (YAML reads `amount: 3` as an int)
     assert mapping_from_dict({"amount": 3}).fields == {"amount": "3"}
+
+
+def test_tsv_fields_may_hold_spaces(tmp_path):
+    path = tmp_path / "shop.tsv"
+    path.write_text("customer_id\ttimestamp\tamount\tproduct_id\n1\t2024-01-02 10:30\t6\tGreen Tea\n")
+    result = ingest(path)
+    assert result.stats.rows_kept == 1
+    assert result.transactions["product_id"].iloc[0] == "Green Tea"
+    assert result.transactions["timestamp"].iloc[0] == pd.Timestamp("2024-01-02 10:30", tz="UTC")

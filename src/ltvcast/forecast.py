@@ -8,6 +8,7 @@ import pandas as pd
 
 from ltvcast.data.cutoff import check_cutoff
 from ltvcast.data.datasets import History
+from ltvcast.errors import ConvergenceError, LtvcastError
 from ltvcast.models.btyd import make_forecaster
 from ltvcast.timeutil import horizon_window
 
@@ -60,17 +61,30 @@ def fit_predict(
     Returns:
         The canonical predictions frame (models stacked) and notes from the fits.
 
+    A model whose fit does not converge is left out with a note; the others
+    still predict.
+
     Raises:
-        LtvcastError: an unknown model name.
-        ConvergenceError: a fit failed.
+        LtvcastError: no model, or an unknown model name.
+        ConvergenceError: no model could be fitted.
     """
     step = on_step or (lambda _msg: None)
-    frames, notes = [], []
-    for name in models:
-        model = make_forecaster(name)
-        step(f"fit {name}")
-        model.fit(data, cutoff, horizon_days)
-        step(f"predict {name}")
+    names = list(dict.fromkeys(models))
+    if not names:
+        raise LtvcastError("no model given; choose from naive, bgnbd, paretonbd")
+    forecasters = [make_forecaster(name) for name in names]  # unknown names fail before any fit
+    frames, notes, failures = [], [], []
+    for model in forecasters:
+        step(f"fit {model.name}")
+        try:
+            model.fit(data, cutoff, horizon_days)
+        except ConvergenceError as exc:
+            failures.append(str(exc))
+            notes.append(f"{model.name} left out: {exc}")
+            continue
+        step(f"predict {model.name}")
         frames.append(model.predict(data, cutoff, horizon_days))
         notes.extend(model.notes_)
+    if not frames:
+        raise ConvergenceError("no model could be fitted: " + " | ".join(failures))
     return pd.concat(frames, ignore_index=True), notes

@@ -16,6 +16,7 @@ import pandas as pd
 from ltvcast.errors import CutoffError
 
 DAYS_PER_UNIT = {"d": 1.0, "w": 7.0, "m": 30.4375}
+MAX_HORIZON_DAYS = 36525.0
 _HORIZON = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dwmDWM])\s*$")
 
 
@@ -30,7 +31,8 @@ def parse_horizon(text: str | float | int) -> float:
         Length in days (float; ``"12m"`` is 365.25).
 
     Raises:
-        CutoffError: the text is not a positive number followed by d, w or m.
+        CutoffError: the text is not a number followed by d, w or m, or the
+            horizon is shorter than 1 day or longer than 100 years.
     """
     if isinstance(text, (int, float)):
         days = float(text)
@@ -42,8 +44,8 @@ def parse_horizon(text: str | float | int) -> float:
                 "e.g. 26w (weeks), 180d (days) or 12m (months of 30.4375 days)"
             )
         days = float(match.group(1)) * DAYS_PER_UNIT[match.group(2).lower()]
-    if not days > 0:
-        raise CutoffError(f"horizon must be positive, got {text!r}")
+    if not 1 <= days <= MAX_HORIZON_DAYS:
+        raise CutoffError(f"horizon {text!r} must be between 1 day and 100 years ({MAX_HORIZON_DAYS:g} days)")
     return days
 
 

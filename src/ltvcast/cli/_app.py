@@ -25,14 +25,19 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 def user_errors(func: F) -> F:
-    """Turn :class:`LtvcastError` into a one-line message and exit status 2."""
+    """Turn :class:`LtvcastError` and file-system errors into one message and exit status 2."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except LtvcastError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print("[bold red]error:[/] ", end="")
+            err_console.print(str(exc), highlight=False, markup=False)
+            raise typer.Exit(code=2) from None
+        except OSError as exc:  # an output path that is a file, a read-only folder, a full disk
+            err_console.print("[bold red]error:[/] ", end="")
+            err_console.print(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), highlight=False, markup=False)
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]

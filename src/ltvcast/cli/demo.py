@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +12,7 @@ from ltvcast.cli._app import app, console, user_errors
 from ltvcast.cli._show import forecast_table, ingest_table, metrics_table, progress
 from ltvcast.data.datasets import load_dataset, open_history
 from ltvcast.evaluate.backtest import DEFAULT_MODELS, run_backtest, write_backtest
+from ltvcast.errors import LtvcastError
 from ltvcast.forecast import forecast
 from ltvcast.predictions import write_predictions
 from ltvcast.store import Store
@@ -22,12 +22,15 @@ BACKTEST_CUTOFF = "1998-01-01"
 BACKTEST_HORIZON = "26w"
 FORECAST_CUTOFF = "1998-07-01"
 FORECAST_HORIZON = "52w"
+DEMO_FILES = ("ltvcast.duckdb", "ltvcast.duckdb.wal", "predictions.parquet", "metrics.csv", "report.html", "forecast.parquet")
 
 
 @app.command()
 @user_errors
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Output folder (replaced).")] = Path("ltvcast-demo"),
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder; the demo's own files in it are replaced, nothing else.")
+    ] = Path("ltvcast-demo"),
 ) -> None:
     """Ingest CDNOW, backtest (cutoff 1998-01-01, 26 weeks), then forecast 52 weeks from 1998-07-01.
 
@@ -35,9 +38,11 @@ def demo(
     OUT/report.html and OUT/forecast.parquet.
     """
     started = time.perf_counter()
-    if out.exists():
-        shutil.rmtree(out)
+    if out.exists() and not out.is_dir():
+        raise LtvcastError(f"--out {out} is a file; give a folder for the demo's outputs")
     db = out / "ltvcast.duckdb"
+    for name in DEMO_FILES:  # only the demo's own files: never anything else in the folder
+        (out / name).unlink(missing_ok=True)
     console.rule("[bold]1. ingest the built-in CDNOW data (23,570 real customers)")
     result = load_dataset("cdnow")
     with Store.open(db) as store:

@@ -90,7 +90,7 @@ def check_cutoff(
         raise CutoffError(
             f"cutoff {cut.date()} is after the end of the data (observation end {end.date()}; "
             f"the latest cutoff is {latest.date()}): customers would look alive through days "
-            "nobody observed, inflating T. Choose an earlier cutoff, declare a later data end, "
-            "or allow future cutoffs explicitly"
+            "nobody observed, inflating T. Choose an earlier cutoff, declare a later data end "
+            "(--data-end), or pass --allow-future-cutoff"
         )
     return cut

@@ -10,11 +10,12 @@ Formats (chosen from the file extension, or given explicitly):
 ==============  =====================================  ==================================
 format          extensions                             notes
 ==============  =====================================  ==================================
-``csv``         ``.csv`` (+ ``.gz``, ``.bz2``, ``.xz``)  separator ``,``; a header line
-                                                       without commas but with ``;``,
-                                                       tab or ``|`` uses that separator
-``whitespace``  ``.txt``, ``.dat``, ``.tsv`` (+ the    any run of spaces/tabs separates
-                same compressions)                     fields (fields cannot hold spaces)
+``csv``         ``.csv``, ``.tsv`` (+ ``.gz``, ``.bz2``,  separator ``,`` (``.tsv``: tab); a
+                ``.xz``)                               header line without commas but
+                                                       with ``;``, tab or ``|`` uses that
+                                                       separator
+``whitespace``  ``.txt``, ``.dat`` (+ the same         any run of spaces/tabs separates
+                compressions)                          fields (fields cannot hold spaces)
 ``parquet``     ``.parquet``, ``.pq``                  typed columns are turned into text;
                                                        timestamp columns stay timestamps
 ``jsonl``       ``.jsonl``, ``.ndjson`` (+ compressions) one JSON object per line; numbers
@@ -61,7 +62,7 @@ _FORMAT_ALIASES = {
     "txt": "whitespace",
     "text": "whitespace",
     "dat": "whitespace",
-    "tsv": "whitespace",
+    "tsv": "csv",
     "parquet": "parquet",
     "pq": "parquet",
 }
@@ -69,7 +70,7 @@ _EXTENSIONS = {
     ".csv": "csv",
     ".txt": "whitespace",
     ".dat": "whitespace",
-    ".tsv": "whitespace",
+    ".tsv": "csv",
     ".parquet": "parquet",
     ".pq": "parquet",
     ".jsonl": "jsonl",
@@ -142,6 +143,14 @@ def detect_format(
     return fmt
 
 
+def _base_suffix(path: Path) -> str:
+    """The extension under any compression suffix: ``a.tsv.gz`` -> ``.tsv``."""
+    suffixes = [x.lower() for x in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSIONS:
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
 def _opener(path: Path):
     return _COMPRESSIONS.get(path.suffix.lower(), open)
 
@@ -176,6 +185,8 @@ def _read_text(
     )
     if fmt == "whitespace":
         kwargs["sep"] = r"\s+"
+    elif _base_suffix(path) == ".tsv":
+        kwargs["sep"] = "\t"
     else:
         kwargs["sep"] = _csv_separator(_first_line(path, encoding))
     if has_header:

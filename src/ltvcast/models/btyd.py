@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 from ltvcast.data.datasets import History
-from ltvcast.errors import NotFittedError
+from ltvcast.errors import DataError, NotFittedError
 from ltvcast.features import rfm_summary
 from ltvcast.models.base import Forecaster
 from ltvcast.predictions import predictions_frame
+from ltvcast.timeutil import to_day
 from ltvcast.models.bgnbd import BGNBD
 from ltvcast.models.gammagamma import GammaGamma
 from ltvcast.models.naive import Naive
@@ -66,11 +67,14 @@ class BTYDForecaster(Forecaster):
         """Fit on the data before ``cutoff`` (``horizon_days`` is not used).
 
         Raises:
-            DataError: transactions lack required columns.
+            DataError: transactions lack required columns, or no customer
+                bought before the cutoff.
             ConvergenceError: a maximum-likelihood fit did not converge.
         """
         self.notes_ = []
         summary = self._summary(data, cutoff)
+        if summary.empty:
+            raise DataError(f"{self.name}: no customer has a purchase before the cutoff {to_day(cutoff).date()}")
         unknown = self._unknown_value(summary)
         if unknown.any():
             self.notes_.append(

@@ -194,6 +194,8 @@ def main(argv: list[str]) -> int:
     rc = subprocess.run(cmd, check=False).returncode
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
+    elif not any(tmp.iterdir()):
+        tmp.rmdir()
     return rc
 
 

@@ -210,3 +210,29 @@ def test_readme_documents_the_store_tables_as_they_are():
     from ltvcast.store import STORE_TABLES_DOC
 
     assert block.strip() == STORE_TABLES_DOC.strip()
+
+
+def test_same_bytes_under_another_name_are_refused(tmp_path):
+    from ltvcast.data.ingest import ingest
+
+    first = tmp_path / "export.csv"
+    first.write_text("customer_id,timestamp,amount\n1,2024-01-01,5\n2,2024-01-02,7\n")
+    copy = tmp_path / "export_copy.csv"
+    copy.write_bytes(first.read_bytes())
+    with Store.open(tmp_path / "s.duckdb") as store:
+        store.write_ingest(ingest(first))
+        with pytest.raises(DataError, match="same content as .*export.csv"):
+            store.write_ingest(ingest(copy))
+        assert len(store.transactions()) == 2
+
+
+def test_amount_too_large_for_the_store_is_quarantined_not_a_crash(tmp_path):
+    from ltvcast.data.ingest import ingest
+
+    path = tmp_path / "big.csv"
+    path.write_text("customer_id,timestamp,amount\n1,2024-01-01,1e15\n1,2024-01-02,5\n")
+    result = ingest(path)
+    assert result.stats.quarantined == {"bad_amount": 1}
+    with Store.open(tmp_path / "s.duckdb") as store:
+        store.write_ingest(result)
+        assert store.transactions()["amount"].tolist() == [5.0]

@@ -368,3 +368,19 @@ def test_unit_price_needs_quantity():
     mapping = {"customer_id": "CustomerID", "timestamp": "InvoiceDate", "unit_price": "UnitPrice"}
     with pytest.raises(DataError, match=r"required column quantity \(amount = quantity x unit_price\) not found.*columns found: InvoiceNo, StockCode, Quantity"):
         ingest(DATA / "online_retail.csv", mapping)
+
+
+def test_order_lines_differing_only_in_an_unmapped_column_are_not_duplicates(tmp_path):
+    path = tmp_path / "inv.csv"
+    path.write_text(
+        "InvoiceNo,StockCode,InvoiceDate,CustomerID,Sales\n"
+        "536365,85123A,2010-12-01 08:26,17850,5.00\n"
+        "536365,71053,2010-12-01 08:26,17850,5.00\n"
+        "536365,71053,2010-12-01 08:26,17850,5.00\n"
+    )
+    from ltvcast.data.ingest import ingest
+
+    result = ingest(path, {"customer_id": "CustomerID", "timestamp": "InvoiceDate", "amount": "Sales", "order_id": "InvoiceNo"})
+    assert result.stats.rows_kept == 2
+    assert result.stats.duplicates_dropped == 1
+    assert result.transactions["amount"].sum() == 10.0

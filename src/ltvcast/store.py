@@ -423,6 +423,20 @@ class Store:
                     f"(ingest {', '.join(map(str, previous))}); ingesting it again would "
                     "count every purchase twice. Use replace (--replace) to replace it"
                 )
+            same_bytes = (
+                []
+                if content_hash is None
+                else self._run(
+                    "SELECT ingest_id, source FROM ingest_log WHERE content_hash = ? AND source <> ?",
+                    [content_hash, stats.source],
+                )
+            )
+            if same_bytes:
+                raise DataError(
+                    f"{stats.source} has the same content as {same_bytes[0][1]}, already ingested into "
+                    f"{self.path} (ingest {same_bytes[0][0]}); ingesting it again would count every "
+                    "purchase twice"
+                )
             ingest_id = self.next_ingest_id()
             self._delete_ingests(previous)
             self._insert_transactions(ingest_id, result.transactions)

@@ -165,7 +165,10 @@ def ingest(
     if rows_read == 0:
         raise DataError(f"{raw.source} has no data rows")
     checked = validate_rows(raw, cmap)
-    drop, identical = find_duplicates(checked.transactions)
+    kept_rows = raw.frame.loc[checked.transactions.index]
+    drop, identical = find_duplicates(
+        checked.transactions, content=pd.util.hash_pandas_object(kept_rows.astype(str), index=False)
+    )
     transactions = checked.transactions.loc[~drop]
     transactions = transactions.sort_values(
         ["customer_id", "timestamp"], kind="mergesort"

@@ -31,6 +31,8 @@ _ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
 #: (``2024-01-01``) has no zone.
 _ZONE_SUFFIX = r"(?:[Zz]|\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[+-]\d{2}(?::?\d{2})?|UTC|GMT))$"
 _MAX_FORMAT_ROUNDS = 20
+#: Numbers at or above this magnitude do not fit the store's DECIMAL(18,4) money.
+MAX_ABS_NUMBER = 1e14
 UTC_US = "datetime64[us, UTC]"
 
 
@@ -81,13 +83,14 @@ def parse_numbers(values: pd.Series) -> pd.Series:
     """Parse plain decimal numbers (``12``, ``-3.5``, ``1e3``) into float64.
 
     No currency symbols or thousands separators. Missing, unparseable and
-    non-finite values (``inf``) become NaN.
+    non-finite values (``inf``), and magnitudes of :data:`MAX_ABS_NUMBER` or
+    more (which the store's DECIMAL(18,4) cannot hold), become NaN.
     """
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
         out = values.astype(np.float64)
     else:
         out = pd.to_numeric(as_text(values), errors="coerce").astype(np.float64)
-    return out.where(np.isfinite(out))
+    return out.where(np.isfinite(out) & (out.abs() < MAX_ABS_NUMBER))
 
 
 def _to_utc(text: pd.Series, fmt: str) -> pd.Series:

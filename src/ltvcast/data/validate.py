@@ -311,13 +311,18 @@ def validate_rows(raw: RawTable, mapping: ColumnMapping) -> ValidatedRows:
     )
 
 
-def find_duplicates(transactions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def find_duplicates(transactions: pd.DataFrame, content: pd.Series | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Locate export duplicates and identical rows (rules in the module doc).
 
     Args:
         transactions: canonical transactions (columns
             :data:`~ltvcast.data.schema.TRANSACTION_COLUMNS`), any order:
             the first occurrence in frame order is the one kept.
+        content: per row, a hash of the whole source row (every column of
+            the file, mapped or not), aligned with ``transactions``. Rows
+            "with the same content" must agree on it, so two lines of one
+            order that differ only in an unmapped column (a product code,
+            say) are not duplicates. Without it the canonical columns decide.
 
     Returns:
         (``drop``, ``identical``): boolean arrays of length ``len(transactions)``.
@@ -337,11 +342,12 @@ def find_duplicates(transactions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]
     if by_line.any():
         sub = transactions.loc[by_line, ["order_id", "line"]]
         drop[by_line] = sub.duplicated(keep="first").to_numpy()
+    rows = transactions[list(TRANSACTION_COLUMNS)]
+    if content is not None:
+        rows = rows.assign(_content=np.asarray(content))
     if by_content.any():
-        sub = transactions.loc[by_content, list(TRANSACTION_COLUMNS)]
-        drop[by_content] = sub.duplicated(keep="first").to_numpy()
+        drop[by_content] = rows.loc[by_content].duplicated(keep="first").to_numpy()
     no_order = ~has_order
     if no_order.any():
-        sub = transactions.loc[no_order, list(TRANSACTION_COLUMNS)]
-        identical[no_order] = sub.duplicated(keep="first").to_numpy()
+        identical[no_order] = rows.loc[no_order].duplicated(keep="first").to_numpy()
     return drop, identical

@@ -38,6 +38,11 @@ Conventions shared by the array metrics
   ``n`` is a multiple of 10 and predictions are distinct this is the plain
   equal-count split (``pandas.qcut`` on the prediction).
 
+Uncertainty and timing: :func:`interval_coverage`, :func:`pinball_loss`,
+:func:`mean_pinball_loss` score ``pred_spend_p10/p50/p90``;
+:func:`next_purchase_mae` and :func:`concordance_index` score
+``pred_next_purchase_days``.
+
 Churn means *no purchase occasion in the horizon* (``actual_transactions ==
 0``), the event ``p_churn`` predicts (DESIGN.md).
 
@@ -76,6 +81,11 @@ __all__ = [
     "churn_auc",
     "churn_pr_auc",
     "churn_brier",
+    "interval_coverage",
+    "pinball_loss",
+    "mean_pinball_loss",
+    "next_purchase_mae",
+    "concordance_index",
     "join_actuals",
     "evaluate",
     "summarize_backtest",
@@ -102,6 +112,10 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "churn_auc",
     "churn_pr_auc",
     "churn_brier",
+    "spend_coverage_80",
+    "spend_pinball",
+    "next_purchase_mae",
+    "next_purchase_cindex",
 )
 
 #: All columns of the frame :func:`evaluate` returns, in order.
@@ -571,11 +585,191 @@ def churn_brier(churned: ArrayLike, p_churn: ArrayLike) -> float:
 
 
 # --------------------------------------------------------------------------
+# uncertainty and next-purchase metrics
+# --------------------------------------------------------------------------
+
+
+def interval_coverage(y_true: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> float:
+    """Share of customers whose actual value lies in ``[lower, upper]`` (bounds included).
+
+    For ``[pred_spend_p10, pred_spend_p90]`` a calibrated model covers 80%.
+    Bounds are inclusive because spend has a point mass at 0: a customer
+    with ``p10 = p90 = 0`` who spends nothing is covered.
+
+    Args:
+        y_true: actual values, shape ``(n,)``.
+        lower, upper: interval bounds, shape ``(n,)``.
+
+    Returns:
+        Share in [0, 1]; ``nan`` for empty input or a missing value.
+
+    Raises:
+        DataError: unequal lengths or infinite values.
+    """
+    a, lo = _pair(y_true, lower, "y_true", "lower")
+    _, hi = _pair(y_true, upper, "y_true", "upper")
+    if _undefined(a, lo, hi):
+        return float("nan")
+    return float(np.mean((a >= lo) & (a <= hi)))
+
+
+def pinball_loss(y_true: ArrayLike, y_quantile: ArrayLike, q: float) -> float:
+    """Mean pinball (quantile) loss of a predicted ``q``-quantile.
+
+    ``mean(max(q·(y − ŷ), (q − 1)·(y − ŷ)))``: the loss a ``q``-quantile
+    minimises (Koenker & Bassett 1978). In the unit of ``y``; lower is better.
+
+    Args:
+        y_true: actual values, shape ``(n,)``.
+        y_quantile: predicted quantiles, shape ``(n,)``.
+        q: the quantile level in (0, 1).
+
+    Returns:
+        The loss; ``nan`` for empty input or a missing value.
+
+    Raises:
+        DataError: unequal lengths, infinite values, or ``q`` outside (0, 1).
+    """
+    if not 0.0 < q < 1.0:
+        raise DataError(f"quantile level q must lie in (0, 1), got {q!r}")
+    a, p = _pair(y_true, y_quantile, "y_true", "y_quantile")
+    if _undefined(a, p):
+        return float("nan")
+    d = a - p
+    return float(np.mean(np.maximum(q * d, (q - 1.0) * d)))
+
+
+def mean_pinball_loss(y_true: ArrayLike, p10: ArrayLike, p50: ArrayLike, p90: ArrayLike) -> float:
+    """Mean of the pinball losses of the 10%, 50% and 90% quantiles (currency).
+
+    Args:
+        y_true: actual values, shape ``(n,)``.
+        p10, p50, p90: predicted quantiles, shape ``(n,)``.
+
+    Returns:
+        ``(pinball(p10, .1) + pinball(p50, .5) + pinball(p90, .9)) / 3``;
+        ``nan`` when any input has a missing value.
+    """
+    return (pinball_loss(y_true, p10, 0.1) + pinball_loss(y_true, p50, 0.5) + pinball_loss(y_true, p90, 0.9)) / 3.0
+
+
+def next_purchase_mae(actual_days: ArrayLike, pred_days: ArrayLike) -> float:
+    """MAE in days of the predicted time to the next purchase, over customers who bought.
+
+    Args:
+        actual_days: days from the cutoff to the first purchase occasion in
+            the horizon, ``nan`` for a customer who did not buy (those rows
+            are left out), shape ``(n,)``.
+        pred_days: predicted days (``pred_next_purchase_days``), shape ``(n,)``.
+
+    Returns:
+        ``mean(|pred − actual|)`` over the buyers; ``nan`` when nobody bought
+        or a buyer's prediction is missing.
+
+    Raises:
+        DataError: unequal lengths or infinite values.
+    """
+    a, p = _pair(actual_days, pred_days, "actual_days", "pred_days")
+    bought = ~np.isnan(a)
+    if not bought.any() or np.isnan(p[bought]).any():
+        return float("nan")
+    return float(np.mean(np.abs(p[bought] - a[bought])))
+
+
+def concordance_index(time: ArrayLike, event: ArrayLike, pred_time: ArrayLike) -> float:
+    """Harrell's concordance index of predicted times to an event, with right-censoring.
+
+    A pair ``(i, j)`` is comparable when ``time_i < time_j`` and ``i`` had the
+    event (``event_i = 1``); it is concordant when ``pred_i < pred_j``, and
+    counts ½ when ``pred_i == pred_j``. Pairs with equal times are not
+    comparable. C = concordant / comparable: 1 = perfect order, 0.5 = random.
+    (Harrell, Califf, Pryor, Lee & Rosati 1982, JAMA 247(18); the convention
+    of ``lifelines.utils.concordance_index``.) For the next purchase: ``time``
+    = days to the first purchase in the horizon, or the horizon length for a
+    customer who did not buy (censored, ``event = 0``). O(n log n).
+
+    Args:
+        time: observed times, shape ``(n,)``.
+        event: 1 = event observed at ``time``, 0 = censored at ``time``.
+        pred_time: predicted times (shorter = sooner), shape ``(n,)``.
+
+    Returns:
+        The index in [0, 1]; ``nan`` for empty input, a missing value, or no
+        comparable pair.
+
+    Raises:
+        DataError: unequal lengths, infinite values, or events not 0/1.
+    """
+    t, p = _pair(time, pred_time, "time", "pred_time")
+    _, e = _pair(time, event, "time", "event")
+    if _undefined(t, p, e):
+        return float("nan")
+    if not np.isin(e, (0.0, 1.0)).all():
+        raise DataError("event must be 0 (censored) or 1 (observed)")
+    # ranks of predictions (dense) for a Fenwick tree of counts
+    uniq_p, rank = np.unique(p, return_inverse=True)
+    rank = rank.ravel()
+    size = uniq_p.size
+    tree = np.zeros(size + 1, dtype=np.int64)
+
+    def add(i: int) -> None:
+        i += 1
+        while i <= size:
+            tree[i] += 1
+            i += i & -i
+
+    def count_le(i: int) -> int:  # how many inserted ranks <= i
+        i += 1
+        s = 0
+        while i > 0:
+            s += tree[i]
+            i -= i & -i
+        return int(s)
+
+    order = np.argsort(-t, kind="stable")
+    t_sorted = t[order]
+    concordant = 0.0
+    comparable = 0
+    inserted = 0
+    start = 0
+    n = t.size
+    while start < n:
+        stop = start
+        while stop < n and t_sorted[stop] == t_sorted[start]:
+            stop += 1
+        group = order[start:stop]
+        # every inserted row has a strictly later time than this group
+        for i in group:
+            if e[i] == 1.0 and inserted:
+                r = rank[i]
+                le = count_le(r)
+                lt = count_le(r - 1) if r > 0 else 0
+                greater = inserted - le
+                concordant += greater + 0.5 * (le - lt)
+                comparable += inserted
+        for i in group:
+            add(rank[i])
+        inserted += stop - start
+        start = stop
+    if comparable == 0:
+        return float("nan")
+    return float(concordant / comparable)
+
+
+# --------------------------------------------------------------------------
 # frames
 # --------------------------------------------------------------------------
 
 _PRED_REQUIRED = ("customer_id", "model", "cutoff", "pred_spend")
-_PRED_OPTIONAL = ("horizon_days", "pred_transactions", "p_churn")
+_PRED_OPTIONAL = (
+    "horizon_days",
+    "pred_transactions",
+    "p_churn",
+    "pred_spend_p10",
+    "pred_spend_p50",
+    "pred_spend_p90",
+    "pred_next_purchase_days",
+)
 _ACTUAL_REQUIRED = ("customer_id", "actual_transactions", "actual_spend")
 
 
@@ -615,19 +809,24 @@ def join_actuals(predictions: pd.DataFrame, actuals: pd.DataFrame) -> pd.DataFra
         predictions: canonical predictions frame (DESIGN.md), one row per
             customer × model (× cutoff). Required columns: ``customer_id``,
             ``model``, ``cutoff``, ``pred_spend``; ``horizon_days``,
-            ``pred_transactions`` and ``p_churn`` are read when present and
-            treated as null when absent.
+            ``pred_transactions``, ``p_churn``, ``pred_spend_p10``,
+            ``pred_spend_p50``, ``pred_spend_p90`` and
+            ``pred_next_purchase_days`` are read when present and treated as
+            null when absent.
         actuals: one row per customer with ``customer_id``,
             ``actual_transactions`` (purchase occasions in the horizon) and
-            ``actual_spend``. With several cutoffs in ``predictions`` the
+            ``actual_spend``; optionally ``actual_next_purchase_days`` (days
+            from the cutoff to the first purchase occasion in the horizon,
+            null for customers who did not buy; null for everyone when
+            absent). With several cutoffs in ``predictions`` the
             actuals differ per cutoff, so ``actuals`` must then carry a
             ``cutoff`` column too (one row per customer × cutoff); extra
             columns are ignored.
 
     Returns:
-        The predictions with ``actual_transactions`` and ``actual_spend``
-        added (float64), ``customer_id`` as text, in the predictions' row
-        order.
+        The predictions with ``actual_transactions``, ``actual_spend`` and
+        ``actual_next_purchase_days`` added (float64), ``customer_id`` as
+        text, in the predictions' row order.
 
     Raises:
         DataError: missing columns; duplicate rows; missing or negative
@@ -668,6 +867,15 @@ def join_actuals(predictions: pd.DataFrame, actuals: pd.DataFrame) -> pd.DataFra
     act["customer_id"] = act["customer_id"].astype(str)
     act["actual_transactions"] = _numeric(act, "actual_transactions", "actuals")
     act["actual_spend"] = _numeric(act, "actual_spend", "actuals")
+    if "actual_next_purchase_days" in actuals.columns:
+        act["actual_next_purchase_days"] = _numeric(actuals, "actual_next_purchase_days", "actuals").to_numpy()
+        if ((act["actual_next_purchase_days"].notna()) != (act["actual_transactions"] > 0)).any():
+            raise DataError(
+                "actuals.actual_next_purchase_days must be given exactly for the customers who bought "
+                "(actual_transactions > 0)"
+            )
+    else:
+        act["actual_next_purchase_days"] = np.nan
     for col in ("actual_transactions", "actual_spend"):
         n_nan = int(act[col].isna().sum())
         if n_nan:
@@ -707,7 +915,8 @@ def join_actuals(predictions: pd.DataFrame, actuals: pd.DataFrame) -> pd.DataFra
                 parts.append(f"{len(only_act)} customer(s) have actuals but no prediction ({_some_ids(only_act)})")
             raise DataError(f"model {model!s}, cutoff {cutoff!s}: " + "; ".join(parts))
 
-    merged = pred.drop(columns=[c for c in ("actual_transactions", "actual_spend") if c in pred.columns]).merge(
+    act_names = ("actual_transactions", "actual_spend", "actual_next_purchase_days")
+    merged = pred.drop(columns=[c for c in act_names if c in pred.columns]).merge(
         act, on=keys, how="left", validate="many_to_one", sort=False
     )
     return merged
@@ -720,6 +929,13 @@ def _group_metrics(g: pd.DataFrame) -> dict[str, float]:
     sp_p = g["pred_spend"].to_numpy(np.float64)
     pc = g["p_churn"].to_numpy(np.float64)
     churned = churn_labels(tx_a)
+    nxt_a = g["actual_next_purchase_days"].to_numpy(np.float64)
+    nxt_p = g["pred_next_purchase_days"].to_numpy(np.float64)
+    horizon = float(g["horizon_days"].iloc[0]) if g["horizon_days"].notna().any() else float("nan")
+    # non-buyers are censored at the end of the window
+    nxt_time = np.where(churned == 1, horizon, nxt_a)
+    if np.isnan(nxt_a[churned == 0]).any():
+        nxt_time = np.full(len(g), np.nan)
     return {
         "n_customers": float(len(g)),
         "tx_mae": mae(tx_a, tx_p),
@@ -738,6 +954,10 @@ def _group_metrics(g: pd.DataFrame) -> dict[str, float]:
         "churn_auc": churn_auc(churned, pc),
         "churn_pr_auc": churn_pr_auc(churned, pc),
         "churn_brier": churn_brier(churned, pc),
+        "spend_coverage_80": interval_coverage(sp_a, g["pred_spend_p10"], g["pred_spend_p90"]),
+        "spend_pinball": mean_pinball_loss(sp_a, g["pred_spend_p10"], g["pred_spend_p50"], g["pred_spend_p90"]),
+        "next_purchase_mae": next_purchase_mae(nxt_a, nxt_p),
+        "next_purchase_cindex": concordance_index(nxt_time, 1.0 - churned, nxt_p),
     }
 
 
@@ -764,7 +984,14 @@ def evaluate(predictions: pd.DataFrame, actuals: pd.DataFrame) -> pd.DataFrame:
         ``total_tx_error_pct`` (percent), ``gini_norm``, ``spearman``,
         ``top_decile_capture`` (share), ``decile_mape`` (fraction),
         ``churn_rate`` (share), ``churn_auc``, ``churn_pr_auc``,
-        ``churn_brier`` — sorted by cutoff, then model.
+        ``churn_brier``, ``spend_coverage_80`` (share of customers with
+        ``pred_spend_p10 <= actual_spend <= pred_spend_p90``; 0.8 is
+        calibrated), ``spend_pinball`` (mean pinball loss of the three
+        quantiles, currency), ``next_purchase_mae`` (days, over the customers
+        who bought; needs ``actual_next_purchase_days`` in the actuals) and
+        ``next_purchase_cindex`` (Harrell's C of ``pred_next_purchase_days``
+        for the time to the first purchase, non-buyers censored at the
+        horizon) — sorted by cutoff, then model.
 
     Raises:
         DataError: as :func:`join_actuals`; or one (model, cutoff) with

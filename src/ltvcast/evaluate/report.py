@@ -134,6 +134,26 @@ _COLUMNS: dict[str, _Col] = {
         "Churn PR AUC", "Average precision of p_churn, churned = positive class (random ≈ churn rate).", _fmt_fixed(3)
     ),
     "churn_brier": _Col("Churn Brier", "Mean squared error of p_churn against churned (lower is better).", _fmt_fixed(3)),
+    "spend_coverage_80": _Col(
+        "p10–p90 coverage",
+        "Share of customers whose actual spend lies in [pred_spend_p10, pred_spend_p90] (80% = calibrated).",
+        _fmt_share,
+    ),
+    "spend_pinball": _Col(
+        "Pinball loss", "Mean pinball loss of the predicted 10%, 50% and 90% spend quantiles (lower is better).",
+        _fmt_fixed(2),
+    ),
+    "next_purchase_mae": _Col(
+        "Next purchase MAE (d)",
+        "Mean absolute error in days of pred_next_purchase_days, over the customers who bought in the horizon.",
+        _fmt_fixed(1),
+    ),
+    "next_purchase_cindex": _Col(
+        "Next purchase C-index",
+        "Harrell's concordance of pred_next_purchase_days with the days to the first purchase; customers who "
+        "did not buy are censored at the end of the horizon (0.5 = random, 1 = perfect order).",
+        _fmt_fixed(3),
+    ),
 }
 
 

@@ -10,13 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ltvcast.data.ingest import ingest
 from ltvcast.data.mapping import (
     ColumnMapping,
     load_mapping_file,
     mapping_from_dict,
     parse_map_option,
 )
-from ltvcast.data.ingest import ingest
 from ltvcast.data.readers import detect_format, read_table
 from ltvcast.errors import DataError
 

@@ -12,8 +12,8 @@ import pytest
 
 from ltvcast.data.ingest import ingest
 from ltvcast.data.mapping import load_mapping_file
-from ltvcast.store import STORE_TABLES_DOC, Store
 from ltvcast.errors import DataError
+from ltvcast.store import STORE_TABLES_DOC, Store
 
 DATA = Path(__file__).parent / "data" / "ingest"
 RENAMED = {"customer_id": "CustomerID", "timestamp": "InvoiceDate", "amount": "Sales", "order_id": "InvoiceNo"}
@@ -189,7 +189,7 @@ def test_not_a_store(tmp_path):
 
 
 def test_table_doc_matches_tables(tmp_path):
-    with Store.open(tmp_path / "s.duckdb") as store:
+    with Store.open(tmp_path / "s.duckdb"):
         pass
     con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
     try:

@@ -20,7 +20,7 @@ MAX_HORIZON_DAYS = 36525.0
 _HORIZON = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dwmDWM])\s*$")
 
 
-def parse_horizon(text: str | float | int) -> float:
+def parse_horizon(text: str | float) -> float:
     """Return the horizon in days.
 
     Args:

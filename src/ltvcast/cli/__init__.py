@@ -5,8 +5,8 @@ Each command lives in its own module, which registers itself on :data:`app`.
 
 from __future__ import annotations
 
+from ltvcast.cli import backtest, demo, ingest, quarantine, simulate  # noqa: F401  (register commands)
 from ltvcast.cli._app import app
-from ltvcast.cli import ingest, backtest, demo, simulate, quarantine  # noqa: F401,E402  (register commands)
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,13 +15,13 @@ from ltvcast.forecast import forecast as run_forecast
 from ltvcast.predictions import write_predictions
 from ltvcast.timeutil import parse_horizon
 
-Dataset = Annotated[Optional[str], typer.Option("--dataset", help="Built-in dataset: cdnow or cdnow-sample.")]
-Db = Annotated[Optional[Path], typer.Option("--db", help="DuckDB store written by `ltvcast ingest`.")]
+Dataset = Annotated[str | None, typer.Option("--dataset", help="Built-in dataset: cdnow or cdnow-sample.")]
+Db = Annotated[Path | None, typer.Option("--db", help="DuckDB store written by `ltvcast ingest`.")]
 Cutoff = Annotated[str, typer.Option("--cutoff", help="Prediction date YYYY-MM-DD; history is strictly before it.")]
 Horizon = Annotated[str, typer.Option("--horizon", help="Horizon: e.g. 26w, 180d, 12m (m = 30.4375 days).")]
 Models = Annotated[str, typer.Option("--models", help="Comma-separated models: naive, bgnbd, paretonbd.")]
 DataEnd = Annotated[
-    Optional[str], typer.Option("--data-end", help="Declare the last observed day (default: the data's last day).")
+    str | None, typer.Option("--data-end", help="Declare the last observed day (default: the data's last day).")
 ]
 
 

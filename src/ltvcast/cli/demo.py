@@ -11,8 +11,8 @@ import typer
 from ltvcast.cli._app import app, console, user_errors
 from ltvcast.cli._show import forecast_table, ingest_table, metrics_table, progress
 from ltvcast.data.datasets import load_dataset, open_history
-from ltvcast.evaluate.backtest import DEFAULT_MODELS, run_backtest, write_backtest
 from ltvcast.errors import LtvcastError
+from ltvcast.evaluate.backtest import DEFAULT_MODELS, run_backtest, write_backtest
 from ltvcast.forecast import forecast
 from ltvcast.predictions import write_predictions
 from ltvcast.store import Store

@@ -199,13 +199,13 @@ class _Flags:
         self.column = np.full(n, None, dtype=object)
 
     def flag(self, mask: np.ndarray, reason: str, column: str) -> None:
-        new = np.asarray(mask, dtype=bool) & (self.reason == None)  # noqa: E711
+        new = np.asarray(mask, dtype=bool) & (self.reason == None)
         self.reason[new] = reason
         self.column[new] = column
 
     @property
     def bad(self) -> np.ndarray:
-        return self.reason != None  # noqa: E711
+        return self.reason != None
 
     def quarantine(self, source: str) -> pd.DataFrame:
         bad = self.bad

@@ -73,7 +73,10 @@ def horizon_labels(
     start = local_midnight_utc(day, tz).tz_localize("UTC")
     end = local_midnight_utc(day + timedelta(days=round(horizon_days)), tz).tz_localize("UTC")
     kind = "kind" if "kind" in tx.columns else "CASE WHEN amount < 0 THEN 'return' ELSE 'sale' END"
-    columns = [c for c in ("customer_id", "timestamp", "amount", "kind") if c in tx.columns]
+    frame = tx[[c for c in ("customer_id", "timestamp", "amount", "kind") if c in tx.columns]]
+    stamps = frame["timestamp"]
+    if getattr(stamps.dt, "tz", None) is None:  # naive timestamps are UTC (canonical rule)
+        frame = frame.assign(timestamp=stamps.dt.tz_localize("UTC"))
     ids = pd.DataFrame({"customer_id": pd.Series(customers, dtype="string").unique()})
     return query(
         LABELS_SQL.format(kind=kind),
@@ -83,6 +86,6 @@ def horizon_labels(
             "tz": tz,
             "net": revenue_basis == "net",
         },
-        tx=tx[columns],
+        tx=frame,
         customers=ids,
     )

@@ -32,7 +32,7 @@ class Forecaster(ABC):
         self.notes_: list[str] = []
 
     @abstractmethod
-    def fit(self, data: History, cutoff, horizon_days: float) -> "Forecaster":
+    def fit(self, data: History, cutoff, horizon_days: float) -> Forecaster:
         """Learn from the data strictly before ``cutoff``; return self."""
 
     @abstractmethod

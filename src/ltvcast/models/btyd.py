@@ -14,12 +14,12 @@ from ltvcast.data.datasets import History
 from ltvcast.errors import DataError, NotFittedError
 from ltvcast.features import rfm_summary
 from ltvcast.models.base import Forecaster
-from ltvcast.predictions import predictions_frame
-from ltvcast.timeutil import to_day
 from ltvcast.models.bgnbd import BGNBD
 from ltvcast.models.gammagamma import GammaGamma
 from ltvcast.models.naive import Naive
 from ltvcast.models.paretonbd import ParetoNBD
+from ltvcast.predictions import predictions_frame
+from ltvcast.timeutil import to_day
 
 DAYS_PER_WEEK = 7.0
 COUNT_MODELS = {"naive": Naive, "bgnbd": BGNBD, "paretonbd": ParetoNBD}
@@ -63,7 +63,7 @@ class BTYDForecaster(Forecaster):
     def _unknown_value(summary: pd.DataFrame) -> np.ndarray:
         return ((summary["frequency"] > 0) & (summary["monetary_value"] <= 0)).to_numpy()
 
-    def fit(self, data: History, cutoff, horizon_days: float = 0.0) -> "BTYDForecaster":
+    def fit(self, data: History, cutoff, horizon_days: float = 0.0) -> BTYDForecaster:
         """Fit on the data before ``cutoff`` (``horizon_days`` is not used).
 
         Raises:

@@ -38,12 +38,12 @@ from ltvcast.features import horizon_labels
 from ltvcast.timeutil import horizon_window, to_day
 
 __all__ = [
-    "training_cutoffs",
-    "history_before",
-    "next_purchase_labels",
-    "window_labels",
     "ExampleSet",
     "build_examples",
+    "history_before",
+    "next_purchase_labels",
+    "training_cutoffs",
+    "window_labels",
 ]
 
 

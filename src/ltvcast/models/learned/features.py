@@ -36,7 +36,7 @@ from ltvcast.models.bgnbd import BGNBD
 from ltvcast.models.gammagamma import GammaGamma
 from ltvcast.models.paretonbd import ParetoNBD
 
-__all__ = ["AGE_COLUMNS", "derived_features", "btyd_features", "FeatureMaker"]
+__all__ = ["AGE_COLUMNS", "FeatureMaker", "btyd_features", "derived_features"]
 
 DAYS_PER_WEEK = 7.0
 

@@ -40,14 +40,14 @@ import numpy as np
 from scipy.special import expit, log_expit, ndtri
 
 __all__ = [
-    "SIGMA_MIN",
     "SIGMA_MAX",
-    "ziln_params",
-    "ziln_loss",
+    "SIGMA_MIN",
     "ziln_grad_hess",
-    "ziln_mean",
-    "ziln_quantile",
     "ziln_init_score",
+    "ziln_loss",
+    "ziln_mean",
+    "ziln_params",
+    "ziln_quantile",
 ]
 
 #: Bounds of σ (log scale), so a prediction ``exp(μ + σ²/2)`` stays finite.

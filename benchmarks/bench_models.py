@@ -1,54 +1,21 @@
 """Fit every BTYD model on the full CDNOW master data and print times and parameters.
 
-Usage: python benchmarks/bench_models.py [path/to/CDNOW_master.txt]
+Usage: python benchmarks/bench_models.py
 
-Calibration: the 39 weeks 1997-01-01 .. 1997-09-30 (cutoff 1997-10-01,
-exclusive). Same-day rows of a customer are merged into one purchase
-occasion (dollars summed). As in the papers, T and recency are measured to
-the last calibration day inclusive: T_days = (cutoff - first_day).days - 1,
-recency_days = last_day - first_day, both divided by 7 (weeks).
-monetary_value = mean value of the repeat occasions in the calibration period.
+Data: the built-in CDNOW copy; summary: ``ltvcast.features.rfm_summary`` at
+the papers' calibration cutoff 1997-10-01 (39 weeks, unit weeks).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
+from ltvcast.data.datasets import open_history
+from ltvcast.features import rfm_summary
 from ltvcast.models import BGNBD, GammaGamma, Naive, ParetoNBD
 
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cdnow" / "CDNOW_master.txt"
-CUTOFF = pd.Timestamp("1997-10-01")
-
-
-def calibration_summary(path: Path) -> pd.DataFrame:
-    raw = pd.read_csv(path, sep=r"\s+", dtype={"customer_id": str, "date": str})
-    raw["date"] = pd.to_datetime(raw["date"], format="%Y%m%d")
-    occ = raw.groupby(["customer_id", "date"], as_index=False)["dollar_value"].sum()
-    cal = occ[occ["date"] < CUTOFF].sort_values(["customer_id", "date"])
-    g = cal.groupby("customer_id")
-    first = g["date"].min()
-    last = g["date"].max()
-    n_occ = g.size()
-    total = g["dollar_value"].sum()
-    first_value = g["dollar_value"].first()
-    frequency = (n_occ - 1).astype(float)
-    repeat_value = total - first_value
-    with np.errstate(invalid="ignore", divide="ignore"):
-        monetary = np.where(frequency > 0, repeat_value / frequency.where(frequency > 0), 0.0)
-    return pd.DataFrame(
-        {
-            "customer_id": first.index,
-            "frequency": frequency.to_numpy(),
-            "recency": ((last - first).dt.days / 7.0).to_numpy(),
-            "T": (((CUTOFF - first).dt.days - 1) / 7.0).to_numpy(),
-            "monetary_value": monetary,
-        }
-    ).reset_index(drop=True)
+CUTOFF = "1997-10-01"
 
 
 def timed(label: str, fn):
@@ -58,11 +25,8 @@ def timed(label: str, fn):
 
 
 def main(argv: list[str]) -> int:
-    path = Path(argv[1]) if len(argv) > 1 else DEFAULT
-    if not path.exists():
-        print(f"CDNOW master data not found at {path}; pass its path as the first argument")
-        return 1
-    summary, secs = timed("summary", lambda: calibration_summary(path))
+    tx = open_history(dataset="cdnow").transactions
+    summary, secs = timed("summary", lambda: rfm_summary(tx, CUTOFF))
     n_unique = len(summary.drop_duplicates(["frequency", "recency", "T"]))
     print(f"CDNOW master: {len(summary)} customers ({n_unique} distinct (x, t_x, T) rows), "
           f"{int((summary['frequency'] > 0).sum())} repeat buyers; summary built in {secs:.2f} s")

@@ -133,7 +133,7 @@ _COLUMNS: dict[str, _Col] = {
     "churn_pr_auc": _Col(
         "Churn PR AUC", "Average precision of p_churn, churned = positive class (random ≈ churn rate).", _fmt_fixed(3)
     ),
-    "churn_brier": _Col("Churn Brier", "Mean squared error of p_churn against churned (lower is better).", _fmt_fixed(3)),
+    "churn_brier": _Col("Churn Brier", "Mean squared error of p_churn against churned (lower is better).", _fmt_fixed(4)),
     "spend_coverage_80": _Col(
         "p10–p90 coverage",
         "Share of customers whose actual spend lies in [pred_spend_p10, pred_spend_p90] (80% = calibrated).",

@@ -503,10 +503,16 @@ def _dirty_table(dirty: dict, files: dict[str, str]) -> pa.Table:
     )
 
 
-def sources_config(seed: int, customers: int, months: int, start: pd.Timestamp) -> str:
-    """The text of ``sources.yaml`` (contract format, paths relative to the file)."""
+def sources_config(
+    seed: int, customers: int, months: int, start: pd.Timestamp, kinds: tuple[str, ...] = KINDS
+) -> str:
+    """The text of ``sources.yaml`` (contract format, paths relative to the file).
+
+    ``kinds``: the kinds that have at least one part file (a tiny shop may
+    have no returns; a source whose glob matches nothing is an ingest error).
+    """
     sources = []
-    for kind in KINDS:
+    for kind in kinds:
         entry: dict = {"kind": kind, "path": f"{kind}/*.parquet", "format": "parquet"}
         if kind in ("customers", "orders", "returns", "events"):
             entry["timezone"] = "UTC"
@@ -677,7 +683,8 @@ def simulate_shop(
                 on_chunk(n_chunks, n_chunks, rows["order_items"])
 
     sources_yaml = out / "sources.yaml"
-    sources_yaml.write_text(sources_config(seed, customers, months, start_ts), encoding="utf-8")
+    written = tuple(k for k in KINDS if any((out / k).glob("*.parquet")))
+    sources_yaml.write_text(sources_config(seed, customers, months, start_ts, written), encoding="utf-8")
     manifest = {
         "seed": seed,
         "customers": customers,

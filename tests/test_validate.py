@@ -223,9 +223,10 @@ def test_order_lines_duplicates_by_line_number():
     result = ingest(DATA / "order_lines.csv", mapping)
     check_invariant(result)
     s = result.stats
-    assert s.duplicates_dropped == 2  # rows 3 and 4 repeat lines 1 and 2 of O1 (first kept)
-    assert s.quarantined == {"bad_line": 1}
-    assert result.quarantine["source_row"].tolist() == [6]
+    assert s.duplicates_dropped == 1  # row 3 repeats line 1 of O1 exactly (first kept)
+    # row 4 is line 2 of O1 again with another value (6 vs 5): not an export duplicate
+    assert s.quarantined == {"bad_line": 1, "duplicate_id": 1}
+    assert sorted(result.quarantine["source_row"].tolist()) == [4, 6]
     tx = result.transactions
     assert tx["order_id"].tolist() == ["O1", "O1", "O2"]
     assert tx["line"].tolist() == [1, 2, 1]

@@ -17,6 +17,7 @@ from ltvcast.errors import CutoffError
 
 DAYS_PER_UNIT = {"d": 1.0, "w": 7.0, "m": 30.4375}
 MAX_HORIZON_DAYS = 36525.0
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ][\d:.+\-Z]*)?$")
 _HORIZON = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dwmDWM])\s*$")
 
 
@@ -53,8 +54,11 @@ def to_day(value: str | date | datetime | pd.Timestamp) -> pd.Timestamp:
     """Return ``value`` as a tz-aware UTC timestamp at 00:00 of its calendar day.
 
     Raises:
-        CutoffError: the value is not a date (ISO ``YYYY-MM-DD`` for strings).
+        CutoffError: the value is not a date (strings must be ISO 8601,
+            ``YYYY-MM-DD``: ``01/02/2024`` is ambiguous and refused).
     """
+    if isinstance(value, str) and not _ISO_DATE.match(value.strip()):
+        raise CutoffError(f"{value!r} is not a date; write it as YYYY-MM-DD")
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError) as exc:

@@ -24,7 +24,7 @@ from ltvcast.data.cutoff import DateLike, declared_day, observation_end
 from ltvcast.data.mapping import ColumnMapping
 from ltvcast.data.privacy import drop_personal_columns
 from ltvcast.data.readers import RawTable, read_table
-from ltvcast.data.validate import REASONS, find_duplicates, validate_rows
+from ltvcast.data.validate import REASONS, conflict_quarantine, find_duplicates, validate_rows
 from ltvcast.errors import DataError
 
 
@@ -166,15 +166,20 @@ def ingest(
         raise DataError(f"{raw.source} has no data rows")
     checked = validate_rows(raw, cmap)
     kept_rows = raw.frame.loc[checked.transactions.index]
-    drop, identical = find_duplicates(
+    drop, identical, conflict = find_duplicates(
         checked.transactions, content=pd.util.hash_pandas_object(kept_rows.astype(str), index=False)
     )
-    transactions = checked.transactions.loc[~drop]
+    transactions = checked.transactions.loc[~drop & ~conflict]
     transactions = transactions.sort_values(
         ["customer_id", "timestamp"], kind="mergesort"
     ).reset_index(drop=True)
     source_path = str(Path(source).resolve())
-    quarantine = checked.quarantine.assign(source=source_path)
+    quarantine = checked.quarantine
+    if conflict.any():
+        line_column = cmap.fields.get("line", "line")
+        clashes = conflict_quarantine(raw.frame, checked.transactions.index[conflict], source_path, line_column)
+        quarantine = pd.concat([quarantine, clashes], ignore_index=True)
+    quarantine = quarantine.assign(source=source_path)
     quarantine["source"] = quarantine["source"].astype(str)
     counts = quarantine["reason"].value_counts()
     quarantined = {r: int(counts[r]) for r in REASONS if r in counts.index}

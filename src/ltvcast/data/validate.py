@@ -17,6 +17,9 @@ missing_amount        amount empty (or quantity / unit price, when amount is
 bad_amount            amount (or quantity / unit price) not a plain number
 bad_quantity          quantity present but not a number
 bad_line              line present but not a whole number
+duplicate_id          an order line (order id and line) seen before with other
+                      content: not an export duplicate, and which one is right
+                      is unknown, so the later one waits here
 ===================== =========================================================
 
 ``source_row`` is the 1-based number of the *data row* in the file: the
@@ -26,9 +29,10 @@ header row N is on line N + 1.
 Duplicates
 ----------
 A row repeating an order line already seen is an export duplicate and is
-dropped (the first is kept): same ``order_id`` and ``line`` when the line is
-known, else same ``order_id`` and identical content in every canonical
-column. Rows without an order id may be genuine repeat purchases (two
+dropped (the first is kept): same ``order_id``, ``line`` and content when the
+line is known (the same order and line with other content is quarantined as
+``duplicate_id``), else same ``order_id`` and identical content in every
+column of the source row. Rows without an order id may be genuine repeat purchases (two
 identical coffees on one day): identical ones are kept and only counted.
 """
 
@@ -63,6 +67,7 @@ REASONS: tuple[str, ...] = (
     "bad_amount",
     "bad_quantity",
     "bad_line",
+    "duplicate_id",
 )
 #: Columns of the quarantine frame: source (file path), source_row (1-based
 #: data row, int64), reason (code), source_column (column name in the file),
@@ -311,7 +316,9 @@ def validate_rows(raw: RawTable, mapping: ColumnMapping) -> ValidatedRows:
     )
 
 
-def find_duplicates(transactions: pd.DataFrame, content: pd.Series | None = None) -> tuple[np.ndarray, np.ndarray]:
+def find_duplicates(
+    transactions: pd.DataFrame, content: pd.Series | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Locate export duplicates and identical rows (rules in the module doc).
 
     Args:
@@ -325,29 +332,56 @@ def find_duplicates(transactions: pd.DataFrame, content: pd.Series | None = None
             say) are not duplicates. Without it the canonical columns decide.
 
     Returns:
-        (``drop``, ``identical``): boolean arrays of length ``len(transactions)``.
-        ``drop`` marks rows repeating an order line already seen;
-        ``identical`` marks rows without an order id identical to an earlier
-        row (kept, for reporting).
+        (``drop``, ``identical``, ``conflict``): boolean arrays of length
+        ``len(transactions)``. ``drop`` marks rows repeating an order line
+        already seen; ``identical`` marks rows without an order id identical
+        to an earlier row (kept, for reporting); ``conflict`` marks rows whose
+        order id and line were seen before with other content (to quarantine
+        as ``duplicate_id``).
     """
     n = len(transactions)
     drop = np.zeros(n, dtype=bool)
     identical = np.zeros(n, dtype=bool)
+    conflict = np.zeros(n, dtype=bool)
     if n == 0:
-        return drop, identical
+        return drop, identical, conflict
     has_order = transactions["order_id"].notna().to_numpy()
     has_line = transactions["line"].notna().to_numpy()
     by_line = has_order & has_line
     by_content = has_order & ~has_line
-    if by_line.any():
-        sub = transactions.loc[by_line, ["order_id", "line"]]
-        drop[by_line] = sub.duplicated(keep="first").to_numpy()
     rows = transactions[list(TRANSACTION_COLUMNS)]
     if content is not None:
         rows = rows.assign(_content=np.asarray(content))
+    if by_line.any():
+        seen_key = transactions.loc[by_line, ["order_id", "line"]].duplicated(keep="first").to_numpy()
+        seen_row = rows.loc[by_line].duplicated(keep="first").to_numpy()
+        drop[by_line] = seen_key & seen_row
+        conflict[by_line] = seen_key & ~seen_row
     if by_content.any():
         drop[by_content] = rows.loc[by_content].duplicated(keep="first").to_numpy()
     no_order = ~has_order
     if no_order.any():
         identical[no_order] = rows.loc[no_order].duplicated(keep="first").to_numpy()
-    return drop, identical
+    return drop, identical, conflict
+
+
+def conflict_quarantine(raw: pd.DataFrame, rows: pd.Index, source: str, line_column: str) -> pd.DataFrame:
+    """Quarantine rows of ``raw`` (0-based data rows ``rows``) as ``duplicate_id``.
+
+    Args:
+        raw: the source table as text.
+        rows: data-row indices to quarantine.
+        source: the file path for the ``source`` column.
+        line_column: the source column holding the line number.
+    """
+    picked = raw.loc[rows]
+    return pd.DataFrame(
+        {
+            "source": pd.Series([source] * len(picked), dtype=str),
+            "source_row": (picked.index.to_numpy() + 1).astype(np.int64),
+            "reason": pd.Series(["duplicate_id"] * len(picked), dtype=str),
+            "source_column": pd.Series([line_column] * len(picked), dtype=str),
+            "raw_value": picked[line_column].astype(str).reset_index(drop=True),
+            "raw_row": pd.Series(_raw_rows_json(picked), dtype=str),
+        }
+    )

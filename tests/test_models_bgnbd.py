@@ -3,32 +3,21 @@ and a forward simulation of the model."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from published import cdnow_summary, sig3
 from scipy import integrate, stats
 
 from ltvcast.errors import ConvergenceError, DataError, NotFittedError
 from ltvcast.models import BGNBD
 from ltvcast.models.bgnbd import bgnbd_log_likelihood
 
-DATA = Path(__file__).parent / "data" / "cdnow_sample_summary_39w.csv"
 # Fader, Hardie & Lee (2005), Marketing Science 24(2), CDNOW 1/10 sample, 39 weeks.
 PUBLISHED = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 PUBLISHED_LL = -9582.4
 
 
-def sig3(v: float) -> str:
-    return f"{v:.3g}"
-
-
-def cdnow_summary() -> pd.DataFrame:
-    raw = pd.read_csv(DATA)
-    return raw.rename(
-        columns={"ID": "customer_id", "x": "frequency", "t_x": "recency", "zbar": "monetary_value"}
-    )
 
 
 @pytest.fixture(scope="module")

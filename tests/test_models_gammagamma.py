@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from published import cdnow_summary, sig3
 from scipy import integrate
 
 from ltvcast.errors import DataError, LtvcastError, NotFittedError
 from ltvcast.models import BGNBD, GammaGamma
 from ltvcast.models.gammagamma import _grad, gammagamma_log_likelihood
 
-DATA = Path(__file__).parent / "data" / "cdnow_sample_summary_39w.csv"
 # Fader, Hardie & Lee (2005), JMR 42(4): the 946 repeat buyers of the CDNOW 1/10 sample.
 PUBLISHED = {"p": 6.25, "q": 3.74, "gamma": 15.44}
 PUBLISHED_LL = -4055.9
 
 
-def sig3(v: float) -> str:
-    return f"{v:.3g}"
-
-
-def cdnow_summary() -> pd.DataFrame:
-    return pd.read_csv(DATA).rename(
-        columns={"ID": "customer_id", "x": "frequency", "t_x": "recency", "zbar": "monetary_value"}
-    )
 
 
 @pytest.fixture(scope="module")

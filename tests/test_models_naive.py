@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from published import cdnow_summary
 
 from ltvcast.errors import DataError, NotFittedError
 from ltvcast.models import Naive
-
-DATA = Path(__file__).parent / "data" / "cdnow_sample_summary_39w.csv"
 
 
 @pytest.fixture()
@@ -57,7 +54,7 @@ def test_log_likelihood_hand_computed(small: pd.DataFrame) -> None:
 
 
 def test_cdnow_mean_rate() -> None:
-    data = pd.read_csv(DATA).rename(columns={"x": "frequency", "t_x": "recency", "zbar": "monetary_value"})
+    data = cdnow_summary()
     model = Naive().fit(data)
     assert model.params_["mean_rate"] == pytest.approx(float(np.mean(data["frequency"] / data["T"])))
     assert model.params_["mean_monetary_value"] == pytest.approx(

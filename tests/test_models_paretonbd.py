@@ -3,11 +3,10 @@ direct numerical integration, predictions against simulation."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from published import cdnow_summary, sig3
 from scipy import integrate, stats
 from scipy.special import betaln, gammaln
 
@@ -20,20 +19,11 @@ from ltvcast.models.paretonbd import (
     paretonbd_log_likelihood,
 )
 
-DATA = Path(__file__).parent / "data" / "cdnow_sample_summary_39w.csv"
 # Pareto/NBD on the CDNOW 1/10 sample, 39 weeks, as reported by Fader, Hardie & Lee (2005).
 PUBLISHED = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}
 PUBLISHED_LL = -9595.0
 
 
-def sig3(v: float) -> str:
-    return f"{v:.3g}"
-
-
-def cdnow_summary() -> pd.DataFrame:
-    return pd.read_csv(DATA).rename(
-        columns={"ID": "customer_id", "x": "frequency", "t_x": "recency", "zbar": "monetary_value"}
-    )
 
 
 @pytest.fixture(scope="module")

@@ -192,8 +192,13 @@ def _column_expr(col: str, dtype: str | None, target: str) -> str:
     return f"CAST({_q(col)} AS {target})"
 
 
-def source_views(columns: dict[str, dict[str, str]]) -> dict[str, str]:
+def source_views(columns: dict[str, dict[str, str]], customer_key: str = "VARCHAR") -> dict[str, str]:
     """``CREATE TEMP VIEW src_<table>`` statements for the store's columns.
+
+    ``customer_key`` is the SQL type ``customer_id`` is read as (the store's
+    text ids: ``VARCHAR``; :func:`ltvcast.features.rfm_summary` passes
+    ``INTEGER`` codes it maps back to the ids itself, so the group-bys hash
+    integers, not strings).
 
     Raises:
         DataError: the store has no ``transactions`` table, or a present
@@ -213,7 +218,7 @@ def source_views(columns: dict[str, dict[str, str]]) -> dict[str, str]:
                 # A foundation store: a negative amount is a return.
                 expr = "CASE WHEN amount < 0 THEN 'return' ELSE 'sale' END"
             else:
-                expr = _column_expr(col, dtype, target)
+                expr = _column_expr(col, dtype, customer_key if col == "customer_id" else target)
             exprs.append(f"{expr} AS {name}")
         body = ",\n       ".join(exprs)
         source = table if have is not None else "(SELECT 1 AS one) empty_ WHERE 1 = 0"

@@ -91,18 +91,35 @@ def rfm_summary(
         channels=(),
         first_day=day,
     )
+    # The ids are encoded once (codes in sorted id order, so ORDER BY code is
+    # ORDER BY customer_id) and the SQL groups integers; the ids come back at
+    # the end by position. Only the needed columns are handed to DuckDB, as
+    # views over the frame's own arrays (no copy into a table).
+    codes, ids = pd.factorize(tx["customer_id"], sort=True)
+    ids = pd.array(ids, dtype="string")
+    if len(ids) and (codes < 0).any():  # a missing id stays one group, sorted last as before
+        codes[codes < 0] = len(ids)
+        ids = pd.array([*ids, pd.NA], dtype="string")
+    ts = tx["timestamp"]
+    if isinstance(ts.dtype, pd.DatetimeTZDtype):
+        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+    frame = {"customer_id": codes.astype("int32", copy=False), "timestamp": ts.to_numpy(), "amount": tx["amount"].to_numpy()}
+    if "kind" in tx.columns:
+        frame["kind"] = tx["kind"].to_numpy()
+    frame = pd.DataFrame(frame, copy=False)
     con = duckdb.connect(":memory:")
     try:
-        con.register("tx_frame", tx[[c for c in _COLUMNS if c in tx.columns]])
-        con.execute("CREATE TABLE transactions AS SELECT * FROM tx_frame")
-        con.execute(source_views(store_columns(con))["transactions"])
+        con.execute("SET enable_progress_bar = false")
+        con.register("tx_frame", frame)
+        con.execute("CREATE VIEW transactions AS SELECT * FROM tx_frame")
+        con.execute(source_views(store_columns(con), customer_key="INTEGER")["transactions"])
         for step in _STEPS:
             con.execute(render(step, ctx))
-        out = con.execute(
+        res = con.execute(
             f"""
             WITH rfm AS ({render("rfm", ctx)}),
-            sales AS (SELECT customer_id, COUNT(*) AS n_transactions FROM h_lines
-                      WHERE kind = 'sale' GROUP BY customer_id)
+            sales AS (SELECT customer_id, SUM(sale_lines) AS n_transactions FROM h_daily
+                      GROUP BY customer_id)
             SELECT rfm.customer_id,
                    rfm.frequency,
                    rfm.recency_days / $unit AS recency,
@@ -117,10 +134,11 @@ def rfm_summary(
             ORDER BY rfm.customer_id
             """,
             {"unit": UNIT_DAYS[unit_key]},
-        ).df()
+        )
+        out = res.df()
     finally:
         con.close()
     for col in ("first_purchase", "last_purchase"):
         out[col] = pd.to_datetime(out[col]).dt.date
-    out["customer_id"] = out["customer_id"].astype("string")
+    out["customer_id"] = pd.Series(ids.take(out["customer_id"].to_numpy()), dtype="string")
     return out.reset_index(drop=True)

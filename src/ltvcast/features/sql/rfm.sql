@@ -2,21 +2,19 @@
 -- Occasion = local day with a sale row; its value = that day's spend in the
 -- revenue basis. recency and T in weeks (days / 7); T counts to C-1.
 -- monetary_value = (value of all occasions - value of the first) / (occasions - 1).
+-- arg_min(value, day) FILTER (...) is DuckDB's (Spark: min_by); it replaces a
+-- self-join on the first day.
 WITH per_customer AS (
     SELECT customer_id,
            SUM(CASE WHEN sale_lines > 0 THEN 1 ELSE 0 END) AS n_occ,
            MIN(CASE WHEN sale_lines > 0 THEN day END) AS first_day,
            MAX(CASE WHEN sale_lines > 0 THEN day END) AS last_day,
            SUM(CASE WHEN sale_lines > 0 THEN value ELSE 0 END) AS occasion_value,
+           arg_min(value, day) FILTER (WHERE sale_lines > 0) AS first_value,
            SUM(value) AS spend_total,
            SUM(sales) AS gross_spend
     FROM h_daily
     GROUP BY customer_id
-),
-first_occasion AS (
-    SELECT d.customer_id, d.value
-    FROM h_daily d
-    JOIN per_customer pc ON pc.customer_id = d.customer_id AND pc.first_day = d.day
 )
 SELECT pc.customer_id,
        CAST(pc.n_occ AS BIGINT) AS occasions,
@@ -26,9 +24,8 @@ SELECT pc.customer_id,
        CAST(DATE_DIFF('day', pc.first_day, pc.last_day) AS DOUBLE) AS recency_days,
        CAST(DATE_DIFF('day', pc.first_day, DATE '{{ cutoff_day }}') - 1 AS DOUBLE) AS "T_days",
        CAST(DATE_DIFF('day', pc.last_day, DATE '{{ cutoff_day }}') AS DOUBLE) AS days_since_last_purchase,
-       CASE WHEN pc.n_occ > 1 THEN CAST(pc.occasion_value - fo.value AS DOUBLE) / (pc.n_occ - 1)
+       CASE WHEN pc.n_occ > 1 THEN CAST(pc.occasion_value - pc.first_value AS DOUBLE) / (pc.n_occ - 1)
             WHEN pc.n_occ = 1 THEN 0.0 END AS monetary_value,
        CAST(pc.spend_total AS DOUBLE) AS spend_total,
        CAST(pc.gross_spend AS DOUBLE) AS gross_spend
 FROM per_customer pc
-LEFT JOIN first_occasion fo ON fo.customer_id = pc.customer_id

@@ -385,3 +385,14 @@ def test_order_lines_differing_only_in_an_unmapped_column_are_not_duplicates(tmp
     assert result.stats.rows_kept == 2
     assert result.stats.duplicates_dropped == 1
     assert result.transactions["amount"].sum() == 10.0
+
+
+def test_placeholder_dates_are_quarantined_not_purchases(tmp_path):
+    from ltvcast.data.ingest import ingest
+
+    path = tmp_path / "ph.csv"
+    path.write_text("customer_id,timestamp,amount\n1,0001-01-01,5\n1,9999-12-31,5\n1,2024-01-02,5\n")
+    result = ingest(path)
+    assert result.stats.quarantined == {"bad_timestamp": 2}
+    assert result.quarantine["source_row"].tolist() == [1, 2]
+    assert result.observation_end == pd.Timestamp("2024-01-02", tz="UTC")

@@ -34,6 +34,9 @@ _MAX_FORMAT_ROUNDS = 20
 #: Numbers at or above this magnitude do not fit the store's DECIMAL(18,4) money.
 MAX_ABS_NUMBER = 1e14
 UTC_US = "datetime64[us, UTC]"
+#: Plausible purchase times: outside [EARLIEST, LATEST) a timestamp is a placeholder.
+EARLIEST = pd.Timestamp("1900-01-01", tz="UTC")
+LATEST = pd.Timestamp("2200-01-01", tz="UTC")
 
 
 def as_text(values: pd.Series) -> pd.Series:
@@ -183,12 +186,24 @@ def parse_timestamps(
     None); values with an offset are converted to UTC. Sub-microsecond
     digits are truncated.
 
+    Timestamps before 1900-01-01 or from 2200-01-01 on are placeholders
+    (``0001-01-01``, ``9999-12-31``), not purchases: they become NaT too, so
+    the row is quarantined as ``bad_timestamp`` instead of stretching the
+    observation period.
+
     Raises:
         DataError: the column mixes day-first and month-first dates
             (e.g. ``01/02/2020`` and ``13/02/2020`` without ``dayfirst``),
             which would be read inconsistently; the message shows both values;
             or ``tz`` is unknown.
     """
+    out = _parse_any_timestamps(values, date_format, dayfirst, tz)
+    return out.where((out >= EARLIEST) & (out < LATEST))
+
+
+def _parse_any_timestamps(
+    values: pd.Series, date_format: str | None, dayfirst: bool | None, tz: str | None
+) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         if values.dt.tz is not None:
             return values.dt.tz_convert("UTC").dt.as_unit("us")

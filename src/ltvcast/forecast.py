@@ -9,7 +9,7 @@ import pandas as pd
 from ltvcast.data.cutoff import check_cutoff
 from ltvcast.data.datasets import History
 from ltvcast.errors import ConvergenceError, LtvcastError
-from ltvcast.models.btyd import make_forecaster
+from ltvcast.models.catalog import MODEL_NAMES, make_forecaster
 from ltvcast.timeutil import horizon_window
 
 
@@ -29,7 +29,7 @@ def forecast(
         cutoff: prediction date; at most the day after the observation end.
         horizon_days: horizon in days (rounded to whole days, see
             :func:`ltvcast.timeutil.horizon_window`).
-        models: model names (``naive``, ``bgnbd``, ``paretonbd``).
+        models: model names (:data:`ltvcast.models.catalog.MODEL_NAMES`).
         allow_future_cutoff: accept a cutoff after the day following the
             observation end (T then counts unobserved days).
         on_step: progress callback, called with a short text before each step.
@@ -71,7 +71,7 @@ def fit_predict(
     step = on_step or (lambda _msg: None)
     names = list(dict.fromkeys(models))
     if not names:
-        raise LtvcastError("no model given; choose from naive, bgnbd, paretonbd")
+        raise LtvcastError(f"no model given; choose from {', '.join(MODEL_NAMES)}")
     forecasters = [make_forecaster(name) for name in names]  # unknown names fail before any fit
     frames, notes, failures = [], [], []
     for model in forecasters:

@@ -19,7 +19,13 @@ Dataset = Annotated[str | None, typer.Option("--dataset", help="Built-in dataset
 Db = Annotated[Path | None, typer.Option("--db", help="DuckDB store written by `ltvcast ingest`.")]
 Cutoff = Annotated[str, typer.Option("--cutoff", help="Prediction date YYYY-MM-DD; history is strictly before it.")]
 Horizon = Annotated[str, typer.Option("--horizon", help="Horizon: e.g. 26w, 180d, 12m (m = 30.4375 days).")]
-Models = Annotated[str, typer.Option("--models", help="Comma-separated models: naive, bgnbd, paretonbd.")]
+Models = Annotated[
+    str,
+    typer.Option(
+        "--models",
+        help="Comma-separated models: naive, bgnbd, paretonbd (BTYD); gbm, hybrid, auto (LightGBM, minutes to fit).",
+    ),
+]
 DataEnd = Annotated[
     str | None, typer.Option("--data-end", help="Declare the last observed day (default: the data's last day).")
 ]
@@ -27,6 +33,33 @@ DataEnd = Annotated[
 
 def _models(text: str) -> list[str]:
     return [m.strip() for m in text.split(",") if m.strip()]
+
+
+# (metrics column, label, format, which way is better): spend quantiles and next purchase
+_EXTRA_ROWS = (
+    ("spend_coverage_80", "p10–p90 coverage", "{:.1%}", "80%"),
+    ("spend_pinball", "pinball loss (p10/p50/p90)", "{:.3f}", "lower"),
+    ("spend_mae_p50", "spend MAE of p50 (median)", "{:.2f}", "lower"),
+    ("next_purchase_mae", "next purchase MAE (days)", "{:.1f}", "lower"),
+    ("next_purchase_cindex", "next purchase C-index", "{:.3f}", "higher"),
+)
+
+
+def _uncertainty_table(metrics):
+    """Rich table of the quantile and next-purchase metrics; None when no model fills them."""
+    from rich.table import Table
+
+    rows = [r for r in _EXTRA_ROWS if r[0] in metrics.columns and metrics[r[0]].notna().any()]
+    if not rows:
+        return None
+    table = Table(title="Spend quantiles and next purchase", header_style="bold")
+    table.add_column("metric")
+    for model in metrics["model"]:
+        table.add_column(str(model), justify="right", style="cyan")
+    table.add_column("better", style="dim")
+    for col, label, fmt, better in rows:
+        table.add_row(label, *["–" if v != v else fmt.format(v) for v in metrics[col]], better)
+    return table
 
 
 @app.command()
@@ -50,6 +83,9 @@ def backtest(
         result = run_backtest(history, cutoff, parse_horizon(horizon), names, step)
     paths = write_backtest(result, out, dataset=history.origin)
     console.print(metrics_table(result.metrics, f"Backtest — cutoff {result.cutoff.date()}, {result.horizon_days:g} days"))
+    extra = _uncertainty_table(result.metrics)
+    if extra is not None:
+        console.print(extra)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
     for kind, path in paths.items():

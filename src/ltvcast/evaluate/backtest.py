@@ -20,6 +20,7 @@ from ltvcast.evaluate.metrics import evaluate
 from ltvcast.evaluate.report import write_report
 from ltvcast.features import horizon_labels
 from ltvcast.forecast import fit_predict
+from ltvcast.models.learned.examples import next_purchase_labels
 from ltvcast.predictions import write_predictions
 from ltvcast.timeutil import horizon_window, to_day
 
@@ -33,7 +34,9 @@ class BacktestResult:
 
     Attributes:
         predictions: canonical predictions frame, all models stacked.
-        actuals: ``customer_id, actual_transactions, actual_spend``.
+        actuals: ``customer_id, actual_transactions, actual_spend,
+            actual_next_purchase_days`` (days from the cutoff to the first
+            purchase occasion in the window; NaN for non-buyers).
         metrics: one row per model (see :func:`ltvcast.evaluate.metrics.evaluate`).
         cutoff: the prediction date (UTC midnight).
         horizon_days: the evaluated window length in days (after clipping).
@@ -98,7 +101,7 @@ def run_backtest(
         cutoff: prediction date.
         horizon_days: requested horizon in days (see
             :func:`evaluation_window` for clipping at the end of the data).
-        models: model names (``naive``, ``bgnbd``, ``paretonbd``).
+        models: model names (:data:`ltvcast.models.catalog.MODEL_NAMES`).
         on_step: called with a short description before each step (the CLI
             drives a progress bar with it); the library itself never prints.
 
@@ -121,6 +124,18 @@ def run_backtest(
     actuals = horizon_labels(
         data.transactions, customers, cutoff, days, timezone=data.timezone, revenue_basis=data.revenue_basis
     )
+    nxt = next_purchase_labels(data.transactions, customers, cutoff, days, timezone=data.timezone)
+    actuals["customer_id"] = actuals["customer_id"].astype("string")
+    actuals = actuals.merge(
+        nxt.rename(columns={"next_purchase_days": "actual_next_purchase_days"}), on="customer_id", how="left"
+    )
+    nonpos = int(((actuals["actual_transactions"] > 0) & (actuals["actual_spend"] <= 0)).sum())
+    if nonpos:
+        notes.append(
+            f"{nonpos:,} customer(s) bought in the horizon but have a net spend <= 0 (returns outweigh "
+            "purchases); they are scored with their actual (net) spend, while the learned models count "
+            "such values as zero when training"
+        )
     order = {name: i for i, name in enumerate(models)}
     metrics = evaluate(predictions, actuals).sort_values("model", key=lambda m: m.map(order), kind="stable")
     metrics = metrics.reset_index(drop=True)

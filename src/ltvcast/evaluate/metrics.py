@@ -114,6 +114,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "churn_brier",
     "spend_coverage_80",
     "spend_pinball",
+    "spend_mae_p50",
     "next_purchase_mae",
     "next_purchase_cindex",
 )
@@ -956,6 +957,7 @@ def _group_metrics(g: pd.DataFrame) -> dict[str, float]:
         "churn_brier": churn_brier(churned, pc),
         "spend_coverage_80": interval_coverage(sp_a, g["pred_spend_p10"], g["pred_spend_p90"]),
         "spend_pinball": mean_pinball_loss(sp_a, g["pred_spend_p10"], g["pred_spend_p50"], g["pred_spend_p90"]),
+        "spend_mae_p50": mae(sp_a, g["pred_spend_p50"]),
         "next_purchase_mae": next_purchase_mae(nxt_a, nxt_p),
         "next_purchase_cindex": concordance_index(nxt_time, 1.0 - churned, nxt_p),
     }
@@ -987,7 +989,10 @@ def evaluate(predictions: pd.DataFrame, actuals: pd.DataFrame) -> pd.DataFrame:
         ``churn_brier``, ``spend_coverage_80`` (share of customers with
         ``pred_spend_p10 <= actual_spend <= pred_spend_p90``; 0.8 is
         calibrated), ``spend_pinball`` (mean pinball loss of the three
-        quantiles, currency), ``next_purchase_mae`` (days, over the customers
+        quantiles, currency), ``spend_mae_p50`` (MAE of the median forecast
+        ``pred_spend_p50``: the point forecast MAE rewards, while
+        ``spend_mae`` scores the mean ``pred_spend``), ``next_purchase_mae``
+        (days, over the customers
         who bought; needs ``actual_next_purchase_days`` in the actuals) and
         ``next_purchase_cindex`` (Harrell's C of ``pred_next_purchase_days``
         for the time to the first purchase, non-buyers censored at the

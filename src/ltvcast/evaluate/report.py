@@ -143,6 +143,11 @@ _COLUMNS: dict[str, _Col] = {
         "Pinball loss", "Mean pinball loss of the predicted 10%, 50% and 90% spend quantiles (lower is better).",
         _fmt_fixed(2),
     ),
+    "spend_mae_p50": _Col(
+        "Spend MAE (p50)",
+        "MAE of the median forecast pred_spend_p50 (MAE is minimised by the median; Spend MAE scores the mean).",
+        _fmt_fixed(2),
+    ),
     "next_purchase_mae": _Col(
         "Next purchase MAE (d)",
         "Mean absolute error in days of pred_next_purchase_days, over the customers who bought in the horizon.",
@@ -306,6 +311,24 @@ def _decile_chart(model: str, table: pd.DataFrame, key: str, color: str) -> str:
 # --------------------------------------------------------------------------
 
 
+def _calibration_line(g: pd.DataFrame) -> str:
+    """One line of level calibration for a model: totals, churn level, interval coverage."""
+    pred = float(g["pred_spend"].sum())
+    actual = float(g["actual_spend"].sum())
+    parts = [f"Total spend predicted {pred:,.0f} vs actual {actual:,.0f}"]
+    if actual != 0:
+        parts[0] += f" ({(pred - actual) / abs(actual) * 100:+.1f}%)"
+    pc = g["p_churn"].to_numpy(np.float64)
+    if not np.isnan(pc).any():
+        parts.append(f"mean p_churn {pc.mean():.3f} vs churn rate {(g['actual_transactions'] == 0).mean():.3f}")
+    lo = g["pred_spend_p10"].to_numpy(np.float64) if "pred_spend_p10" in g else np.array([np.nan])
+    hi = g["pred_spend_p90"].to_numpy(np.float64) if "pred_spend_p90" in g else np.array([np.nan])
+    if not (np.isnan(lo).any() or np.isnan(hi).any()):
+        y = g["actual_spend"].to_numpy(np.float64)
+        parts.append(f"{np.mean((y >= lo) & (y <= hi)):.1%} of actual spend inside [p10, p90]")
+    return "; ".join(parts) + "."
+
+
 def _context_rows(joined: pd.DataFrame, context: Mapping[str, str] | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for key, value in (context or {}).items():
@@ -398,7 +421,10 @@ def write_report(
     Charts use the latest cutoff in ``predictions`` (with several cutoffs the
     metrics tables still cover all of them): one cumulative gain chart with
     every model plus the perfect and random curves, and per model a decile
-    calibration chart of mean predicted vs mean actual spend. A model whose
+    calibration chart of mean predicted vs mean actual spend with a line of
+    level calibration under it (predicted vs actual total spend, mean
+    ``p_churn`` vs the churn rate, share of actual spend inside
+    ``[pred_spend_p10, pred_spend_p90]`` when the model fills them). A model whose
     ``pred_spend`` has missing values gets a note instead of charts; so does
     the gain chart when actual spend does not total above zero.
 
@@ -439,12 +465,17 @@ def write_report(
         n_missing = int(np.isnan(p).sum())
         if n_missing:
             decile_charts.append(
-                {"model": str(model), "svg": None, "missing": f"No chart: pred_spend is missing for {n_missing:,} customer(s)."}
+                {
+                    "model": str(model),
+                    "svg": None,
+                    "missing": f"No chart: pred_spend is missing for {n_missing:,} customer(s).",
+                    "summary": "",
+                }
             )
             continue
         color = _PALETTE[i % len(_PALETTE)]
         svg = _decile_chart(str(model), decile_calibration(y, p), f"dec{i}", color)
-        decile_charts.append({"model": str(model), "svg": svg, "missing": None})
+        decile_charts.append({"model": str(model), "svg": svg, "missing": None, "summary": _calibration_line(g)})
         if total_actual > 0:
             x, share = gain_curve(y, p)
             curves.append((str(model), color, x, share))

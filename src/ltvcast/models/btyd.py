@@ -30,6 +30,11 @@ class BTYDForecaster(Forecaster):
 
     Args:
         name: ``"naive"``, ``"bgnbd"`` or ``"paretonbd"``.
+        n_draws: posterior futures per customer for ``pred_spend_p10/p50/p90``
+            and ``pred_next_purchase_days``
+            (:func:`ltvcast.models.learned.btyd_sim.simulate_btyd`); 0 leaves
+            those columns null.
+        seed: seed of that simulation (deterministic).
 
     Attributes (after ``fit``):
         count_model_: the fitted count model (time unit: weeks).
@@ -47,11 +52,13 @@ class BTYDForecaster(Forecaster):
     negative.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, n_draws: int = 400, seed: int = 0) -> None:
         super().__init__()
         if name not in COUNT_MODELS:
             raise ValueError(f"unknown BTYD model {name!r}; choose from {sorted(COUNT_MODELS)}")
         self.name = name
+        self.n_draws = n_draws
+        self.seed = seed
 
     @staticmethod
     def _summary(data: History, cutoff) -> pd.DataFrame:
@@ -103,7 +110,9 @@ class BTYDForecaster(Forecaster):
         ``pred_transactions`` = expected purchase occasions; ``pred_spend`` =
         expected occasions × expected value per occasion (currency);
         ``p_churn`` = P(no purchase in the horizon); ``p_alive`` for BG/NBD
-        and Pareto/NBD.
+        and Pareto/NBD; ``pred_spend_p10/p50/p90`` and
+        ``pred_next_purchase_days`` (expected days to the next purchase given
+        one in the horizon) by posterior simulation when ``n_draws > 0``.
 
         Raises:
             NotFittedError: ``fit`` was not called.
@@ -114,12 +123,21 @@ class BTYDForecaster(Forecaster):
         t = horizon_days / DAYS_PER_WEEK
         model = self.count_model_
         pred_tx = model.expected_transactions(summary, t)
+        value = None
         if self.spend_model_ is None:
+            value = model.expected_value(self._with_fill(summary))
             pred_spend = model.expected_spend(self._with_fill(summary), t)
             p_alive = None
         else:
             pred_spend = pred_tx * self._spend_per_occasion(summary)
             p_alive = model.p_alive(summary)
+        simulated = {}
+        if self.n_draws > 0:
+            from ltvcast.models.learned.btyd_sim import simulate_btyd
+
+            simulated = simulate_btyd(
+                model, self.spend_model_, summary, horizon_days, n_draws=self.n_draws, seed=self.seed, value=value
+            )
         return predictions_frame(
             summary["customer_id"],
             self.name,
@@ -129,6 +147,7 @@ class BTYDForecaster(Forecaster):
             pred_spend=pred_spend,
             p_churn=model.p_no_purchase(summary, t),
             p_alive=p_alive,
+            **simulated,
         )
 
     def _spend_per_occasion(self, summary: pd.DataFrame) -> np.ndarray:
@@ -141,13 +160,14 @@ class BTYDForecaster(Forecaster):
 
 
 def make_forecaster(name: str) -> Forecaster:
-    """Return a new, unfitted forecaster by name (``naive``, ``bgnbd``, ``paretonbd``).
+    """Return a new, unfitted forecaster by name; kept for compatibility.
+
+    The registry of every model (BTYD and learned) is
+    :func:`ltvcast.models.catalog.make_forecaster`.
 
     Raises:
         LtvcastError: the name is unknown.
     """
-    from ltvcast.errors import LtvcastError
+    from ltvcast.models.catalog import make_forecaster as make
 
-    if name not in COUNT_MODELS:
-        raise LtvcastError(f"unknown model {name!r}; available: {', '.join(COUNT_MODELS)}")
-    return BTYDForecaster(name)
+    return make(name)

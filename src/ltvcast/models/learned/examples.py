@@ -15,6 +15,21 @@ Example (hand-computed in the tests): ``C = 1998-01-01``, ``H = 181`` days,
 stride 28 days gives ``c_0 = 1997-07-04``, ``c_1 = 1997-06-06``,
 ``c_2 = 1997-05-09``, …
 
+**Recent windows** (:func:`recent_windows`, optional). When every customer
+is young at the training cutoffs and old at the prediction cutoff (CDNOW:
+everyone joined in Q1 1997, so customers are 14–26 weeks old at ``c_0`` and
+40–52 weeks old at ``C``), a model trained on full windows only has to
+extrapolate in age. Recent windows close that gap: cutoffs
+``r_j = C − j · stride`` (``j = 1, 2, …`` while ``j · stride < H``) with
+*shorter* label windows ``[r_j, C)`` of ``h_j = j · stride`` days, which
+still end at ``C``. The label length ``label_days`` is an input of every
+learned model (and the horizon of the BTYD inputs of the hybrid), so the
+models learn how the outcome scales with the horizon; at prediction time
+``label_days = H``. Recent windows are used for the final fit only: the
+validation model trains on the full windows ``k >= 1`` (their labels end
+before ``C − stride`` and, for ``k >= 1``, never reach into the validation
+window's future beyond ``C``).
+
 Labels per customer and window (:func:`window_labels`):
 
 * ``actual_transactions``: purchase occasions (distinct UTC days with a
@@ -30,7 +45,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from ltvcast.errors import CutoffError, DataError
@@ -40,6 +54,7 @@ from ltvcast.timeutil import horizon_window, to_day
 __all__ = [
     "ExampleSet",
     "build_examples",
+    "local_midnight",
     "history_before",
     "next_purchase_labels",
     "training_cutoffs",
@@ -96,45 +111,198 @@ def training_cutoffs(
     return cutoffs
 
 
-def history_before(tx: pd.DataFrame, cutoff) -> pd.DataFrame:
-    """The transactions strictly before ``cutoff`` (00:00 UTC of its day).
+def recent_windows(
+    cutoff,
+    horizon_days: float,
+    *,
+    stride_days: int = 28,
+    min_label_days: int = 28,
+    first_day=None,
+    min_history_days: int = 28,
+) -> list[tuple[pd.Timestamp, int]]:
+    """Recent training cutoffs with label windows shortened to end at ``C``.
 
     Args:
-        tx: canonical transactions (``timestamp`` UTC).
-        cutoff: date.
+        cutoff: the prediction cutoff ``C``.
+        horizon_days: ``H`` (days, rounded).
+        stride_days: spacing of the cutoffs (> 0).
+        min_label_days: shortest label window kept.
+        first_day, min_history_days: as :func:`training_cutoffs`.
 
     Returns:
-        The rows with ``timestamp < cutoff`` (a copy-free view for pandas).
+        ``(r_j, h_j)`` pairs, newest first: ``r_j = C − j·stride`` (UTC
+        00:00) and ``h_j = j·stride`` days, for every ``j >= 1`` with
+        ``min_label_days <= h_j < H``. Empty when none fits.
+
+    Raises:
+        CutoffError: ``stride_days`` not positive.
     """
-    return tx[tx["timestamp"] < to_day(cutoff)]
+    if stride_days < 1:
+        raise CutoffError(f"stride_days must be positive, got {stride_days}")
+    start, end = horizon_window(cutoff, horizon_days)
+    h = (end - start).days
+    earliest = None if first_day is None else to_day(first_day) + pd.Timedelta(days=min_history_days)
+    out = []
+    j = 1
+    while j * stride_days < h:
+        days = j * stride_days
+        c = start - pd.Timedelta(days=days)
+        if days >= min_label_days and (earliest is None or c >= earliest):
+            out.append((c, days))
+        j += 1
+    return out
 
 
-def next_purchase_labels(tx: pd.DataFrame, customers: pd.Series, cutoff, horizon_days: float) -> pd.DataFrame:
-    """Days from ``cutoff`` to each customer's first purchase occasion in the horizon.
+@dataclass(frozen=True)
+class Window:
+    """One training window: features before ``cutoff``, labels in ``[cutoff, cutoff + label_days)``.
+
+    Attributes:
+        index: 0 = the validation window (latest full window), 1, 2, … =
+            older full windows, −1, −2, … = recent (shortened) windows.
+        cutoff: UTC 00:00.
+        label_days: label window length in days.
+    """
+
+    index: int
+    cutoff: pd.Timestamp
+    label_days: int
+
+    @property
+    def is_validation(self) -> bool:
+        """True for the latest full window (index 0)."""
+        return self.index == 0
+
+    @property
+    def is_recent(self) -> bool:
+        """True for a shortened recent window (negative index)."""
+        return self.index < 0
+
+
+def window_plan(
+    cutoff,
+    horizon_days: float,
+    *,
+    n_windows: int = 6,
+    stride_days: int = 28,
+    recent: bool = True,
+    min_label_days: int = 28,
+    first_day=None,
+    min_history_days: int = 28,
+) -> list[Window]:
+    """Every training window for a prediction at ``cutoff``: full windows, then recent ones.
+
+    Full windows come from :func:`training_cutoffs` (index ``k``), recent
+    ones from :func:`recent_windows` (index ``−j``) when ``recent`` is true.
+
+    Raises:
+        CutoffError: as :func:`training_cutoffs` (no full window fits).
+    """
+    start, end = horizon_window(cutoff, horizon_days)
+    h = (end - start).days
+    full = training_cutoffs(
+        cutoff, horizon_days, n_windows=n_windows, stride_days=stride_days,
+        first_day=first_day, min_history_days=min_history_days,
+    )
+    plan = [Window(k, c, h) for k, c in enumerate(full)]
+    if recent:
+        rec = recent_windows(
+            cutoff, horizon_days, stride_days=stride_days, min_label_days=min_label_days,
+            first_day=first_day, min_history_days=min_history_days,
+        )
+        plan += [Window(-(days // stride_days), c, days) for c, days in rec]
+    return plan
+
+
+def local_midnight(cutoff, timezone: str = "UTC") -> pd.Timestamp:
+    """00:00 of the calendar day ``cutoff`` in ``timezone``, as a UTC timestamp.
+
+    Where 00:00 does not exist (a DST jump at midnight) the first instant of
+    the day is used; where it occurs twice, the first (the convention of
+    :func:`ltvcast.features.build`).
+    """
+    day = to_day(cutoff).tz_localize(None)
+    return day.tz_localize(timezone, nonexistent="shift_forward", ambiguous=True).tz_convert("UTC")
+
+
+def _utc(stamps: pd.Series) -> pd.Series:
+    return stamps.dt.tz_localize("UTC") if getattr(stamps.dt, "tz", None) is None else stamps
+
+
+def history_before(tx: pd.DataFrame, cutoff, timezone: str = "UTC") -> pd.DataFrame:
+    """The transactions strictly before the cutoff day (00:00 in the shop's time zone).
 
     Args:
-        tx: canonical transactions (``customer_id``, ``timestamp`` UTC).
+        tx: canonical transactions (``timestamp`` UTC; naive read as UTC).
+        cutoff: calendar day.
+        timezone: the shop's IANA time zone.
+
+    Returns:
+        The rows with ``timestamp <`` 00:00 of ``cutoff`` in ``timezone``.
+    """
+    return tx[_utc(tx["timestamp"]) < local_midnight(cutoff, timezone)]
+
+
+def _is_sale(tx: pd.DataFrame) -> pd.Series:
+    if "kind" in tx.columns:
+        return tx["kind"].astype("string").fillna("sale") == "sale"
+    return tx["amount"] >= 0
+
+
+def next_purchase_labels(
+    tx: pd.DataFrame,
+    customers: pd.Series,
+    cutoff,
+    horizon_days: float,
+    *,
+    timezone: str = "UTC",
+) -> pd.DataFrame:
+    """Days from ``cutoff`` to each customer's first purchase occasion in the horizon.
+
+    A purchase occasion is a local calendar day with a sale row (a row of
+    ``kind = 'sale'``, or with ``amount >= 0`` when the frame has no
+    ``kind``), as in :func:`ltvcast.features.horizon_labels`.
+
+    Args:
+        tx: canonical transactions (``customer_id``, ``timestamp`` UTC,
+            ``amount``, optional ``kind``).
         customers: ids to label, shape (n,).
-        cutoff: start of the window (date).
-        horizon_days: window length in days (``[cutoff, cutoff + round(H))``).
+        cutoff: first day of the window (calendar day).
+        horizon_days: window length in days (``round(H)`` local days).
+        timezone: the shop's IANA time zone.
 
     Returns:
         Frame of n rows sorted by ``customer_id``: ``customer_id`` (string),
-        ``next_purchase_days`` (float: whole days from the cutoff day to the
-        UTC day of the first transaction in the window, 0 = on the cutoff
-        day; NaN when the customer has none in the window).
+        ``next_purchase_days`` (float: whole local days from the cutoff day to
+        the day of the first sale in the window, 0 = on the cutoff day; NaN
+        when the customer has none in the window).
     """
-    start, end = horizon_window(cutoff, horizon_days)
+    start_day = to_day(cutoff).tz_localize(None)
+    start = local_midnight(start_day, timezone)
+    end = local_midnight(start_day + pd.Timedelta(days=round(horizon_days)), timezone)
+    stamps = _utc(tx["timestamp"])
+    keep = (stamps >= start) & (stamps < end) & _is_sale(tx)
+    window = pd.DataFrame(
+        {"customer_id": tx.loc[keep, "customer_id"].astype("string"), "timestamp": stamps[keep]}
+    )
+    first = window.groupby("customer_id")["timestamp"].min()
+    local_day = first.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
+    days = (local_day - start_day).dt.days.astype(float)
     ids = pd.Series(pd.Series(customers, dtype="string").unique(), dtype="string")
-    window = tx.loc[(tx["timestamp"] >= start) & (tx["timestamp"] < end), ["customer_id", "timestamp"]]
-    first = window.groupby(window["customer_id"].astype("string"))["timestamp"].min()
-    days = (first.dt.floor("D") - start).dt.days.astype(float)
     out = pd.DataFrame({"customer_id": ids})
     out["next_purchase_days"] = out["customer_id"].map(days).astype(float)
     return out.sort_values("customer_id", kind="stable").reset_index(drop=True)
 
 
-def window_labels(tx: pd.DataFrame, customers: pd.Series, cutoff, horizon_days: float) -> pd.DataFrame:
+def window_labels(
+    tx: pd.DataFrame,
+    customers: pd.Series,
+    cutoff,
+    horizon_days: float,
+    *,
+    timezone: str = "UTC",
+    revenue_basis: str = "net",
+) -> pd.DataFrame:
     """All labels of one window: occasions, spend and next-purchase days.
 
     Returns:
@@ -143,14 +311,16 @@ def window_labels(tx: pd.DataFrame, customers: pd.Series, cutoff, horizon_days: 
         :func:`ltvcast.features.horizon_labels`) and ``next_purchase_days``
         (see :func:`next_purchase_labels`).
     """
-    labels = horizon_labels(tx, customers, cutoff, horizon_days)
+    labels = horizon_labels(
+        tx, customers, to_day(cutoff).date(), horizon_days, timezone=timezone, revenue_basis=revenue_basis
+    )
     labels["customer_id"] = labels["customer_id"].astype("string")
-    nxt = next_purchase_labels(tx, customers, cutoff, horizon_days)
+    nxt = next_purchase_labels(tx, customers, cutoff, horizon_days, timezone=timezone)
     return labels.merge(nxt, on="customer_id", how="left", validate="one_to_one")
 
 
-#: ``(transactions before c, c) -> frame of customer_id + features`` for one cutoff.
-Featurizer = Callable[[pd.DataFrame, pd.Timestamp], pd.DataFrame]
+#: ``(transactions before c, c, label_days) -> frame of customer_id + features`` for one cutoff.
+Featurizer = Callable[[pd.DataFrame, pd.Timestamp, float], pd.DataFrame]
 
 
 @dataclass
@@ -158,33 +328,35 @@ class ExampleSet:
     """Stacked training examples from several time-shifted windows.
 
     Attributes:
-        frame: one row per customer and window: ``window`` (int, 0 = the
-            validation window), ``cutoff`` (UTC timestamp), ``customer_id``,
-            the feature columns, then ``actual_transactions``,
-            ``actual_spend``, ``next_purchase_days``.
-        feature_names: the feature columns, in order.
-        cutoffs: the window cutoffs, newest first (index = ``window``).
-        horizon_days: label window length in days.
-        notes: remarks (e.g. windows dropped).
+        frame: one row per customer and window: ``window`` (int, see
+            :class:`Window`), ``cutoff`` (UTC timestamp), ``label_days``
+            (float, also a model input), ``customer_id``, the feature
+            columns, then ``actual_transactions``, ``actual_spend``,
+            ``next_purchase_days``.
+        feature_names: the feature columns, in order (``label_days`` first).
+        windows: the windows, in the order built.
+        notes: remarks.
     """
 
     frame: pd.DataFrame
     feature_names: list[str]
-    cutoffs: list[pd.Timestamp]
-    horizon_days: float
+    windows: list[Window]
     notes: list[str] = field(default_factory=list)
 
-    def window(self, k: int) -> pd.DataFrame:
-        """The rows of window ``k``."""
-        return self.frame[self.frame["window"] == k]
+    def rows(self, mask_fn: Callable[[Window], bool]) -> pd.DataFrame:
+        """The rows of the windows for which ``mask_fn(window)`` is true."""
+        keep = [w.index for w in self.windows if mask_fn(w)]
+        return self.frame[self.frame["window"].isin(keep)]
 
 
 def build_examples(
     tx: pd.DataFrame,
     cutoff,
-    horizon_days: float,
-    cutoffs: Sequence[pd.Timestamp],
+    windows: Sequence[Window],
     featurize: Featurizer,
+    *,
+    timezone: str = "UTC",
+    revenue_basis: str = "net",
 ) -> ExampleSet:
     """Features before each training cutoff and labels in the window after it.
 
@@ -192,33 +364,37 @@ def build_examples(
     first, so nothing at or after the prediction cutoff can reach training.
 
     Args:
-        tx: canonical transactions (may include rows after ``cutoff``; they
-            are dropped).
+        tx: canonical transactions (may include rows at or after ``cutoff``;
+            they are dropped).
         cutoff: the prediction cutoff ``C``.
-        horizon_days: label window length ``H`` (days).
-        cutoffs: training cutoffs (e.g. :func:`training_cutoffs`); each
-            window ``[c, c + H)`` must end on or before ``C``.
-        featurize: called as ``featurize(tx_before_c, c)``; returns
-            ``customer_id`` plus numeric features for every customer it
-            scores (the customers seen before ``c``).
+        windows: the training windows (e.g. :func:`window_plan`); each label
+            window ``[c, c + label_days)`` must end on or before ``C``.
+        featurize: called as ``featurize(tx_before_c, c, label_days)``;
+            returns ``customer_id`` plus numeric features for every customer
+            seen before ``c``, the same columns for every window.
+        timezone, revenue_basis: the shop's settings (calendar days of the
+            cutoffs and labels; net or gross spend).
 
     Returns:
         An :class:`ExampleSet`.
 
     Raises:
         CutoffError: a label window reaches past ``C``.
-        DataError: a featurizer returns no customers or changes its columns
-            between windows.
+        DataError: no window given, a featurizer returns no customers, or
+            its columns change between windows.
     """
+    if not windows:
+        raise DataError("no training window given")
     stop = to_day(cutoff)
-    tx = history_before(tx, stop)
-    h = float((horizon_window(stop, horizon_days)[1] - stop).days)
+    tx = history_before(tx, stop, timezone)
     frames, names = [], None
-    for k, c in enumerate(cutoffs):
-        c = to_day(c)
-        if c + pd.Timedelta(days=h) > stop:
-            raise CutoffError(f"training window {c.date()} + {h:g} days reaches past the cutoff {stop.date()}")
-        feats = featurize(history_before(tx, c), c)
+    for win in windows:
+        c = to_day(win.cutoff)
+        if c + pd.Timedelta(days=win.label_days) > stop:
+            raise CutoffError(
+                f"training window {c.date()} + {win.label_days} days reaches past the cutoff {stop.date()}"
+            )
+        feats = featurize(history_before(tx, c, timezone), c, float(win.label_days))
         if feats.empty:
             raise DataError(f"no customer is seen before the training cutoff {c.date()}")
         cols = [col for col in feats.columns if col != "customer_id"]
@@ -228,16 +404,13 @@ def build_examples(
             raise DataError(f"features at {c.date()} differ from those of the first window")
         feats = feats.copy()
         feats["customer_id"] = feats["customer_id"].astype("string")
-        labels = window_labels(tx, feats["customer_id"], c, h)
+        feats.insert(1, "label_days", float(win.label_days))
+        labels = window_labels(
+            tx, feats["customer_id"], c, float(win.label_days), timezone=timezone, revenue_basis=revenue_basis
+        )
         part = feats.merge(labels, on="customer_id", how="left", validate="one_to_one")
         part.insert(0, "cutoff", c)
-        part.insert(0, "window", k)
+        part.insert(0, "window", win.index)
         frames.append(part)
     frame = pd.concat(frames, ignore_index=True)
-    return ExampleSet(frame, list(names or []), [to_day(c) for c in cutoffs], h)
-
-
-def signed_log1p(values: np.ndarray) -> np.ndarray:
-    """``sign(v) · ln(1 + |v|)``: a log scale that keeps returns (negative money) finite."""
-    v = np.asarray(values, dtype=float)
-    return np.sign(v) * np.log1p(np.abs(v))
+    return ExampleSet(frame, ["label_days"] + list(names or []), list(windows))

@@ -35,6 +35,7 @@ from ltvcast.features import build, rfm_summary
 from ltvcast.models.bgnbd import BGNBD
 from ltvcast.models.gammagamma import GammaGamma
 from ltvcast.models.paretonbd import ParetoNBD
+from ltvcast.timeutil import to_day
 
 __all__ = ["AGE_COLUMNS", "FeatureMaker", "btyd_features", "derived_features"]
 
@@ -143,7 +144,9 @@ BTYD_DOCS: dict[str, str] = {
 }
 
 
-def btyd_features(tx: pd.DataFrame, cutoff, horizon_days: float) -> tuple[pd.DataFrame, list[str]]:
+def btyd_features(
+    tx: pd.DataFrame, cutoff, horizon_days: float, *, timezone: str = "UTC", revenue_basis: str = "net"
+) -> tuple[pd.DataFrame, list[str]]:
     """BTYD predictions at ``cutoff`` from a fit on the transactions before it.
 
     Pareto/NBD and BG/NBD are fitted on the RFM summary (weeks) of ``tx``
@@ -156,6 +159,8 @@ def btyd_features(tx: pd.DataFrame, cutoff, horizon_days: float) -> tuple[pd.Dat
         tx: canonical transactions (rows at or after ``cutoff`` are ignored).
         cutoff: date.
         horizon_days: horizon in days.
+        timezone, revenue_basis: the shop's settings (see
+            :func:`ltvcast.features.rfm_summary`).
 
     Returns:
         ``(frame, notes)``: frame sorted by ``customer_id`` with
@@ -165,14 +170,14 @@ def btyd_features(tx: pd.DataFrame, cutoff, horizon_days: float) -> tuple[pd.Dat
     Raises:
         DataError: no customer is seen before ``cutoff``.
     """
-    summary = rfm_summary(tx, cutoff, unit="W")
+    summary = rfm_summary(tx, to_day(cutoff).date(), unit="W", timezone=timezone, revenue_basis=revenue_basis)
     if summary.empty:
         raise DataError(f"no customer has a purchase before {pd.Timestamp(cutoff).date()}")
     t = float(horizon_days) / DAYS_PER_WEEK
     n = len(summary)
     out = pd.DataFrame({"customer_id": summary["customer_id"].astype("string").to_numpy()})
     notes: list[str] = []
-    day = pd.Timestamp(cutoff).date()
+    day = to_day(cutoff).date()
     for prefix, cls in (("pnbd", ParetoNBD), ("bgnbd", BGNBD)):
         try:
             model = cls().fit(summary)
@@ -208,7 +213,8 @@ class FeatureMaker:
     Args:
         store: the open store (``History.store``) for
             :func:`ltvcast.features.build`.
-        horizon_days: the horizon of the BTYD outputs (days).
+        timezone, revenue_basis: the shop's settings (``History.timezone``,
+            ``History.revenue_basis``), passed to every feature query.
         age_robust: leave out :data:`AGE_COLUMNS` and add
             :func:`derived_features`.
         btyd: add :func:`btyd_features` (the hybrid).
@@ -218,29 +224,35 @@ class FeatureMaker:
         notes: remarks collected over calls (BTYD fits that failed, ...).
         docs: feature name -> definition [unit], filled on the first call.
 
-    Calling it as ``maker(tx_before_c, c)`` returns ``customer_id`` plus the
+    Calling it as ``maker(tx_before_c, c, horizon_days)`` returns ``customer_id`` plus the
     numeric features of every customer with a purchase before ``c`` (the
     customers of ``rfm_summary``), sorted by ``customer_id``.
     """
 
     store: object
-    horizon_days: float
+    timezone: str = "UTC"
+    revenue_basis: str = "net"
     age_robust: bool = True
     btyd: bool = False
     drop: Sequence[str] = ()
     notes: list[str] = field(default_factory=list)
     docs: dict[str, str] = field(default_factory=dict)
 
-    def __call__(self, tx: pd.DataFrame, cutoff) -> pd.DataFrame:
+    def __call__(self, tx: pd.DataFrame, cutoff, horizon_days: float) -> pd.DataFrame:
         """Features at ``cutoff``; ``tx`` must hold only rows before it.
+
+        ``horizon_days`` is the horizon of the BTYD outputs (the label window
+        of a training window, the forecast horizon when predicting).
 
         The customers are those of ``rfm_summary(tx, cutoff)`` (anyone with a
         transaction before ``cutoff``, the population every model scores);
         a customer the store's feature population lacks (e.g. only returns)
         gets NaN store features.
         """
-        ids = rfm_summary(tx, cutoff, unit="W")[["customer_id"]].astype({"customer_id": "string"})
-        fs = build(self.store, pd.Timestamp(cutoff).date())
+        day = to_day(cutoff).date()
+        ids = rfm_summary(tx, day, unit="W", timezone=self.timezone, revenue_basis=self.revenue_basis)
+        ids = ids[["customer_id"]].astype({"customer_id": "string"})
+        fs = build(self.store, day, timezone=self.timezone, revenue_basis=self.revenue_basis)
         cust = fs.customers
         numeric = [c for c in cust.columns if c != "customer_id" and pd.api.types.is_numeric_dtype(cust[c])]
         skip = set(self.drop) | (set(AGE_COLUMNS) if self.age_robust else set())
@@ -252,7 +264,9 @@ class FeatureMaker:
             docs.update(DERIVED_DOCS)
         out = ids.merge(pd.concat(parts, axis=1), on="customer_id", how="left", validate="one_to_one")
         if self.btyd:
-            bt, notes = btyd_features(tx, cutoff, self.horizon_days)
+            bt, notes = btyd_features(
+                tx, cutoff, horizon_days, timezone=self.timezone, revenue_basis=self.revenue_basis
+            )
             self.notes.extend(notes)
             out = out.merge(bt, on="customer_id", how="left", validate="one_to_one")
             docs.update(BTYD_DOCS)

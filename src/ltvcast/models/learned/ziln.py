@@ -160,7 +160,7 @@ def ziln_quantile(raw, q: float | np.ndarray) -> np.ndarray:
         raise ValueError(f"quantile level must lie in (0, 1), got {q!r}")
     p, mu, sigma = ziln_params(raw)
     cond = np.clip((qa - (1.0 - p)) / p, 1e-12, 1.0 - 1e-12)
-    return np.where(qa <= 1.0 - p, 0.0, np.exp(mu + sigma * ndtri(cond)))
+    return np.where(qa <= 1.0 - p + 1e-12, 0.0, np.exp(mu + sigma * ndtri(cond)))
 
 
 def ziln_init_score(y, weight=None) -> np.ndarray:

@@ -1,0 +1,84 @@
+"""Every model ltvcast can fit, by name: the one registry the CLI, forecasts and backtests use.
+
+``make_forecaster(name)`` returns a new, unfitted
+:class:`~ltvcast.models.base.Forecaster`. Learned models (LightGBM) are
+imported only when asked for, so the BTYD models work without them.
+
+==========  ================================================================
+name        model
+==========  ================================================================
+naive       historical repeat rate per customer (Poisson), own mean value
+bgnbd       BG/NBD + Gamma-Gamma (Fader, Hardie & Lee 2005)
+paretonbd   Pareto/NBD + Gamma-Gamma (Schmittlein, Morrison & Colombo 1987)
+gbm         LightGBM on time-shifted windows, ZILN/Tweedie spend
+            (:mod:`ltvcast.models.learned.gbm`)
+hybrid      gbm with BTYD predictions as inputs
+            (:mod:`ltvcast.models.learned.hybrid`)
+auto        per-output choice or blend of gbm, hybrid and the BTYD models by
+            validation-window score (:mod:`ltvcast.models.learned.auto`)
+==========  ================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ltvcast.errors import LtvcastError
+from ltvcast.models.base import Forecaster
+
+__all__ = ["MODEL_NAMES", "LEARNED_MODELS", "make_forecaster"]
+
+
+def _btyd(name: str) -> Callable[[], Forecaster]:
+    def make() -> Forecaster:
+        from ltvcast.models.btyd import BTYDForecaster
+
+        return BTYDForecaster(name)
+
+    return make
+
+
+def _gbm() -> Forecaster:
+    from ltvcast.models.learned.gbm import GBMForecaster
+
+    return GBMForecaster()
+
+
+def _hybrid() -> Forecaster:
+    from ltvcast.models.learned.hybrid import HybridForecaster
+
+    return HybridForecaster()
+
+
+def _auto() -> Forecaster:
+    from ltvcast.models.learned.auto import AutoForecaster
+
+    return AutoForecaster()
+
+
+_FACTORIES: dict[str, Callable[[], Forecaster]] = {
+    "naive": _btyd("naive"),
+    "bgnbd": _btyd("bgnbd"),
+    "paretonbd": _btyd("paretonbd"),
+    "gbm": _gbm,
+    "hybrid": _hybrid,
+    "auto": _auto,
+}
+
+#: Every model name, in the order of the table above.
+MODEL_NAMES: tuple[str, ...] = tuple(_FACTORIES)
+#: The learned models (slower to fit: minutes on CDNOW with two cores).
+LEARNED_MODELS: tuple[str, ...] = ("gbm", "hybrid", "auto")
+
+
+def make_forecaster(name: str) -> Forecaster:
+    """A new, unfitted forecaster by name (see :data:`MODEL_NAMES`).
+
+    Raises:
+        LtvcastError: the name is unknown (the message lists the known ones).
+    """
+    try:
+        factory = _FACTORIES[name]
+    except KeyError:
+        raise LtvcastError(f"unknown model {name!r}; available: {', '.join(MODEL_NAMES)}") from None
+    return factory()

@@ -1,0 +1,587 @@
+"""LightGBM forecasters trained on time-shifted windows: ``gbm`` and (with BTYD inputs) ``hybrid``.
+
+Training protocol (:mod:`ltvcast.models.learned.examples`): for a prediction
+at cutoff ``C`` and horizon ``H``, examples come from full windows
+``c_k = C − H − k·stride`` (``k = 0`` is the validation window) and, by
+default, recent windows ``C − j·stride`` whose label windows are shortened
+to end at ``C``. Nothing at or after ``C`` is read: the transactions are cut
+at ``C`` before anything else.
+
+Inputs (:mod:`ltvcast.models.learned.features`): the numeric store features
+of :func:`ltvcast.features.build` without absolute-age columns, age-robust
+ratios, the label window length ``label_days`` and — for ``hybrid`` — BTYD
+predictions fitted at each window's cutoff on history before it.
+
+Sub-models (one LightGBM booster each, deterministic settings, fixed seeds):
+
+================  ==========================================  =======================
+output            objective                                    label
+================  ==========================================  =======================
+pred_spend        ZILN (Wang, Liu & Miao 2019) or Tweedie      spend in the window
+                  (variance power 1.5), chosen by validation
+                  normalized Gini
+p10 / p50 / p90   quantiles of the ZILN distribution           spend in the window
+pred_transactions Poisson                                      purchase occasions
+p_churn           binary cross-entropy                         no occasion in the window
+next purchase     L2 regression on the customers who bought    days to the first occasion
+================  ==========================================  =======================
+
+**Net revenue rule.** A customer's label spend can be ``<= 0`` (returns
+larger than purchases). Every sub-model counts a non-positive value as zero
+spend: the ZILN puts it in its zero part, Tweedie sees 0, the level
+calibration compares against 0. Predictions are therefore ``>= 0`` and finite
+(σ of the ZILN is clipped; trees sum finitely many bounded leaves). The
+number of such labels is reported in ``notes_``.
+
+**Next purchase.** ``pred_next_purchase_days`` is the expected number of
+days from the cutoff to the next purchase occasion *given that the customer
+buys within the horizon* (``E[τ | τ < H]``; whether they buy is ``p_churn``).
+Conditioning on a purchase in the window makes the target fully observed:
+the regression is fitted on the customers who bought in each training
+window, with ``label_days`` as an input, so windows of different lengths
+(truncation at different points) are told apart. At prediction time
+``label_days = H``.
+
+**Validation and refit.** Each sub-model is first trained on the full
+windows ``k >= 1`` with early stopping on window 0 (at most
+``max_rounds``); its validation predictions choose the spend loss and fit
+the calibrations (:mod:`ltvcast.models.learned.calibration`: a level factor
+for spend, Platt scaling for ``p_churn``). The final booster is then trained
+on every window (validation and recent ones included) with the number of
+rounds found. Without a validation window (a single full window fits the
+data) ``default_rounds`` are used and nothing is calibrated (noted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ltvcast.data.datasets import History
+from ltvcast.errors import DataError, NotFittedError
+from ltvcast.evaluate.metrics import normalized_gini
+from ltvcast.models.base import Forecaster
+from ltvcast.models.learned.calibration import LevelCalibration, PlattCalibration, QuantileLevels
+from ltvcast.models.learned.examples import ExampleSet, build_examples, history_before, window_plan
+from ltvcast.models.learned.features import BTYD_DOCS, FeatureMaker
+from ltvcast.models.learned.ziln import ziln_grad_hess, ziln_init_score, ziln_loss, ziln_mean, ziln_quantile
+from ltvcast.predictions import predictions_frame
+from ltvcast.timeutil import horizon_window, to_day
+
+__all__ = ["GBMForecaster", "QUANTILES"]
+
+#: Spend quantiles filled in the predictions frame.
+QUANTILES = (0.1, 0.5, 0.9)
+SPEND_LOSSES = ("auto", "ziln", "tweedie")
+
+
+def _lightgbm():
+    try:
+        import lightgbm
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise DataError("the learned models need LightGBM: pip install lightgbm") from exc
+    return lightgbm
+
+
+@dataclass
+class _Booster:
+    """A fitted LightGBM booster with its constant start (raw scale)."""
+
+    booster: object
+    init: np.ndarray  # (k,) raw start added to the booster's raw output
+    rounds: int
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        out = np.asarray(self.booster.predict(X, raw_score=True, num_iteration=self.rounds), dtype=float)
+        return out + (self.init if out.ndim == 2 else self.init[0])
+
+
+def _ziln_objective(preds, dataset):
+    return ziln_grad_hess(dataset.get_label(), preds)
+
+
+def _ziln_eval(preds, dataset):
+    return "ziln", float(np.mean(ziln_loss(dataset.get_label(), preds))), False
+
+
+class GBMForecaster(Forecaster):
+    """LightGBM CLV model behind the shared interface (``gbm``; ``hybrid`` adds BTYD inputs).
+
+    Args:
+        name: model name in the predictions frame.
+        btyd_features: add BTYD outputs at every window's cutoff (hybrid).
+        n_windows: full training windows at most (``k = 0 .. n_windows−1``).
+        stride_days: days between training cutoffs.
+        recent_windows: add the shortened recent windows (see
+            :mod:`ltvcast.models.learned.examples`) to the final fit.
+        min_label_days: shortest recent label window.
+        min_history_days: a window's cutoff needs this many days of data
+            before it.
+        spend_loss: ``"auto"`` (ZILN or Tweedie by validation normalized
+            Gini), ``"ziln"`` or ``"tweedie"``.
+        tweedie_power: Tweedie variance power (1 < p < 2).
+        learning_rate, num_leaves, min_data_in_leaf, feature_fraction,
+        lambda_l2: LightGBM settings shared by every sub-model.
+        max_rounds: boosting rounds at most (early stopping on validation).
+        early_stopping_rounds: patience of early stopping.
+        default_rounds: rounds without a validation window.
+        calibrate_level: multiply spend (mean and quantiles) by the
+            validation level factor.
+        calibrate_churn: Platt-recalibrate ``p_churn`` on validation.
+        calibrate_quantiles: recalibrate the levels of the ZILN p10 and p90
+            on validation (:class:`QuantileLevels`), so that 10% of the
+            validation customers fall below p10 and 10% above p90 (the
+            interval then aims at 80% coverage); p50 stays the ZILN median.
+            Off by default: spend has a point mass at zero, so even exact
+            quantiles cover more than 80% (every non-buyer whose P(no spend)
+            lies between 10% and 90% is inside ``[0, p90]``); recalibrating
+            moves p10 up to the median and worsens the pinball loss.
+        seed: seed of every random choice (feature subsampling).
+        n_jobs: LightGBM threads (results are identical for equal settings
+            and thread counts).
+
+    Attributes (after ``fit``):
+        cutoff_, horizon_days_: what the model was fitted for.
+        examples_: the :class:`~ltvcast.models.learned.examples.ExampleSet`.
+        feature_names_: model inputs, in order.
+        spend_loss_: ``"ziln"`` or ``"tweedie"``, the chosen spend loss.
+        validation_: validation-window frame (``customer_id``, labels, and
+            the validation model's ``pred_*``, ``p_churn``), or ``None``.
+        validation_scores_: dict of validation metrics per sub-model.
+        level_: :class:`LevelCalibration`; churn_calibration_:
+            :class:`PlattCalibration`; quantile_levels_:
+            :class:`QuantileLevels`.
+        feature_importance_: frame ``feature``, ``gain`` of the spend booster.
+        notes_: what was done (windows, rounds, choices, rule counts).
+    """
+
+    name = "gbm"
+
+    def __init__(
+        self,
+        name: str = "gbm",
+        *,
+        btyd_features: bool = False,
+        n_windows: int = 6,
+        stride_days: int = 28,
+        recent_windows: bool = True,
+        min_label_days: int = 28,
+        min_history_days: int = 28,
+        spend_loss: str = "auto",
+        tweedie_power: float = 1.5,
+        learning_rate: float = 0.05,
+        num_leaves: int = 15,
+        min_data_in_leaf: int = 100,
+        feature_fraction: float = 0.8,
+        lambda_l2: float = 1.0,
+        max_rounds: int = 400,
+        early_stopping_rounds: int = 30,
+        default_rounds: int = 100,
+        calibrate_level: bool = True,
+        calibrate_churn: bool = True,
+        calibrate_quantiles: bool = False,
+        seed: int = 0,
+        n_jobs: int = 2,
+    ) -> None:
+        super().__init__()
+        if spend_loss not in SPEND_LOSSES:
+            raise ValueError(f"spend_loss must be one of {SPEND_LOSSES}, got {spend_loss!r}")
+        if not 1.0 < tweedie_power < 2.0:
+            raise ValueError(f"tweedie_power must lie in (1, 2), got {tweedie_power}")
+        self.name = name
+        self.btyd_features = btyd_features
+        self.n_windows = n_windows
+        self.stride_days = stride_days
+        self.recent_windows = recent_windows
+        self.min_label_days = min_label_days
+        self.min_history_days = min_history_days
+        self.spend_loss = spend_loss
+        self.tweedie_power = tweedie_power
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_data_in_leaf = min_data_in_leaf
+        self.feature_fraction = feature_fraction
+        self.lambda_l2 = lambda_l2
+        self.max_rounds = max_rounds
+        self.early_stopping_rounds = early_stopping_rounds
+        self.default_rounds = default_rounds
+        self.calibrate_level = calibrate_level
+        self.calibrate_churn = calibrate_churn
+        self.calibrate_quantiles = calibrate_quantiles
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------ helpers
+    def _params(self, objective) -> dict:
+        return {
+            "objective": objective,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "lambda_l2": self.lambda_l2,
+            "max_bin": 63,
+            "verbose": -1,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": self.n_jobs,
+            "seed": self.seed,
+            "feature_fraction_seed": self.seed + 1,
+            "bagging_seed": self.seed + 2,
+            "data_random_seed": self.seed + 3,
+        }
+
+    def _maker(self, data: History) -> FeatureMaker:
+        return FeatureMaker(
+            data.store, data.timezone, data.revenue_basis, age_robust=True, btyd=self.btyd_features
+        )
+
+    def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame[self.feature_names_].to_numpy(dtype=np.float32)
+
+    def _train(
+        self,
+        kind: str,
+        X: np.ndarray,
+        y: np.ndarray,
+        X_val: np.ndarray | None,
+        y_val: np.ndarray | None,
+        rounds: int | None = None,
+    ) -> _Booster:
+        """One booster; early stopping on (X_val, y_val) when given, else ``rounds``."""
+        lgb = _lightgbm()
+        if kind == "ziln":
+            params = self._params(_ziln_objective)
+            params["num_class"] = 3
+            params["metric"] = "None"
+            init = ziln_init_score(y)
+        elif kind == "tweedie":
+            params = self._params("tweedie")
+            params["tweedie_variance_power"] = self.tweedie_power
+            init = np.array([np.log(max(float(np.mean(y)), 1e-6))])
+        elif kind == "poisson":
+            params = self._params("poisson")
+            init = np.array([np.log(max(float(np.mean(y)), 1e-6))])
+        elif kind == "binary":
+            params = self._params("binary")
+            share = float(np.clip(np.mean(y), 1e-4, 1 - 1e-4))
+            init = np.array([np.log(share / (1 - share))])
+        elif kind == "l2":
+            params = self._params("regression")
+            init = np.array([float(np.mean(y))])
+        else:  # pragma: no cover - programming error
+            raise ValueError(kind)
+
+        def start(n: int) -> np.ndarray:
+            return np.tile(init, (n, 1)) if init.size > 1 else np.full(n, init[0])
+
+        train_set = lgb.Dataset(X, y, init_score=start(len(y)), free_raw_data=True)
+        if X_val is not None and y_val is not None and len(y_val):
+            valid = lgb.Dataset(X_val, y_val, init_score=start(len(y_val)), reference=train_set)
+            callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
+            booster = lgb.train(
+                params,
+                train_set,
+                num_boost_round=self.max_rounds,
+                valid_sets=[valid],
+                feval=_ziln_eval if kind == "ziln" else None,
+                callbacks=callbacks,
+            )
+            used = int(booster.best_iteration) or self.max_rounds
+        else:
+            booster = lgb.train(params, train_set, num_boost_round=int(rounds or self.default_rounds))
+            used = int(rounds or self.default_rounds)
+        return _Booster(booster, init, max(used, 1))
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, data: History, cutoff, horizon_days: float) -> "GBMForecaster":
+        """Train every sub-model on time-shifted windows before ``cutoff``.
+
+        Args:
+            data: the shop's history (rows at or after ``cutoff`` are never
+                read: transactions are cut first, store features are point
+                in time).
+            cutoff: prediction cutoff ``C``.
+            horizon_days: horizon ``H`` in days (rounded to whole days).
+
+        Returns:
+            self.
+
+        Raises:
+            CutoffError: no full training window fits before ``cutoff``.
+            DataError: no customers, or no buyer in the training windows.
+        """
+        self.notes_ = []
+        start, end = horizon_window(cutoff, horizon_days)
+        h = (end - start).days
+        tx = history_before(data.transactions, start, data.timezone)
+        if tx.empty:
+            raise DataError(f"{self.name}: no transaction before the cutoff {start.date()}")
+        plan = window_plan(
+            start, h,
+            n_windows=self.n_windows, stride_days=self.stride_days, recent=self.recent_windows,
+            min_label_days=self.min_label_days, first_day=tx["timestamp"].min(),
+            min_history_days=self.min_history_days,
+        )
+        maker = self._maker(data)
+        ex = build_examples(tx, start, plan, maker, timezone=data.timezone, revenue_basis=data.revenue_basis)
+        return self.fit_examples(ex, maker.notes)
+
+    def fit_examples(self, ex: ExampleSet, feature_notes: list[str] | None = None) -> "GBMForecaster":
+        """Train on examples already built (by :meth:`fit`, or shared by :mod:`~ltvcast.models.learned.auto`).
+
+        Uses the columns of ``ex.feature_names`` this model takes: all of
+        them for ``hybrid``; without the BTYD columns
+        (:data:`~ltvcast.models.learned.features.BTYD_DOCS`) for ``gbm``.
+
+        Args:
+            ex: examples of :func:`~ltvcast.models.learned.examples.build_examples`;
+                window 0 is the validation window, its label length is H.
+            feature_notes: remarks of the feature maker, copied to ``notes_``.
+
+        Returns:
+            self.
+
+        Raises:
+            DataError: no buyer in any training window.
+        """
+        self.notes_ = []
+        self.examples_ = ex
+        self.feature_names_ = [f for f in ex.feature_names if self.btyd_features or f not in BTYD_DOCS]
+        full_windows = [w for w in ex.windows if not w.is_recent]
+        start = to_day(full_windows[0].cutoff) + pd.Timedelta(days=full_windows[0].label_days)
+        h = int(full_windows[0].label_days)
+        self.cutoff_, self.horizon_days_ = start, float(h)
+        self._describe_windows(ex, feature_notes or [])
+
+        frame = ex.frame
+        full_old = frame[frame["window"] >= 1]
+        val = frame[frame["window"] == 0]
+        has_val = len(full_old) > 0
+        if not has_val:
+            self.notes_.append(
+                f"{self.name}: only one full training window fits before {start.date()}: no validation; "
+                f"{self.default_rounds} boosting rounds, no calibration"
+            )
+        X_all = self._matrix(frame)
+        X_tr = self._matrix(full_old) if has_val else None
+        X_va = self._matrix(val) if has_val else None
+
+        spend_all = frame["actual_spend"].to_numpy(float)
+        spend_tr = full_old["actual_spend"].to_numpy(float)
+        spend_va = val["actual_spend"].to_numpy(float)
+        pos_all = np.maximum(spend_all, 0.0)
+        self.validation_scores_: dict[str, float] = {}
+        validation = pd.DataFrame(
+            {
+                "customer_id": val["customer_id"].to_numpy(),
+                "actual_transactions": val["actual_transactions"].to_numpy(float),
+                "actual_spend": spend_va,
+                "next_purchase_days": val["next_purchase_days"].to_numpy(float),
+            }
+        )
+
+        def stage(kind, y_all, y_tr, y_va, rows_all=None, rows_tr=None, rows_va=None):
+            """Validation booster (None without validation data), then the final booster on all rows."""
+            Xa = X_all if rows_all is None else X_all[rows_all]
+            if has_val and len(y_tr) and len(y_va):
+                Xt = X_tr if rows_tr is None else X_tr[rows_tr]
+                Xv = X_va if rows_va is None else X_va[rows_va]
+                vb = self._train(kind, Xt, y_tr, Xv, y_va)
+                return vb, self._train(kind, Xa, y_all, None, None, rounds=vb.rounds)
+            return None, self._train(kind, Xa, y_all, None, None)
+
+        # spend
+        candidates = ("ziln", "tweedie") if self.spend_loss == "auto" else (self.spend_loss,)
+        if "ziln" not in candidates:
+            candidates = candidates + ("ziln",)  # quantiles come from the ZILN
+        spend_models: dict[str, tuple] = {}
+        for kind in candidates:
+            spend_models[kind] = stage(kind, pos_all, np.maximum(spend_tr, 0.0), np.maximum(spend_va, 0.0))
+        val_means = {}
+        if has_val:
+            for kind, (vb, _) in spend_models.items():
+                raw = vb.raw(X_va)
+                val_means[kind] = ziln_mean(raw) if kind == "ziln" else np.exp(raw)
+                self.validation_scores_[f"gini_{kind}"] = normalized_gini(np.maximum(spend_va, 0.0), val_means[kind])
+        if self.spend_loss == "auto" and has_val:
+            self.spend_loss_ = max(("ziln", "tweedie"), key=lambda k: self.validation_scores_[f"gini_{k}"])
+            self.notes_.append(
+                f"{self.name}: spend loss {self.spend_loss_} chosen by validation normalized Gini "
+                f"(ZILN {self.validation_scores_['gini_ziln']:.3f}, Tweedie {self.validation_scores_['gini_tweedie']:.3f})"
+            )
+        else:
+            self.spend_loss_ = "ziln" if self.spend_loss == "auto" else self.spend_loss
+        self._spend = spend_models[self.spend_loss_][1]
+        self._ziln = spend_models["ziln"][1]
+
+        # transactions, churn
+        tx_vb, self._tx = stage(
+            "poisson",
+            frame["actual_transactions"].to_numpy(float),
+            full_old["actual_transactions"].to_numpy(float),
+            val["actual_transactions"].to_numpy(float),
+        )
+        churn = lambda f: (f["actual_transactions"].to_numpy(float) == 0).astype(float)  # noqa: E731
+        ch_vb, self._churn = stage("binary", churn(frame), churn(full_old), churn(val))
+
+        # next purchase (buyers only)
+        b_all = frame["next_purchase_days"].notna().to_numpy()
+        b_tr = full_old["next_purchase_days"].notna().to_numpy()
+        b_va = val["next_purchase_days"].notna().to_numpy()
+        if not b_all.any():
+            raise DataError(f"{self.name}: nobody bought in any training window; nothing to learn from")
+        nx_vb, self._next = stage(
+            "l2",
+            frame.loc[b_all, "next_purchase_days"].to_numpy(float),
+            full_old.loc[b_tr, "next_purchase_days"].to_numpy(float),
+            val.loc[b_va, "next_purchase_days"].to_numpy(float),
+            rows_all=b_all, rows_tr=b_tr, rows_va=b_va,
+        )
+
+        # calibration on the validation window
+        self.level_ = LevelCalibration()
+        self.churn_calibration_ = PlattCalibration()
+        self.quantile_levels_ = QuantileLevels((QUANTILES[0], QUANTILES[-1]))
+        if has_val:
+            spend_val = val_means[self.spend_loss_]
+            self.level_.fit(spend_va, spend_val)
+            p_val = 1.0 / (1.0 + np.exp(-ch_vb.raw(X_va)))
+            self.churn_calibration_.fit(churn(val), p_val)
+            zraw = spend_models["ziln"][0].raw(X_va)
+            if self.calibrate_quantiles:
+                self.quantile_levels_.fit(spend_va, lambda q: ziln_quantile(zraw, q))
+                self.notes_.append(
+                    f"{self.name}: spend quantile levels recalibrated on validation: "
+                    + ", ".join(f"p{int(q * 100)} -> {self.quantile_levels_.level(q):.3f}" for q in QUANTILES[::2])
+                )
+            validation["pred_spend"] = spend_val
+            validation["pred_transactions"] = np.exp(tx_vb.raw(X_va))
+            validation["p_churn"] = p_val
+            for q in QUANTILES:
+                validation[f"pred_spend_p{int(q * 100)}"] = ziln_quantile(zraw, self._level(q))
+            validation["pred_next_purchase_days"] = (
+                np.clip(nx_vb.raw(X_va), 0.0, h - 1.0) if nx_vb is not None else np.nan
+            )
+            self.notes_.append(
+                f"{self.name}: validation window {ex.windows[0].cutoff.date()}: predicted/actual spend total "
+                f"{spend_val.sum() / max(np.maximum(spend_va, 0).sum(), 1e-9):.3f}"
+                + (f", level factor {self.level_.factor_:.3f} applied" if self.calibrate_level else " (not recalibrated)")
+                + (
+                    f"; p_churn Platt a={self.churn_calibration_.a_:.3f}, b={self.churn_calibration_.b_:.3f} applied"
+                    if self.calibrate_churn
+                    else ""
+                )
+            )
+            self.notes_.append(
+                f"{self.name}: boosting rounds (early stopping on validation): spend {spend_models[self.spend_loss_][1].rounds}, "
+                f"ZILN {self._ziln.rounds}, transactions {self._tx.rounds}, churn {self._churn.rounds}, "
+                f"next purchase {self._next.rounds}"
+            )
+        self.validation_ = validation if has_val else None
+        gain = self._spend.booster.feature_importance(importance_type="gain", iteration=self._spend.rounds)
+        gain = np.asarray(gain, dtype=float)
+        if gain.size != len(self.feature_names_):  # multi-output booster: one block per output
+            gain = gain.reshape(-1, len(self.feature_names_)).sum(axis=0)
+        self.feature_importance_ = (
+            pd.DataFrame({"feature": self.feature_names_, "gain": gain})
+            .sort_values("gain", ascending=False, kind="stable")
+            .reset_index(drop=True)
+        )
+        return self
+
+    def _describe_windows(self, ex: ExampleSet, feature_notes: list[str]) -> None:
+        full = [w for w in ex.windows if not w.is_recent]
+        recent = [w for w in ex.windows if w.is_recent]
+        text = (
+            f"{self.name}: {len(full)} full training window(s) at "
+            + ", ".join(str(w.cutoff.date()) for w in full)
+            + f" ({full[0].label_days} days each; {full[0].cutoff.date()} validates)"
+        )
+        if recent:
+            text += "; recent windows " + ", ".join(f"{w.cutoff.date()} ({w.label_days} d)" for w in recent)
+        text += f"; {len(ex.frame):,} examples"
+        self.notes_.append(text)
+        nonpos = ex.frame["actual_spend"].to_numpy(float)
+        buyers = ex.frame["actual_transactions"].to_numpy(float) > 0
+        n_nonpos = int(np.sum(buyers & (nonpos <= 0)))
+        if n_nonpos:
+            self.notes_.append(
+                f"{self.name}: {n_nonpos:,} training example(s) bought but had a net spend <= 0 in the window; "
+                "counted as zero spend (the net-revenue rule)"
+            )
+        seen = set()
+        for note in feature_notes:
+            if note not in seen:
+                seen.add(note)
+                self.notes_.append(f"{self.name}: {note}")
+
+    # ------------------------------------------------------------------ predict
+    def predict(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
+        """Canonical predictions for ``[cutoff, cutoff + horizon_days)``.
+
+        ``pred_spend`` (currency, >= 0): the chosen spend model's mean;
+        ``pred_spend_p10/p50/p90``: ZILN quantiles (at the recalibrated
+        levels with ``calibrate_quantiles``); ``pred_transactions``:
+        expected occasions; ``p_churn``: P(no occasion); ``p_alive``: null
+        (not a BTYD model); ``pred_next_purchase_days``: ``E[τ | τ < H]`` in
+        days from the cutoff, in ``[0, H − 1]``. With ``calibrate_level`` the
+        spend mean and quantiles are multiplied by the level factor; with
+        ``calibrate_churn`` ``p_churn`` is Platt-recalibrated.
+
+        Raises:
+            NotFittedError: ``fit`` was not called.
+            DataError: no customer before ``cutoff``.
+        """
+        if not hasattr(self, "_spend"):
+            raise NotFittedError(f"{self.name}: call fit() before predict()")
+        start, end = horizon_window(cutoff, horizon_days)
+        h = float((end - start).days)
+        tx = history_before(data.transactions, start, data.timezone)
+        if tx.empty:
+            raise DataError(f"{self.name}: no transaction before the cutoff {start.date()}")
+        feats = self._maker(data)(tx, start, h)
+        return predictions_frame(feats["customer_id"], self.name, start, h, **self.predict_features(feats, h))
+
+    def predict_features(self, features: pd.DataFrame, horizon_days: float) -> dict[str, np.ndarray]:
+        """Prediction columns for a frame of features at one cutoff.
+
+        Args:
+            features: ``customer_id`` plus (at least) this model's features
+                except ``label_days``, as made by
+                :class:`~ltvcast.models.learned.features.FeatureMaker`.
+            horizon_days: the horizon H (days; becomes ``label_days``).
+
+        Returns:
+            Dict of canonical column name -> (n,) array in the rows' order
+            (``p_alive`` absent).
+        """
+        feats = features.assign(label_days=float(horizon_days))
+        return self.predict_raw(self._matrix(feats), float(horizon_days))
+
+    def predict_raw(self, X: np.ndarray, horizon_days: float) -> dict[str, np.ndarray]:
+        """Prediction columns for a feature matrix (rows × ``feature_names_``).
+
+        Returns:
+            Dict of canonical column name -> (n,) array (``p_alive`` absent).
+        """
+        zraw = self._ziln.raw(X)
+        mean = ziln_mean(zraw) if self.spend_loss_ == "ziln" else np.exp(self._spend.raw(X))
+        factor = self.level_.factor_ if self.calibrate_level else 1.0
+        p_churn = 1.0 / (1.0 + np.exp(-self._churn.raw(X)))
+        if self.calibrate_churn:
+            p_churn = self.churn_calibration_.transform(p_churn)
+        out = {
+            "pred_transactions": np.exp(self._tx.raw(X)),
+            "pred_spend": factor * mean,
+            "p_churn": p_churn,
+            "pred_next_purchase_days": np.clip(self._next.raw(X), 0.0, horizon_days - 1.0),
+        }
+        for q in QUANTILES:
+            out[f"pred_spend_p{int(q * 100)}"] = factor * ziln_quantile(zraw, self._level(q))
+        return out
+
+    def _level(self, q: float) -> float:
+        return self.quantile_levels_.level(q) if self.calibrate_quantiles else q

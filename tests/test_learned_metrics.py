@@ -116,3 +116,37 @@ def test_evaluate_scores_quantiles_and_next_purchase():
     bad = act.assign(actual_next_purchase_days=[2.0, 1.0, 4.0, np.nan])
     with pytest.raises(DataError, match="exactly for the customers who bought"):
         evaluate(pred, bad)
+
+
+def test_report_shows_level_calibration_per_model(tmp_path):
+    from ltvcast.evaluate.report import write_report
+
+    cutoff = pd.Timestamp("1998-01-01", tz="UTC")
+    n = 40
+    rng = np.random.default_rng(0)
+    spend = np.where(rng.random(n) < 0.5, 0.0, rng.gamma(2.0, 20.0, n))
+    pred = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(n)],
+            "model": "m",
+            "cutoff": cutoff,
+            "horizon_days": 30.0,
+            "pred_transactions": 1.0,
+            "pred_spend": spend * 1.1 + 1.0,
+            "p_churn": 0.5,
+            "p_alive": np.nan,
+            "pred_spend_p10": 0.0,
+            "pred_spend_p50": 5.0,
+            "pred_spend_p90": 50.0,
+            "pred_next_purchase_days": 10.0,
+        }
+    )
+    act = pd.DataFrame(
+        {"customer_id": pred["customer_id"], "actual_transactions": (spend > 0).astype(float), "actual_spend": spend}
+    )
+    html = write_report(pred, act, None, tmp_path / "r.html", title="t").read_text()
+    total_pred, total_act = pred["pred_spend"].sum(), spend.sum()
+    assert f"Total spend predicted {total_pred:,.0f} vs actual {total_act:,.0f}" in html
+    assert f"mean p_churn 0.500 vs churn rate {(spend == 0).mean():.3f}" in html
+    assert f"for {np.mean(spend <= 50.0):.1%} of customers" in html
+    assert "Next purchase C-index" in html and "p10–p90 coverage" in html

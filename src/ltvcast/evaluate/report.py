@@ -325,7 +325,7 @@ def _calibration_line(g: pd.DataFrame) -> str:
     hi = g["pred_spend_p90"].to_numpy(np.float64) if "pred_spend_p90" in g else np.array([np.nan])
     if not (np.isnan(lo).any() or np.isnan(hi).any()):
         y = g["actual_spend"].to_numpy(np.float64)
-        parts.append(f"{np.mean((y >= lo) & (y <= hi)):.1%} of actual spend inside [p10, p90]")
+        parts.append(f"actual spend inside [p10, p90] for {np.mean((y >= lo) & (y <= hi)):.1%} of customers")
     return "; ".join(parts) + "."
 
 

@@ -83,6 +83,17 @@ def test_no_leak_hybrid(history, scrambled):
     pd.testing.assert_frame_equal(preds[0], preds[1])
 
 
+def test_no_leak_deep(history, scrambled):
+    from ltvcast.models.learned.deep import DeepForecaster
+
+    tiny = dict(n_windows=3, stride_days=56, max_epochs=2, patience=1, hidden_size=8, batch_size=256, n_threads=1)
+    models = [DeepForecaster(**tiny).fit(h, CUTOFF, H) for h in (history, scrambled)]
+    preds = [m.predict(h, CUTOFF, H) for m, h in zip(models, (history, scrambled))]
+    pd.testing.assert_frame_equal(preds[0], preds[1])
+    trajectories = [m.predict_trajectory(h, CUTOFF, H) for m, h in zip(models, (history, scrambled))]
+    pd.testing.assert_frame_equal(trajectories[0], trajectories[1])
+
+
 def test_retrain_is_deterministic(history, gbm_predictions):
     model, first = gbm_predictions
     again = GBMForecaster(**SMALL).fit(history, CUTOFF, H).predict(history, CUTOFF, H)
@@ -146,8 +157,10 @@ def test_auto_chooses_on_validation(history):
 
 
 def test_catalog_knows_every_model():
-    assert MODEL_NAMES == ("naive", "bgnbd", "paretonbd", "gbm", "hybrid", "auto")
+    assert MODEL_NAMES == (
+        "naive", "bgnbd", "paretonbd", "gbm", "hybrid", "auto", "deep", "deep-lstm", "deep-transformer"
+    )
     assert isinstance(make_forecaster("hybrid"), HybridForecaster)
     assert make_forecaster("gbm").name == "gbm" and make_forecaster("auto").name == "auto"
-    with pytest.raises(LtvcastError, match="available: naive, bgnbd, paretonbd, gbm, hybrid, auto"):
+    with pytest.raises(LtvcastError, match="available: naive, bgnbd, paretonbd, gbm, hybrid, auto, deep, "):
         make_forecaster("xgb")

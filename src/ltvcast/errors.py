@@ -23,3 +23,11 @@ class ConvergenceError(LtvcastError):
 
 class NotFittedError(LtvcastError):
     """A model method that needs fitted parameters was called before ``fit``."""
+
+
+class SchemaMismatchError(LtvcastError):
+    """A model's inputs differ from the features it was trained on (missing, extra or retyped)."""
+
+
+class RegistryError(LtvcastError):
+    """A model registry problem: unknown name or version, bad reference, unreadable or corrupt artifact."""

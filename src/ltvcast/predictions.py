@@ -75,3 +75,30 @@ def write_predictions(frame: pd.DataFrame, path: str | Path) -> Path:
     else:
         frame.to_csv(path, index=False)
     return path
+
+
+#: The columns a forecast summary (totals and means per model) reads.
+FORECAST_COLUMNS: tuple[str, ...] = ("model", "pred_transactions", "pred_spend", "p_churn", "p_alive")
+
+
+def read_predictions(path: str | Path, columns=None) -> pd.DataFrame:
+    """Read a predictions file written by :func:`write_predictions` (or batch scoring).
+
+    Args:
+        path: ``.parquet`` or ``.csv`` file.
+        columns: canonical columns to read (default: all); reading a few
+            keeps memory small for millions of rows.
+
+    Raises:
+        LtvcastError: another file extension, or the file is missing.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise LtvcastError(f"cannot read predictions from {path}: use a .parquet or .csv file")
+    if not path.is_file():
+        raise LtvcastError(f"predictions file not found: {path}")
+    cols = None if columns is None else list(columns)
+    if suffix == ".parquet":
+        return pd.read_parquet(path, columns=cols)
+    return pd.read_csv(path, usecols=cols, dtype={"customer_id": "string", "model": "string"})

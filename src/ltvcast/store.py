@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -130,7 +130,8 @@ _INSERTS = {
     "events": "INSERT INTO events SELECT ingest_id, event_id, customer_id, session_id, timestamp, event_type, product_id FROM v",
 }
 
-# Derived tables, rebuilt after every ``ingest --config`` run (all in exact DECIMAL).
+# Derived tables, rebuilt after every ``ingest --config`` run (all in exact DECIMAL). The {placeholders}
+# are empty for a full rebuild, or restrict it to the customers in _ltvcast_scope (see _scope_filters).
 _RECOMPUTE_ORDERS = """
 UPDATE orders SET gross_amount = g.gross, returned_amount = g.returned, net_amount = g.gross - g.returned
 FROM (
@@ -138,8 +139,9 @@ FROM (
            CAST(COALESCE(i.total, o.stated_amount, 0) AS DECIMAL(18,4)) AS gross,
            CAST(COALESCE(r.total, 0) AS DECIMAL(18,4)) AS returned
     FROM orders o
-    LEFT JOIN (SELECT order_id, SUM(amount) AS total FROM order_items GROUP BY order_id) i USING (order_id)
-    LEFT JOIN (SELECT order_id, SUM(amount) AS total FROM returns WHERE linked GROUP BY order_id) r USING (order_id)
+    LEFT JOIN (SELECT order_id, SUM(amount) AS total FROM order_items {items} GROUP BY order_id) i USING (order_id)
+    LEFT JOIN (SELECT order_id, SUM(amount) AS total FROM returns WHERE linked {returns} GROUP BY order_id) r USING (order_id)
+    {orders}
 ) g
 WHERE orders.order_id = g.order_id
 """
@@ -149,18 +151,44 @@ SELECT * FROM (
     SELECT i.ingest_id, o.customer_id, o."timestamp", i.amount, i.order_id, i.line, i.quantity, i.product_id,
            COALESCE(i.category, p.category), COALESCE(i.brand, p.brand), o.channel, $currency, 'sale'
     FROM order_items i JOIN orders o USING (order_id) LEFT JOIN products p USING (product_id)
+    {orders}
     UNION ALL
     SELECT o.ingest_id, o.customer_id, o."timestamp", o.gross_amount, o.order_id, NULL, NULL, NULL, NULL, NULL,
            o.channel, $currency, 'sale'
-    FROM orders o WHERE NOT EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.order_id)
+    FROM orders o WHERE NOT EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.order_id) {and_orders}
     UNION ALL
     SELECT r.ingest_id, r.customer_id, r."timestamp", -r.amount, r.order_id, r.line, -r.quantity, r.product_id,
            p.category, p.brand, o.channel, $currency, 'return'
     FROM returns r LEFT JOIN orders o ON o.order_id = r.order_id LEFT JOIN products p ON p.product_id = r.product_id
+    {customers}
 ) AS t
 ORDER BY 2, 3, 5, 6
 """
+# The customers whose derived rows the rows of ingest $ingest_id can change: the customers of the orders it
+# adds or adds lines or returns to, of the returns it adds, and of earlier returns of the orders it adds.
+_TOUCHED = """
+CREATE OR REPLACE TEMP TABLE _ltvcast_scope AS
+SELECT customer_id FROM orders WHERE order_id IN (
+    SELECT order_id FROM orders WHERE ingest_id = $ingest_id
+    UNION SELECT order_id FROM order_items WHERE ingest_id = $ingest_id
+    UNION SELECT order_id FROM returns WHERE ingest_id = $ingest_id)
+UNION SELECT customer_id FROM returns WHERE ingest_id = $ingest_id
+UNION SELECT customer_id FROM returns WHERE order_id IN (SELECT order_id FROM orders WHERE ingest_id = $ingest_id)
+"""
 
+
+def _scope_filters(scoped: bool) -> dict[str, str]:
+    """The {placeholders} of the derived-table SQL: nothing, or the customers of ``_ltvcast_scope``."""
+    if not scoped:
+        return dict.fromkeys(("items", "returns", "orders", "and_orders", "customers"), "")
+    orders = "order_id IN (SELECT order_id FROM _ltvcast_scope_orders)"
+    return {
+        "items": f"WHERE {orders}",
+        "returns": f"AND {orders}",
+        "orders": f"WHERE o.{orders}",
+        "and_orders": f"AND o.{orders}",
+        "customers": "WHERE r.customer_id IN (SELECT customer_id FROM _ltvcast_scope)",
+    }
 
 class Store:
     """A DuckDB file with the tables in :mod:`ltvcast.data.tables`.
@@ -710,7 +738,7 @@ class Store:
         self._remember("last_run_id", run_id)
         return run_id
 
-    def rebuild_derived(self) -> None:
+    def rebuild_derived(self, touched_by: int | None = None) -> None:
         """Recompute orders' gross / returned / net amounts and rebuild the derived ``transactions`` rows.
 
         ``transactions`` rows of ``--config`` ingests are deleted and rebuilt
@@ -718,15 +746,110 @@ class Store:
         ingests are left alone): one ``sale`` row per order line (an order
         without lines: one row of its gross amount), one ``return`` row per
         return on the return's own timestamp, amount = −money given back.
+
+        Args:
+            touched_by: an ingest that only added rows (``ltvcast sync``):
+                rebuild only the customers whose derived rows its rows can
+                change (see ``_TOUCHED``); the result equals a full rebuild.
+                None: rebuild everything.
         """
         self._need_transaction()
         currency = self.meta().get("shop_currency")
-        self._run(_RECOMPUTE_ORDERS)
+        scoped = touched_by is not None
+        if scoped:
+            self._run(_TOUCHED, {"ingest_id": touched_by})
+            self._run(
+                "CREATE OR REPLACE TEMP TABLE _ltvcast_scope_orders AS SELECT order_id FROM orders "
+                "WHERE customer_id IN (SELECT customer_id FROM _ltvcast_scope)"
+            )
+        filters = _scope_filters(scoped)
+        self._run(_RECOMPUTE_ORDERS.format(**filters))
         self._run(
             "DELETE FROM transactions WHERE ingest_id IN "
             f"(SELECT ingest_id FROM ingest_log WHERE kind <> '{SINGLE_FILE_KIND}')"
+            + (" AND customer_id IN (SELECT customer_id FROM _ltvcast_scope)" if scoped else "")
         )
-        self._run(_REBUILD_TRANSACTIONS, {"currency": currency})
+        self._run(_REBUILD_TRANSACTIONS.format(**filters), {"currency": currency})
+        if scoped:
+            self._run("DROP TABLE _ltvcast_scope_orders")
+            self._run("DROP TABLE _ltvcast_scope")
+
+    def write_online(
+        self,
+        keys: pd.DataFrame,
+        tables: dict[str, pd.DataFrame],
+        log: dict[str, object],
+        meta: dict[str, str] | None = None,
+    ) -> tuple[int | None, int]:
+        """Write events the online service acknowledged (``ltvcast sync``): each event exactly once.
+
+        One transaction: the events whose id is not yet in ``ingest_keys``
+        (kind ``online``) are written as one new ingest (``ingest_log.kind``
+        and ``format`` ``online``), their ids are recorded, ``returns.linked``
+        is set, the derived tables are rebuilt for the customers the events
+        touch (:meth:`rebuild_derived`), and ``meta`` is stored.
+
+        Args:
+            keys: one row per event: ``key`` (event id), ``row_hash``.
+            tables: rows per canonical table (``orders``, ``order_items``,
+                ``returns``, ``events``): the table's columns except
+                ``ingest_id``, plus ``key`` (the event the row came from);
+                money as exact decimal text, timestamps UTC.
+            log: ``ingest_log`` values of the new ingest (``source``,
+                ``first_day``, ``last_day``, ``started_at``, ``seconds``,
+                ``content_hash``); counts, kind and format are filled in.
+            meta: ``store_meta`` pairs to set in the same transaction.
+
+        Returns:
+            (the new ingest id, or None when every event was written before;
+            the number of events written).
+
+        Raises:
+            DataError: the store is read-only, or a row conflicts with one
+                already in the store (e.g. an order id of a batch ingest);
+                nothing is written.
+        """
+        with self.transaction():
+            ids = keys["key"].astype(str).tolist()
+            known = {
+                r[0]
+                for r in self._run(
+                    "SELECT key FROM ingest_keys WHERE kind = 'online' AND key IN (SELECT unnest(?::VARCHAR[]))", [ids]
+                )
+            } if ids else set()
+            new = keys[~keys["key"].isin(known)]
+            ingest_id = None
+            if len(new):
+                ingest_id = self.next_ingest_id()
+                self._remember("last_ingest_id", ingest_id)
+                wanted = set(new["key"])
+                try:
+                    for table, frame in tables.items():
+                        rows = frame[frame["key"].isin(wanted)].drop(columns="key")
+                        for c in rows.columns:
+                            if pd.api.types.is_datetime64_any_dtype(rows[c].dtype):
+                                rows[c] = _naive(rows[c])
+                        self._insert_frame(table, ingest_id, rows, tuple(rows.columns))
+                except (duckdb.ConstraintException, duckdb.TransactionException) as exc:
+                    # a failed insert aborts the transaction, so the view's cleanup raises next: report the cause
+                    cause = exc if isinstance(exc, duckdb.ConstraintException) else exc.__context__
+                    if not isinstance(cause, duckdb.ConstraintException):
+                        raise
+                    raise DataError(f"online events conflict with rows already in {self.path}: {cause}") from None
+                self._run(
+                    "UPDATE returns SET linked = order_id IS NOT NULL AND order_id IN (SELECT order_id FROM orders) "
+                    "WHERE ingest_id = ?",
+                    [ingest_id],
+                )
+                self._insert_frame("ingest_keys", ingest_id, new.assign(kind="online"), ("kind", "key", "row_hash"))
+                counts = {"rows_read": len(new), "rows_kept": len(new), "rows_quarantined": 0, "duplicates_dropped": 0,
+                          "identical_rows_kept": 0, "ids_normalised": 0}
+                row = {"mapping": "{}", "personal_columns_dropped": "[]", **log, **counts}
+                self._insert_log_row({**row, "ingest_id": ingest_id, "kind": "online", "format": "online"})
+                self.rebuild_derived(touched_by=ingest_id)
+            for key, value in (meta or {}).items():
+                self._run("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", [key, value])
+        return ingest_id, len(new)
 
     def check_data_end(self, declared: pd.Timestamp | None) -> None:
         """Refuse a declared ``data_end`` before the last transaction day in the store.
@@ -738,12 +861,13 @@ class Store:
             self._check_data_end(declared)
 
     # -- reading -----------------------------------------------------------
-    def transactions(self, before: DateLike | None = None) -> pd.DataFrame:
+    def transactions(self, before: DateLike | None = None, customers: Sequence[str] | None = None) -> pd.DataFrame:
         """All transactions as the canonical frame plus ``kind``, sorted by customer_id, timestamp.
 
         Args:
             before: optional cutoff; only rows with ``timestamp`` strictly
                 before it (a date means 00:00 UTC of that day).
+            customers: optional customer ids; only their rows.
 
         Returns:
             Frame with columns :data:`STORE_TRANSACTION_COLUMNS` and the
@@ -753,10 +877,15 @@ class Store:
         """
         cols = ", ".join(_q(c) for c in STORE_TRANSACTION_COLUMNS)
         sql = f"SELECT {cols} FROM transactions"
-        params: list[object] = []
+        where, params = [], []
         if before is not None:
-            sql += ' WHERE "timestamp" < ?'
+            where.append('"timestamp" < ?')
             params.append(declared_day(before, "before").tz_localize(None).to_pydatetime())
+        if customers is not None:
+            where.append("customer_id IN (SELECT unnest(?::VARCHAR[]))")
+            params.append([str(c) for c in customers])
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += ' ORDER BY customer_id, "timestamp", ingest_id, rowid'
         frame = self._con.execute(sql, params).df()
         template = empty_transactions()

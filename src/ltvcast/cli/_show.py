@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 import pandas as pd
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ltvcast.data.ingest import IngestResult
@@ -42,6 +42,37 @@ def metrics_table(metrics: pd.DataFrame, title: str) -> Table:
     return table
 
 
+def summary_table(
+    summary: pd.DataFrame, title: str, rows: tuple[tuple[str, str, str, str], ...] = METRIC_ROWS
+) -> Table:
+    """Mean ± standard deviation across cutoffs: metrics (rows) × models (columns).
+
+    Args:
+        summary: the frame of :func:`ltvcast.evaluate.metrics.summarize_backtest`
+            (``model``, ``n_cutoffs``, ``<metric>_mean``, ``<metric>_std``).
+        title: table title.
+        rows: ``(metric column, label, format, which way is better)``; rows
+            whose mean is missing for every model are left out.
+    """
+    table = Table(title=title, header_style="bold")
+    table.add_column("metric")
+    for model in summary["model"]:
+        table.add_column(str(model), justify="right", style="cyan")
+    table.add_column("better", style="dim")
+    table.add_row("cutoffs", *[f"{n:d}" for n in summary["n_cutoffs"]], "")
+    for col, label, fmt, better in rows:
+        if f"{col}_mean" not in summary.columns or summary[f"{col}_mean"].isna().all():
+            continue
+        cells = []
+        for mean, std in zip(summary[f"{col}_mean"], summary[f"{col}_std"]):
+            text = "–" if pd.isna(mean) else fmt.format(mean)
+            if not pd.isna(mean) and not pd.isna(std):
+                text += " ± " + fmt.format(std).lstrip("+")
+            cells.append(text)
+        table.add_row(label, *cells, better)
+    return table
+
+
 @contextlib.contextmanager
 def progress(console, total: int) -> Iterator[Callable[[str], None]]:
     """A Rich progress bar; yields ``step(text)`` that advances it by one."""
@@ -64,6 +95,26 @@ def progress(console, total: int) -> Iterator[Callable[[str], None]]:
             bar.update(task, description=text)
 
         yield step
+
+
+@contextlib.contextmanager
+def chunk_progress(console, description: str) -> Iterator[Callable[[int, int], None]]:
+    """A Rich progress bar over items; yields ``advance(done, total)``."""
+    bar = Progress(
+        TextColumn(description),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task(description, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
 
 
 def forecast_table(predictions: pd.DataFrame) -> Table:

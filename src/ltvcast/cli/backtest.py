@@ -8,9 +8,16 @@ from typing import Annotated
 import typer
 
 from ltvcast.cli._app import app, console, user_errors
-from ltvcast.cli._show import forecast_table, metrics_table, progress
+from ltvcast.cli._show import METRIC_ROWS, forecast_table, metrics_table, progress, summary_table
 from ltvcast.data.datasets import open_history
-from ltvcast.evaluate.backtest import DEFAULT_MODELS, run_backtest, write_backtest
+from ltvcast.errors import CutoffError
+from ltvcast.evaluate.backtest import (
+    DEFAULT_MODELS,
+    run_backtest,
+    run_rolling_backtest,
+    write_backtest,
+    write_rolling_backtest,
+)
 from ltvcast.forecast import forecast as run_forecast
 from ltvcast.predictions import write_predictions
 from ltvcast.timeutil import parse_horizon
@@ -33,6 +40,13 @@ DataEnd = Annotated[
 
 def _models(text: str) -> list[str]:
     return [m.strip() for m in text.split(",") if m.strip()]
+
+
+def _cutoff_choice(cutoff: str | None, cutoffs: str | None) -> list[str] | None:
+    """The rolling cutoffs, or None for a single ``--cutoff``; exactly one of the two options."""
+    if (cutoff is None) == (cutoffs is None):
+        raise CutoffError("give either --cutoff DATE or --cutoffs DATE,DATE,... (not both, not neither)")
+    return None if cutoffs is None else [c.strip() for c in cutoffs.split(",") if c.strip()]
 
 
 # (metrics column, label, format, which way is better): spend quantiles and next purchase
@@ -65,7 +79,17 @@ def _uncertainty_table(metrics):
 @app.command()
 @user_errors
 def backtest(
-    cutoff: Cutoff,
+    cutoff: Annotated[
+        str | None, typer.Option("--cutoff", help="Prediction date YYYY-MM-DD; history is strictly before it.")
+    ] = None,
+    cutoffs: Annotated[
+        str | None,
+        typer.Option(
+            "--cutoffs",
+            help="Rolling-origin backtest: comma-separated dates, each a backtest with the same horizon "
+            "(instead of --cutoff).",
+        ),
+    ] = None,
     dataset: Dataset = None,
     db: Db = None,
     horizon: Horizon = "26w",
@@ -75,10 +99,15 @@ def backtest(
 ) -> None:
     """Fit models before CUTOFF, predict the HORIZON after it and score against what happened.
 
-    Writes OUT/predictions.parquet, OUT/metrics.csv and OUT/report.html.
+    Writes OUT/predictions.parquet, OUT/metrics.csv and OUT/report.html; with
+    --cutoffs also OUT/metrics_summary.csv (mean and std per model across cutoffs).
     """
+    rolling = _cutoff_choice(cutoff, cutoffs)
     history = open_history(dataset, db, data_end)
     names = _models(models)
+    if rolling is not None:
+        _rolling(history, rolling, parse_horizon(horizon), names, out)
+        return
     with progress(console, total=2 * len(names) + 1) as step:
         result = run_backtest(history, cutoff, parse_horizon(horizon), names, step)
     paths = write_backtest(result, out, dataset=history.origin)
@@ -86,6 +115,20 @@ def backtest(
     extra = _uncertainty_table(result.metrics)
     if extra is not None:
         console.print(extra)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    for kind, path in paths.items():
+        console.print(f"{kind}: {path}")
+
+
+def _rolling(history, cutoffs: list[str], horizon_days: float, names: list[str], out: Path) -> None:
+    with progress(console, total=len(cutoffs) * (2 * len(names) + 1)) as step:
+        result = run_rolling_backtest(history, cutoffs, horizon_days, names, step)
+    paths = write_rolling_backtest(result, out, dataset=history.origin)
+    first, last = result.cutoffs[0].date(), result.cutoffs[-1].date()
+    rows = METRIC_ROWS + tuple(r for r in _EXTRA_ROWS if f"{r[0]}_mean" in result.summary.columns)
+    title = f"Rolling-origin backtest — {len(result.cutoffs)} cutoffs {first} … {last}, {horizon_days:g} days: mean ± std"
+    console.print(summary_table(result.summary, title, rows))
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
     for kind, path in paths.items():

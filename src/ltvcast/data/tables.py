@@ -44,7 +44,7 @@ TABLES: dict[str, list[tuple[str, str, str]]] = {
     "ingest_log": [
         ("ingest_id", "INTEGER PRIMARY KEY", "1, 2, ... in write order, never reused (a replaced ingest gets a new id)"),
         ("source", "VARCHAR NOT NULL", "absolute path of the source file, or the database source"),
-        ("format", "VARCHAR", "`csv`, `whitespace`, `parquet`, `jsonl`, `excel` or `sql`"),
+        ("format", "VARCHAR", "`csv`, `whitespace`, `parquet`, `jsonl`, `excel`, `sql`, or `online` (`ltvcast sync`)"),
         ("rows_read", "BIGINT", "data rows in the source"),
         ("rows_kept", "BIGINT", "rows written to the store"),
         ("rows_quarantined", "BIGINT", "rows written to `quarantine`"),
@@ -57,7 +57,7 @@ TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("mapping", "VARCHAR", "the column mapping used, as JSON"),
         ("started_at", "TIMESTAMP", "when the ingest started, UTC"),
         ("seconds", "DOUBLE", "duration of reading and validating the source"),
-        ("kind", "VARCHAR", "source kind, `transactions` for a single-file ingest"),
+        ("kind", "VARCHAR", "source kind, `transactions` for a single-file ingest, `online` for `ltvcast sync`"),
         ("content_hash", "VARCHAR", "SHA-256 of the file bytes (or of the query result, row order ignored)"),
         ("run_id", "INTEGER", "the `ingest --config` run (one database transaction); NULL for a single file"),
         ("personal_columns_dropped", "VARCHAR", "JSON list of the personal columns dropped at read time"),
@@ -132,7 +132,7 @@ TABLES: dict[str, list[tuple[str, str, str]]] = {
     ],
     "ingest_keys": [
         ("ingest_id", "INTEGER NOT NULL", "the ingest that kept the row"),
-        ("kind", "VARCHAR NOT NULL", "source kind whose key it is"),
+        ("kind", "VARCHAR NOT NULL", "source kind whose key it is (`online`: an event id written by `ltvcast sync`)"),
         ("key", "VARCHAR NOT NULL", "the row's key (`order_id`, `order_id|line`, `day|currency`, ...)"),
         ("row_hash", "VARCHAR NOT NULL", "hash of the row's parsed values: equal = export duplicate, else `duplicate_id`"),
         ("", "PRIMARY KEY (kind, key)", ""),

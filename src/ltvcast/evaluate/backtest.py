@@ -4,6 +4,11 @@ Protocol: every model is fitted on transactions strictly before the cutoff
 and predicts the window ``[cutoff, cutoff + horizon)`` for every customer
 first seen before the cutoff; the actuals are what those customers did in
 that window. Nothing from the window reaches a model's fit.
+
+A *rolling-origin* backtest (:func:`run_rolling_backtest`) repeats this at
+several cutoffs with the same horizon and condenses the per-cutoff metrics
+to mean ± standard deviation per model (Tashman 2000, "Out-of-sample tests
+of forecasting accuracy", IJF 16(4): rolling-origin evaluation).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import pandas as pd
 
 from ltvcast.data.datasets import History
 from ltvcast.errors import CutoffError, DataError
-from ltvcast.evaluate.metrics import evaluate
+from ltvcast.evaluate.metrics import evaluate, summarize_backtest
 from ltvcast.evaluate.report import write_report
 from ltvcast.features import horizon_labels
 from ltvcast.forecast import fit_predict
@@ -87,6 +92,33 @@ def evaluation_window(cutoff, horizon_days: float, observation_end) -> tuple[flo
     return float(observed), [note]
 
 
+def horizon_actuals(data: History, customers: pd.Series, cutoff, horizon_days: float) -> pd.DataFrame:
+    """What each customer did in ``[cutoff, cutoff + horizon_days)``: the backtest's actuals.
+
+    Args:
+        data: the shop's history (transactions, time zone, revenue basis).
+        customers: ids to label, shape ``(n,)`` (unique).
+        cutoff: first day of the window.
+        horizon_days: window length in days (whole local days).
+
+    Returns:
+        Frame of ``n`` rows: ``customer_id`` (string), ``actual_transactions``
+        (purchase occasions), ``actual_spend`` (currency, net or gross as the
+        store says) and ``actual_next_purchase_days`` (days from the cutoff
+        to the first occasion in the window; NaN for non-buyers), as
+        :func:`ltvcast.features.horizon_labels` and
+        :func:`ltvcast.models.learned.examples.next_purchase_labels` define them.
+    """
+    actuals = horizon_labels(
+        data.transactions, customers, cutoff, horizon_days, timezone=data.timezone, revenue_basis=data.revenue_basis
+    )
+    nxt = next_purchase_labels(data.transactions, customers, cutoff, horizon_days, timezone=data.timezone)
+    actuals["customer_id"] = actuals["customer_id"].astype("string")
+    return actuals.merge(
+        nxt.rename(columns={"next_purchase_days": "actual_next_purchase_days"}), on="customer_id", how="left"
+    )
+
+
 def run_backtest(
     data: History,
     cutoff,
@@ -120,15 +152,7 @@ def run_backtest(
     if predictions.empty:
         raise DataError(f"no customer has a purchase before the cutoff {to_day(cutoff).date()}")
     step("score")
-    customers = predictions["customer_id"].drop_duplicates()
-    actuals = horizon_labels(
-        data.transactions, customers, cutoff, days, timezone=data.timezone, revenue_basis=data.revenue_basis
-    )
-    nxt = next_purchase_labels(data.transactions, customers, cutoff, days, timezone=data.timezone)
-    actuals["customer_id"] = actuals["customer_id"].astype("string")
-    actuals = actuals.merge(
-        nxt.rename(columns={"next_purchase_days": "actual_next_purchase_days"}), on="customer_id", how="left"
-    )
+    actuals = horizon_actuals(data, predictions["customer_id"].drop_duplicates(), cutoff, days)
     nonpos = int(((actuals["actual_transactions"] > 0) & (actuals["actual_spend"] <= 0)).sum())
     if nonpos:
         notes.append(
@@ -170,6 +194,152 @@ def write_backtest(result: BacktestResult, out_dir: str | Path, *, dataset: str)
         paths["report"],
         title=f"ltvcast backtest — {dataset}, cutoff {result.cutoff.date()}",
         context=context,
+        notes=result.notes,
+    )
+    return paths
+
+
+@dataclass
+class RollingBacktestResult:
+    """A rolling-origin backtest: the same models and horizon at several cutoffs.
+
+    Attributes:
+        runs: one :class:`BacktestResult` per cutoff, oldest cutoff first.
+        predictions: canonical predictions frame of every cutoff and model
+            (the ``cutoff`` column tells them apart).
+        actuals: ``cutoff``, ``customer_id``, ``actual_transactions``,
+            ``actual_spend``, ``actual_next_purchase_days``; one row per
+            customer and cutoff.
+        metrics: one row per model and cutoff (columns of
+            :func:`ltvcast.evaluate.metrics.evaluate`), by cutoff, then in the
+            order the models were given.
+        summary: one row per model (in the given order): ``model``,
+            ``n_cutoffs``, ``first_cutoff``, ``last_cutoff``, ``horizon_days``
+            and ``<metric>_mean`` / ``<metric>_std`` (sample standard
+            deviation, ``ddof=1``) over the model's cutoffs
+            (:func:`ltvcast.evaluate.metrics.summarize_backtest`).
+        horizon_days: the requested horizon (days); each run holds the
+            length it scored (shorter where clipped at the end of the data).
+        notes: every run's notes, each prefixed with its cutoff.
+    """
+
+    runs: list[BacktestResult]
+    predictions: pd.DataFrame
+    actuals: pd.DataFrame
+    metrics: pd.DataFrame
+    summary: pd.DataFrame
+    horizon_days: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cutoffs(self) -> list[pd.Timestamp]:
+        """The cutoffs, oldest first (UTC midnight)."""
+        return [run.cutoff for run in self.runs]
+
+
+def _rolling_cutoffs(cutoffs: Sequence) -> list[pd.Timestamp]:
+    if isinstance(cutoffs, str) or not isinstance(cutoffs, Sequence):
+        raise CutoffError("cutoffs must be a list of dates, e.g. ['1997-10-01', '1998-01-01']")
+    days = [to_day(c) for c in cutoffs]
+    if len(days) < 2:
+        raise CutoffError(
+            f"a rolling-origin backtest needs at least two cutoffs, got {len(days)}; for one cutoff run a plain backtest"
+        )
+    repeated = sorted({d for d in days if days.count(d) > 1})
+    if repeated:
+        raise CutoffError("cutoffs repeat: " + ", ".join(str(d.date()) for d in repeated))
+    return sorted(days)
+
+
+def run_rolling_backtest(
+    data: History,
+    cutoffs: Sequence,
+    horizon_days: float,
+    models: Sequence[str] = DEFAULT_MODELS,
+    on_step: Callable[[str], None] | None = None,
+) -> RollingBacktestResult:
+    """Run :func:`run_backtest` at every cutoff with the same horizon and summarise.
+
+    Every cutoff is an independent backtest (fit strictly before it, score
+    ``[cutoff, cutoff + horizon)``); a window that runs past the end of the
+    data is clipped or refused per cutoff as :func:`evaluation_window` says.
+    All windows are checked before the first model is fitted.
+
+    Args:
+        data: the shop's history.
+        cutoffs: two or more distinct prediction dates, in any order (run
+            and reported oldest first).
+        horizon_days: requested horizon in days, the same at every cutoff.
+        models: model names (:data:`ltvcast.models.catalog.MODEL_NAMES`).
+        on_step: progress callback; each text is prefixed with the cutoff.
+
+    Returns:
+        A :class:`RollingBacktestResult`.
+
+    Raises:
+        CutoffError: fewer than two cutoffs, a repeated cutoff, a value that
+            is not a date, or a window that does not fit the data.
+        DataError, ConvergenceError: as :func:`run_backtest` at any cutoff.
+    """
+    days = _rolling_cutoffs(cutoffs)
+    for day in days:
+        evaluation_window(day, horizon_days, data.observation_end)
+    step = on_step or (lambda _msg: None)
+    runs, notes = [], []
+    for day in days:
+        label = str(day.date())
+        run = run_backtest(data, day, horizon_days, models, lambda msg, label=label: step(f"{label}: {msg}"))
+        runs.append(run)
+        notes.extend(f"cutoff {label}: {note}" for note in run.notes)
+    order = {name: i for i, name in enumerate(dict.fromkeys(models))}
+    summary = summarize_backtest(pd.concat([run.metrics for run in runs], ignore_index=True))
+    summary = summary.sort_values("model", key=lambda m: m.map(order), kind="stable").reset_index(drop=True)
+    return RollingBacktestResult(
+        runs=runs,
+        predictions=pd.concat([run.predictions for run in runs], ignore_index=True),
+        actuals=pd.concat([run.actuals.assign(cutoff=run.cutoff) for run in runs], ignore_index=True)[
+            ["cutoff", *runs[0].actuals.columns]
+        ],
+        metrics=pd.concat([run.metrics for run in runs], ignore_index=True),
+        summary=summary,
+        horizon_days=float(horizon_days),
+        notes=notes,
+    )
+
+
+def write_rolling_backtest(result: RollingBacktestResult, out_dir: str | Path, *, dataset: str) -> dict[str, Path]:
+    """Write a rolling-origin backtest into ``out_dir``.
+
+    Files: ``predictions.parquet`` (every cutoff), ``metrics.csv`` (one row
+    per model and cutoff, the columns of a single backtest's file),
+    ``metrics_summary.csv`` (one row per model: ``<metric>_mean`` and
+    ``<metric>_std`` across cutoffs) and ``report.html`` (the per-cutoff
+    table, the mean ± standard deviation table, and the charts of the latest
+    cutoff).
+
+    Returns:
+        The written paths by kind (``predictions``, ``metrics``,
+        ``summary``, ``report``).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "predictions": out / "predictions.parquet",
+        "metrics": out / "metrics.csv",
+        "summary": out / "metrics_summary.csv",
+        "report": out / "report.html",
+    }
+    write_predictions(result.predictions, paths["predictions"])
+    result.metrics.to_csv(paths["metrics"], index=False)
+    result.summary.to_csv(paths["summary"], index=False)
+    first, last = result.cutoffs[0].date(), result.cutoffs[-1].date()
+    write_report(
+        result.predictions,
+        result.actuals,
+        result.metrics,
+        paths["report"],
+        title=f"ltvcast rolling-origin backtest — {dataset}, {len(result.runs)} cutoffs {first} … {last}",
+        context={"dataset": dataset, "Horizon requested": f"{result.horizon_days:g} days at every cutoff"},
         notes=result.notes,
     )
     return paths

@@ -192,13 +192,20 @@ def _column_expr(col: str, dtype: str | None, target: str) -> str:
     return f"CAST({_q(col)} AS {target})"
 
 
-def source_views(columns: dict[str, dict[str, str]], customer_key: str = "VARCHAR") -> dict[str, str]:
+def source_views(
+    columns: dict[str, dict[str, str]], customer_key: str = "VARCHAR", customers: str | None = None
+) -> dict[str, str]:
     """``CREATE TEMP VIEW src_<table>`` statements for the store's columns.
 
     ``customer_key`` is the SQL type ``customer_id`` is read as (the store's
     text ids: ``VARCHAR``; :func:`ltvcast.features.rfm_summary` passes
     ``INTEGER`` codes it maps back to the ids itself, so the group-bys hash
     integers, not strings).
+
+    ``customers`` names a relation with a ``customer_id`` column: when
+    given, every table with a ``customer_id`` column (transactions, orders,
+    events, customers) is read for those customers only (``order_items``
+    reaches the features only through its order, so it needs no filter).
 
     Raises:
         DataError: the store has no ``transactions`` table, or a present
@@ -222,6 +229,9 @@ def source_views(columns: dict[str, dict[str, str]], customer_key: str = "VARCHA
             exprs.append(f"{expr} AS {name}")
         body = ",\n       ".join(exprs)
         source = table if have is not None else "(SELECT 1 AS one) empty_ WHERE 1 = 0"
+        if customers is not None and have is not None and "customer_id" in have:
+            key = _column_expr("customer_id", have["customer_id"], "VARCHAR")
+            source += f"\nWHERE {key} IN (SELECT customer_id FROM {customers})"
         out[table] = f"CREATE OR REPLACE TEMP VIEW src_{table} AS\nSELECT {body}\nFROM {source}\n"
     return out
 

@@ -56,6 +56,7 @@ from datetime import date
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ltvcast.errors import DataError
 from ltvcast.features import sequences as seq
@@ -302,6 +303,25 @@ def feature_sql(
     return out
 
 
+@dataclass(frozen=True)
+class CustomerSubset:
+    """A store read for some customers only: :func:`build` on it computes the features of those customers.
+
+    Every feature is a function of one customer's own rows (each family
+    groups by ``customer_id``; none ranks customers or uses shop-level
+    figures), so a customer's features from a subset equal those from the
+    whole store. The online service predicts learned models this way
+    (:mod:`ltvcast.serve.mirror`).
+
+    Attributes:
+        store: an open :class:`ltvcast.store.Store` or a DuckDB connection.
+        customer_ids: the customers whose rows are read.
+    """
+
+    store: object
+    customer_ids: tuple[str, ...]
+
+
 def _connection(store) -> duckdb.DuckDBPyConnection:
     if isinstance(store, duckdb.DuckDBPyConnection):
         return store
@@ -331,7 +351,8 @@ def build(
     Args:
         store: an open :class:`ltvcast.store.Store` (or a DuckDB connection
             to a store file); only read, through a private cursor whose
-            temporary tables vanish when build returns.
+            temporary tables vanish when build returns. A
+            :class:`CustomerSubset` reads only its customers' rows.
         cutoff: the cutoff day (``YYYY-MM-DD``, a date, or a timestamp at
             00:00); history is everything before 00:00 of that day in the
             shop's time zone.
@@ -355,9 +376,12 @@ def build(
             column; an unknown time zone, period, window, channel, population
             or revenue basis.
     """
-    con = _connection(store)
+    subset = store if isinstance(store, CustomerSubset) else None
+    con = _connection(store if subset is None else subset.store)
     cur = con.cursor()
     try:
+        if subset is not None:
+            cur.register("h_subset", pa.table({"customer_id": pa.array(subset.customer_ids, pa.string())}))
         columns = store_columns(cur)
         meta = store_meta(cur, columns)
         tz = timezone or meta.get("shop_timezone") or "UTC"
@@ -375,7 +399,7 @@ def build(
         )
         day = cutoff_day(cutoff)
         starts = seq.period_starts(day, period, lookback)
-        for view in source_views(columns).values():
+        for view in source_views(columns, customers=None if subset is None else "h_subset").values():
             cur.execute(view)
         for step in HISTORY_STEPS:
             cur.execute(sql[step])

@@ -101,8 +101,11 @@ def numeric_column(summary: pd.DataFrame, column: str, model: str) -> np.ndarray
     Raises:
         DataError: the column cannot be converted to numbers.
     """
+    values = summary[column]
+    if values.dtype == np.float64:  # already numbers: skip to_numeric (a hot path of online predictions)
+        return values.to_numpy()
     try:
-        values = pd.to_numeric(summary[column], errors="raise")
+        values = pd.to_numeric(values, errors="raise")
         return np.asarray(values, dtype=np.float64)
     except (ValueError, TypeError) as exc:
         raise DataError(f"{model}: column {column!r} is not numeric ({exc})") from None

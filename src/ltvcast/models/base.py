@@ -6,6 +6,12 @@ horizon_days)`` learns from the shop's data strictly before ``cutoff``;
 frame (DESIGN.md) for every customer first seen before ``cutoff``. ``data``
 is a :class:`ltvcast.data.datasets.History` (transactions plus the store for
 point-in-time features).
+
+A fitted forecaster records the inputs it was trained on in
+``feature_schema_`` (feature name -> pandas dtype string); its ``predict``
+calls :meth:`Forecaster.check_features` on the inputs it builds, so that a
+model saved in the registry (:mod:`ltvcast.registry`) refuses data whose
+features differ instead of predicting from misaligned columns.
 """
 
 from __future__ import annotations
@@ -15,6 +21,39 @@ from abc import ABC, abstractmethod
 import pandas as pd
 
 from ltvcast.data.datasets import History
+from ltvcast.errors import SchemaMismatchError
+
+
+def feature_schema(features: pd.DataFrame) -> dict[str, str]:
+    """The schema of a frame of model inputs: column name -> pandas dtype string (e.g. ``float64``)."""
+    return {str(name): str(dtype) for name, dtype in features.dtypes.items()}
+
+
+def check_feature_schema(
+    expected: dict[str, str], actual: dict[str, str], *, what: str, allow_extra: bool = False
+) -> None:
+    """Compare two feature schemas (name -> dtype string); column order is not compared.
+
+    Args:
+        expected: the schema the model was trained on.
+        actual: the schema of the inputs at hand.
+        what: who is checking, for the message (e.g. the model name).
+        allow_extra: accept features the model does not use (a wider shared
+            feature frame).
+
+    Raises:
+        SchemaMismatchError: naming every missing, extra (unless allowed) and
+            retyped feature, e.g. ``missing: a, b; retyped: T (float64 -> int64)``.
+    """
+    missing = [n for n in expected if n not in actual]
+    extra = [] if allow_extra else [n for n in actual if n not in expected]
+    retyped = [f"{n} ({expected[n]} -> {actual[n]})" for n in expected if n in actual and actual[n] != expected[n]]
+    found = (("missing", missing), ("extra", extra), ("retyped", retyped))
+    parts = [f"{label}: {', '.join(names)}" for label, names in found if names]
+    if parts:
+        raise SchemaMismatchError(
+            f"{what}: the inputs differ from the features the model was trained on; " + "; ".join(parts)
+        )
 
 
 class Forecaster(ABC):
@@ -24,9 +63,14 @@ class Forecaster(ABC):
         name: the model's name in the predictions frame and the CLI.
         notes_: human-readable remarks from the last ``fit`` (e.g. customers
             left out of a sub-model and why); shown in reports.
+        feature_schema_: the inputs ``fit`` trained on, feature name ->
+            pandas dtype string (:func:`feature_schema`); ``None`` before
+            ``fit`` or for a model that does not record them (then nothing is
+            checked).
     """
 
     name: str
+    feature_schema_: dict[str, str] | None = None
 
     def __init__(self) -> None:
         self.notes_: list[str] = []
@@ -38,3 +82,17 @@ class Forecaster(ABC):
     @abstractmethod
     def predict(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
         """Predictions for ``[cutoff, cutoff + horizon_days)`` as the canonical frame."""
+
+    def check_features(self, features: pd.DataFrame, *, allow_extra: bool = False) -> None:
+        """Check a frame of inputs (one column per feature) against ``feature_schema_``.
+
+        Nothing is checked while ``feature_schema_`` is ``None``.
+
+        Raises:
+            SchemaMismatchError: a feature is missing, extra (unless
+                ``allow_extra``) or of another dtype; the message names them.
+        """
+        if self.feature_schema_ is not None:
+            check_feature_schema(
+                self.feature_schema_, feature_schema(features), what=self.name, allow_extra=allow_extra
+            )

@@ -13,7 +13,7 @@ import pandas as pd
 from ltvcast.data.datasets import History
 from ltvcast.errors import DataError, NotFittedError
 from ltvcast.features import rfm_summary
-from ltvcast.models.base import Forecaster
+from ltvcast.models.base import Forecaster, feature_schema
 from ltvcast.models.bgnbd import BGNBD
 from ltvcast.models.gammagamma import GammaGamma
 from ltvcast.models.naive import Naive
@@ -23,6 +23,8 @@ from ltvcast.timeutil import to_day
 
 DAYS_PER_WEEK = 7.0
 COUNT_MODELS = {"naive": Naive, "bgnbd": BGNBD, "paretonbd": ParetoNBD}
+#: The RFM summary columns the models read (their ``feature_schema_``).
+RFM_INPUTS = ("frequency", "recency", "T", "monetary_value")
 
 
 class BTYDForecaster(Forecaster):
@@ -97,6 +99,7 @@ class BTYDForecaster(Forecaster):
             usable = (summary["frequency"] > 0).to_numpy() & ~unknown
             self.spend_model_ = GammaGamma().fit(summary[usable])
         self.summary_ = summary
+        self.feature_schema_ = feature_schema(summary.filter(items=RFM_INPUTS))
         return self
 
     def _with_fill(self, summary: pd.DataFrame) -> pd.DataFrame:
@@ -104,8 +107,18 @@ class BTYDForecaster(Forecaster):
         out.loc[self._unknown_value(summary), "monetary_value"] = self.fill_value_
         return out
 
+    def inputs(self, data: History, cutoff, horizon_days: float = 0.0) -> pd.DataFrame:
+        """The RFM summary at ``cutoff`` in weeks (:func:`ltvcast.features.rfm_summary`): the model's inputs.
+
+        Raises:
+            NotFittedError: ``fit`` was not called.
+        """
+        if not hasattr(self, "count_model_"):
+            raise NotFittedError(f"{self.name}: call fit() before predict()")
+        return self._summary(data, cutoff)
+
     def predict(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
-        """Canonical predictions for ``[cutoff, cutoff + horizon_days)``.
+        """Canonical predictions for ``[cutoff, cutoff + horizon_days)``: ``predict_inputs(inputs(...))``.
 
         ``pred_transactions`` = expected purchase occasions; ``pred_spend`` =
         expected occasions × expected value per occasion (currency);
@@ -116,10 +129,60 @@ class BTYDForecaster(Forecaster):
 
         Raises:
             NotFittedError: ``fit`` was not called.
+            SchemaMismatchError: the RFM summary's columns differ from those of ``fit``.
+        """
+        return self.predict_inputs(self.inputs(data, cutoff, horizon_days), cutoff, horizon_days)
+
+    def predict_inputs(self, summary: pd.DataFrame, cutoff, horizon_days: float) -> pd.DataFrame:
+        """Canonical predictions from an RFM summary in weeks (the one prediction path).
+
+        :meth:`inputs` computes the summary from the history; the online
+        service (:mod:`ltvcast.serve`) builds it from its incremental state.
+        Each customer's simulated columns depend only on that customer's row
+        (:func:`~ltvcast.models.learned.btyd_sim.simulate_btyd` seeds per
+        customer id), so a customer's prediction is the same in any batch.
+
+        Args:
+            summary: n rows with ``customer_id``, ``frequency``, ``recency``,
+                ``T`` (weeks) and ``monetary_value`` (currency), as
+                :func:`ltvcast.features.rfm_summary` returns them (float64).
+            cutoff: the prediction date (recorded in the frame).
+            horizon_days: horizon in days.
+
+        Returns:
+            The canonical predictions frame, n rows in the summary's order.
+
+        Raises:
+            NotFittedError: ``fit`` was not called.
+            SchemaMismatchError: the summary's columns differ from those of ``fit``.
+        """
+        return predictions_frame(
+            summary["customer_id"], self.name, cutoff, horizon_days, **self.predict_columns(summary, horizon_days)
+        )
+
+    def predict_columns(self, summary: pd.DataFrame, horizon_days: float) -> dict[str, np.ndarray]:
+        """The numeric prediction columns from an RFM summary in weeks: the math of :meth:`predict_inputs`.
+
+        The online service calls it directly for single customers (it skips
+        building a frame); :meth:`predict_inputs` wraps the same arrays in
+        the canonical frame.
+
+        Args:
+            summary: n rows as for :meth:`predict_inputs`.
+            horizon_days: horizon in days.
+
+        Returns:
+            ``pred_transactions``, ``pred_spend``, ``p_churn``, ``p_alive``
+            (absent for naive), and with ``n_draws > 0`` ``pred_spend_p10/p50/p90``
+            and ``pred_next_purchase_days``; each an (n,) array.
+
+        Raises:
+            NotFittedError: ``fit`` was not called.
+            SchemaMismatchError: the summary's columns differ from those of ``fit``.
         """
         if not hasattr(self, "count_model_"):
             raise NotFittedError(f"{self.name}: call fit() before predict()")
-        summary = self._summary(data, cutoff)
+        self.check_features(summary.filter(items=RFM_INPUTS))
         t = horizon_days / DAYS_PER_WEEK
         model = self.count_model_
         pred_tx = model.expected_transactions(summary, t)
@@ -138,17 +201,10 @@ class BTYDForecaster(Forecaster):
             simulated = simulate_btyd(
                 model, self.spend_model_, summary, horizon_days, n_draws=self.n_draws, seed=self.seed, value=value
             )
-        return predictions_frame(
-            summary["customer_id"],
-            self.name,
-            cutoff,
-            horizon_days,
-            pred_transactions=pred_tx,
-            pred_spend=pred_spend,
-            p_churn=model.p_no_purchase(summary, t),
-            p_alive=p_alive,
-            **simulated,
-        )
+        out = {"pred_transactions": pred_tx, "pred_spend": pred_spend, "p_churn": model.p_no_purchase(summary, t)}
+        if p_alive is not None:
+            out["p_alive"] = p_alive
+        return {**out, **simulated}
 
     def _spend_per_occasion(self, summary: pd.DataFrame) -> np.ndarray:
         gg = self.spend_model_
@@ -158,16 +214,3 @@ class BTYDForecaster(Forecaster):
             value[usable] = gg.conditional_expected_value(summary[usable])
         return value
 
-
-def make_forecaster(name: str) -> Forecaster:
-    """Return a new, unfitted forecaster by name; kept for compatibility.
-
-    The registry of every model (BTYD and learned) is
-    :func:`ltvcast.models.catalog.make_forecaster`.
-
-    Raises:
-        LtvcastError: the name is unknown.
-    """
-    from ltvcast.models.catalog import make_forecaster as make
-
-    return make(name)

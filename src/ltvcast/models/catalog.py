@@ -1,22 +1,27 @@
 """Every model ltvcast can fit, by name: the one registry the CLI, forecasts and backtests use.
 
 ``make_forecaster(name)`` returns a new, unfitted
-:class:`~ltvcast.models.base.Forecaster`. Learned models (LightGBM) are
-imported only when asked for, so the BTYD models work without them.
+:class:`~ltvcast.models.base.Forecaster`. Learned models (LightGBM, PyTorch)
+are imported only when asked for, so the BTYD models work without them.
 
-==========  ================================================================
-name        model
-==========  ================================================================
-naive       historical repeat rate per customer (Poisson), own mean value
-bgnbd       BG/NBD + Gamma-Gamma (Fader, Hardie & Lee 2005)
-paretonbd   Pareto/NBD + Gamma-Gamma (Schmittlein, Morrison & Colombo 1987)
-gbm         LightGBM on time-shifted windows, ZILN/Tweedie spend
-            (:mod:`ltvcast.models.learned.gbm`)
-hybrid      gbm with BTYD predictions as inputs
-            (:mod:`ltvcast.models.learned.hybrid`)
-auto        per-output choice or blend of gbm, hybrid and the BTYD models by
-            validation-window score (:mod:`ltvcast.models.learned.auto`)
-==========  ================================================================
+================  ================================================================
+name              model
+================  ================================================================
+naive             historical repeat rate per customer (Poisson), own mean value
+bgnbd             BG/NBD + Gamma-Gamma (Fader, Hardie & Lee 2005)
+paretonbd         Pareto/NBD + Gamma-Gamma (Schmittlein, Morrison & Colombo 1987)
+gbm               LightGBM on time-shifted windows, ZILN/Tweedie spend
+                  (:mod:`ltvcast.models.learned.gbm`)
+hybrid            gbm with BTYD predictions as inputs
+                  (:mod:`ltvcast.models.learned.hybrid`)
+auto              per-output choice or blend of gbm, hybrid and the BTYD models by
+                  validation-window score (:mod:`ltvcast.models.learned.auto`)
+deep              GRU over per-period sequences + customer features, ZILN spend,
+                  per-period trajectory, churn, next purchase (PyTorch,
+                  :mod:`ltvcast.models.learned.deep`)
+deep-lstm         deep with an LSTM encoder
+deep-transformer  deep with a small Transformer encoder
+================  ================================================================
 """
 
 from __future__ import annotations
@@ -56,6 +61,15 @@ def _auto() -> Forecaster:
     return AutoForecaster()
 
 
+def _deep(name: str, encoder: str) -> Callable[[], Forecaster]:
+    def make() -> Forecaster:
+        from ltvcast.models.learned.deep import DeepForecaster
+
+        return DeepForecaster(name, encoder=encoder)
+
+    return make
+
+
 _FACTORIES: dict[str, Callable[[], Forecaster]] = {
     "naive": _btyd("naive"),
     "bgnbd": _btyd("bgnbd"),
@@ -63,12 +77,15 @@ _FACTORIES: dict[str, Callable[[], Forecaster]] = {
     "gbm": _gbm,
     "hybrid": _hybrid,
     "auto": _auto,
+    "deep": _deep("deep", "gru"),
+    "deep-lstm": _deep("deep-lstm", "lstm"),
+    "deep-transformer": _deep("deep-transformer", "transformer"),
 }
 
 #: Every model name, in the order of the table above.
 MODEL_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 #: The learned models (slower to fit: minutes on CDNOW with two cores).
-LEARNED_MODELS: tuple[str, ...] = ("gbm", "hybrid", "auto")
+LEARNED_MODELS: tuple[str, ...] = ("gbm", "hybrid", "auto", "deep", "deep-lstm", "deep-transformer")
 
 
 def make_forecaster(name: str) -> Forecaster:

@@ -40,8 +40,9 @@ import pandas as pd
 
 from ltvcast.data.datasets import History
 from ltvcast.errors import ConvergenceError, DataError, NotFittedError
+from ltvcast.features import rfm_summary
 from ltvcast.models.base import Forecaster
-from ltvcast.models.btyd import BTYDForecaster
+from ltvcast.models.btyd import RFM_INPUTS, BTYDForecaster
 from ltvcast.models.learned.examples import build_examples, history_before, window_plan
 from ltvcast.models.learned.features import FeatureMaker
 from ltvcast.models.learned.gbm import QUANTILES, GBMForecaster
@@ -161,6 +162,7 @@ class AutoForecaster(Forecaster):
             model = GBMForecaster(name, btyd_features=(name == "hybrid"), **self.kwargs)
             self.learned_[name] = model.fit_examples(ex, maker.notes if name == "hybrid" else [])
             self.notes_.extend(f"auto/{n}" for n in model.notes_)
+        self.feature_schema_ = {k: v for m in self.learned_.values() for k, v in m.feature_schema_.items()}
 
         self.btyd_ = {}
         for fam in self.btyd:
@@ -237,12 +239,18 @@ class AutoForecaster(Forecaster):
         self.notes_.append(f"{self.name}: chosen on the validation window: " + "; ".join(parts))
 
     # ------------------------------------------------------------------ predict
-    def predict(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
-        """Canonical predictions: each output from its chosen model or blend (see the module doc).
+    def inputs(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
+        """The inputs of every sub-model at ``cutoff``, one row per customer with a purchase before it.
+
+        Returns:
+            ``customer_id``, the learned models' features, and the RFM
+            summary in weeks that the BTYD sub-models read, as
+            ``rfm_frequency``, ``rfm_recency``, ``rfm_T``, ``rfm_monetary_value``.
 
         Raises:
             NotFittedError: ``fit`` was not called.
             DataError: no customer before ``cutoff``.
+            SchemaMismatchError: the features differ from those of ``fit``.
         """
         if not hasattr(self, "choice_"):
             raise NotFittedError(f"{self.name}: call fit() before predict()")
@@ -254,14 +262,37 @@ class AutoForecaster(Forecaster):
         needs_btyd = any(m.btyd_features for m in self.learned_.values())
         maker = FeatureMaker(data.store, data.timezone, data.revenue_basis, age_robust=True, btyd=needs_btyd)
         feats = maker(tx, start, h)
-        ids = feats["customer_id"]
-        learned = {n: m.predict_features(feats, h) for n, m in self.learned_.items()}
+        self.check_features(feats.drop(columns="customer_id").assign(label_days=h))
+        if not self.btyd_:
+            return feats
+        summary = rfm_summary(tx, start, unit="W", timezone=data.timezone, revenue_basis=data.revenue_basis)
+        rfm = summary[["customer_id", *RFM_INPUTS]].rename(columns={c: f"rfm_{c}" for c in RFM_INPUTS})
+        rfm["customer_id"] = rfm["customer_id"].astype(feats["customer_id"].dtype)
+        return feats.merge(rfm, on="customer_id", how="left", validate="one_to_one")
+
+    def predict_inputs(self, inputs: pd.DataFrame, cutoff, horizon_days: float) -> pd.DataFrame:
+        """Canonical predictions from :meth:`inputs`' rows: each output from its chosen model or blend.
+
+        A row's prediction depends on that row only (the BTYD simulation is
+        seeded per customer), so inputs can be scored in chunks.
+
+        Raises:
+            NotFittedError: ``fit`` was not called.
+            SchemaMismatchError: a feature of a sub-model is missing or retyped.
+        """
+        if not hasattr(self, "choice_"):
+            raise NotFittedError(f"{self.name}: call fit() before predict()")
+        start, end = horizon_window(cutoff, horizon_days)
+        h = float((end - start).days)
+        ids = inputs["customer_id"]
+        learned = {n: m.predict_features(inputs, h) for n, m in self.learned_.items()}
         if len(learned) > 1:
             learned[ENSEMBLE] = _average(list(learned.values()))
         btyd = {}
-        for fam, model in self.btyd_.items():
-            frame = model.predict(data, start, h).set_index("customer_id")
-            btyd[fam] = frame.reindex(pd.Index(ids.astype(str)).astype(frame.index.dtype))
+        if self.btyd_:
+            summary = inputs[["customer_id"]].assign(**{c: inputs[f"rfm_{c}"].to_numpy(float) for c in RFM_INPUTS})
+            for fam, model in self.btyd_.items():
+                btyd[fam] = model.predict_inputs(summary, start, h)
         out: dict[str, np.ndarray] = {}
         for col in _BLENDED:
             c = self.choice_[col]
@@ -277,3 +308,7 @@ class AutoForecaster(Forecaster):
             "pred_next_purchase_days"
         ]
         return predictions_frame(ids, self.name, start, h, **out)
+
+    def predict(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
+        """Canonical predictions: ``predict_inputs(inputs(data, cutoff, horizon_days), ...)``."""
+        return self.predict_inputs(self.inputs(data, cutoff, horizon_days), cutoff, horizon_days)

@@ -36,10 +36,17 @@ cutoff, so a purchase τ days (continuous) after T falls on day ``⌈τ⌉ − 1
 counted from the cutoff; the result is ``E[τ | τ < H] − 0.5`` days, clipped
 to ``[0, H − 1]``.
 
-Deterministic for a given ``seed`` (NumPy ``default_rng``).
+Deterministic for a given ``seed``, and per customer: each customer's draws
+come from their own stream, a Philox counter-based generator (Salmon et al.
+2011, "Parallel random numbers: as easy as 1, 2, 3") keyed by ``(key, seed)``,
+``key`` = the first 8 bytes of BLAKE2b of the customer id (UTF-8), so a customer's
+result does not depend on which other customers are in the summary (the
+online service predicts one customer at a time; batch scoring, many).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import pandas as pd
@@ -49,7 +56,7 @@ from ltvcast.models.gammagamma import GammaGamma
 from ltvcast.models.naive import Naive
 from ltvcast.models.paretonbd import ParetoNBD
 
-__all__ = ["simulate_btyd", "DEFAULT_DRAWS"]
+__all__ = ["simulate_btyd", "customer_keys", "DEFAULT_DRAWS"]
 
 DEFAULT_DRAWS = 400
 _CHUNK = 2000
@@ -63,6 +70,26 @@ def _g(u: np.ndarray) -> np.ndarray:
     safe = np.where(small, 1.0, u)
     big = 1.0 / safe - 1.0 / np.expm1(np.minimum(safe, 700.0))
     return np.where(small, 0.5 - u / 12.0, big)
+
+
+def customer_keys(customer_ids) -> list[int]:
+    """Stable 64-bit key per customer id: the first 8 bytes (little-endian) of BLAKE2b of the id's UTF-8 text.
+
+    Args:
+        customer_ids: n ids (any iterable of str-able values).
+
+    Returns:
+        n non-negative ints below 2**64, the same in every process and run.
+    """
+    return [
+        int.from_bytes(hashlib.blake2b(str(c).encode("utf-8"), digest_size=8).digest(), "little")
+        for c in customer_ids
+    ]
+
+
+def _stream(key: int, seed: int) -> np.random.Generator:
+    """The customer's own generator: Philox keyed by (key, seed), counter 0 (independent streams per key)."""
+    return np.random.Generator(np.random.Philox(key=np.array([key, seed], dtype=np.uint64)))
 
 
 def simulate_btyd(
@@ -91,6 +118,10 @@ def simulate_btyd(
         value: (n,) value per occasion for ``naive`` (currency; default
             ``count_model.expected_value(summary)``).
 
+    Each customer's futures are drawn from :func:`_stream` keyed by
+    ``customer_keys([customer_id])`` and ``seed`` (the row position where the
+    summary has no ``customer_id``), so row i's result depends only on row i.
+
     Returns:
         Dict with ``pred_spend_p<100q>`` for each level (currency) and
         ``pred_next_purchase_days`` (days), each of shape (n,).
@@ -100,13 +131,13 @@ def simulate_btyd(
     """
     if not isinstance(count_model, (ParetoNBD, BGNBD, Naive)):
         raise TypeError(f"cannot simulate {type(count_model).__name__}")
-    rng = np.random.default_rng(seed)
     t = float(horizon_days) / DAYS_PER_WEEK
     x = summary["frequency"].to_numpy(float)
     T = summary["T"].to_numpy(float)
     n = len(summary)
-    keys = [f"pred_spend_p{int(round(q * 100))}" for q in quantiles]
-    out = {k: np.zeros(n) for k in keys}
+    keys = customer_keys(summary["customer_id"]) if "customer_id" in summary.columns else list(range(n))
+    keys_q = [f"pred_spend_p{int(round(q * 100))}" for q in quantiles]
+    out = {k: np.zeros(n) for k in keys_q}
     out["pred_next_purchase_days"] = np.zeros(n)
     if n == 0:
         return out
@@ -115,18 +146,21 @@ def simulate_btyd(
         rate = np.asarray(count_model.rate(summary), dtype=float)
         value = np.asarray(count_model.expected_value(summary) if value is None else value, dtype=float)
         for lo in range(0, n, _CHUNK):
-            sl = slice(lo, min(lo + _CHUNK, n))
-            counts = rng.poisson(rate[sl, None] * t, size=(sl.stop - sl.start, n_draws))
-            spend = counts * value[sl, None]
+            hi = min(lo + _CHUNK, n)
+            spend = np.empty((hi - lo, n_draws))
+            for j, i in enumerate(range(lo, hi)):
+                rng = _stream(keys[i], seed)
+                spend[j] = rng.poisson(rate[i] * t, size=n_draws) * value[i]
             qv = np.quantile(spend, quantiles, axis=1, method="inverted_cdf")
-            for k, row in zip(keys, qv):
-                out[k][sl] = row
+            for k, row in zip(keys_q, qv):
+                out[k][lo:hi] = row
         weeks = t * _g(rate * t)
         out["pred_next_purchase_days"] = np.clip(weeks * DAYS_PER_WEEK - 0.5, 0.0, horizon_days - 1.0)
         return out
 
     pa = np.asarray(count_model.p_alive(summary), dtype=float)
     par = count_model.params_
+    pareto = isinstance(count_model, ParetoNBD)
     # Gamma-Gamma posterior of nu (shape, rate) per customer
     gg = spend_model.params_ if spend_model is not None else None
     if gg is not None:
@@ -135,35 +169,33 @@ def simulate_btyd(
         nu_shape = gg["q"] + np.where(usable, gg["p"] * x, 0.0)
         nu_rate = gg["gamma"] + np.where(usable, x * z, 0.0)
     for lo in range(0, n, _CHUNK):
-        sl = slice(lo, min(lo + _CHUNK, n))
-        m = sl.stop - sl.start
-        shape = (m, n_draws)
-        lam = rng.gamma(par["r"] + x[sl, None], 1.0 / (par["alpha"] + T[sl, None]), size=shape)
-        alive = rng.random(shape) < pa[sl, None]
-        if isinstance(count_model, ParetoNBD):
-            mu = rng.gamma(par["s"], 1.0 / (par["beta"] + T[sl, None]), size=shape)
-            life = rng.exponential(1.0, size=shape) / mu
-            span = np.minimum(life, t)
-            counts = np.where(alive, rng.poisson(lam * span), 0)
-        else:
-            p_drop = rng.beta(par["a"], par["b"] + x[sl, None], size=shape)
-            arrivals = rng.poisson(lam * t)
-            survive = rng.geometric(np.clip(p_drop, 1e-12, 1.0))
-            counts = np.where(alive, np.minimum(arrivals, survive), 0)
-            span = np.full(shape, t)
-        if gg is not None:
-            nu = rng.gamma(nu_shape[sl, None], 1.0 / nu_rate[sl, None], size=shape)
-            spend = np.where(counts > 0, rng.gamma(np.maximum(gg["p"] * counts, 1e-12), 1.0) / nu, 0.0)
-        else:
-            spend = np.zeros(shape)
+        hi = min(lo + _CHUNK, n)
+        shape = (hi - lo, n_draws)
+        lam, span, spend = np.empty(shape), np.full(shape, t), np.zeros(shape)
+        for j, i in enumerate(range(lo, hi)):
+            rng = _stream(keys[i], seed)
+            lam[j] = rng.gamma(par["r"] + x[i], 1.0 / (par["alpha"] + T[i]), size=n_draws)
+            alive = rng.random(n_draws) < pa[i]
+            if pareto:
+                mu = rng.gamma(par["s"], 1.0 / (par["beta"] + T[i]), size=n_draws)
+                span[j] = np.minimum(rng.exponential(1.0, size=n_draws) / mu, t)
+                counts = np.where(alive, rng.poisson(lam[j] * span[j]), 0)
+            else:
+                p_drop = rng.beta(par["a"], par["b"] + x[i], size=n_draws)
+                arrivals = rng.poisson(lam[j] * t)
+                survive = rng.geometric(np.clip(p_drop, 1e-12, 1.0))
+                counts = np.where(alive, np.minimum(arrivals, survive), 0)
+            if gg is not None:
+                nu = rng.gamma(nu_shape[i], 1.0 / nu_rate[i], size=n_draws)
+                spend[j] = np.where(counts > 0, rng.gamma(np.maximum(gg["p"] * counts, 1e-12), 1.0) / nu, 0.0)
         qv = np.quantile(spend, quantiles, axis=1, method="inverted_cdf")
-        for k, row in zip(keys, qv):
-            out[k][sl] = row
+        for k, row in zip(keys_q, qv):
+            out[k][lo:hi] = row
         # E[tau | tau < H], Rao-Blackwellised over the draws of (lambda, span)
         u = lam * span
         w = -np.expm1(-u)
         mean_first = span * _g(u)
         wsum = w.sum(axis=1)
         weeks = np.where(wsum > 0, (w * mean_first).sum(axis=1) / np.where(wsum > 0, wsum, 1.0), t / 2.0)
-        out["pred_next_purchase_days"][sl] = np.clip(weeks * DAYS_PER_WEEK - 0.5, 0.0, horizon_days - 1.0)
+        out["pred_next_purchase_days"][lo:hi] = np.clip(weeks * DAYS_PER_WEEK - 0.5, 0.0, horizon_days - 1.0)
     return out

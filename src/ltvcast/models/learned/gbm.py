@@ -62,7 +62,7 @@ import pandas as pd
 from ltvcast.data.datasets import History
 from ltvcast.errors import DataError, NotFittedError
 from ltvcast.evaluate.metrics import normalized_gini
-from ltvcast.models.base import Forecaster
+from ltvcast.models.base import Forecaster, feature_schema
 from ltvcast.models.learned.calibration import LevelCalibration, PlattCalibration, QuantileLevels
 from ltvcast.models.learned.examples import ExampleSet, build_examples, history_before, window_plan
 from ltvcast.models.learned.features import BTYD_DOCS, FeatureMaker
@@ -104,6 +104,12 @@ def _ziln_objective(preds, dataset):
 
 def _ziln_eval(preds, dataset):
     return "ziln", float(np.mean(ziln_loss(dataset.get_label(), preds))), False
+
+
+def _scored_window(cutoff, horizon_days: float) -> tuple[pd.Timestamp, float]:
+    """The cutoff day and the horizon in whole days, as the labels count them."""
+    start, end = horizon_window(cutoff, horizon_days)
+    return start, float((end - start).days)
 
 
 class GBMForecaster(Forecaster):
@@ -357,6 +363,7 @@ class GBMForecaster(Forecaster):
         self._describe_windows(ex, feature_notes or [])
 
         frame = ex.frame
+        self.feature_schema_ = feature_schema(frame[self.feature_names_])
         full_old = frame[frame["window"] >= 1]
         val = frame[frame["window"] == 0]
         has_val = len(full_old) > 0
@@ -519,11 +526,35 @@ class GBMForecaster(Forecaster):
                 self.notes_.append(f"{self.name}: {note}")
 
     # ------------------------------------------------------------------ predict
-    def predict(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
-        """Canonical predictions for ``[cutoff, cutoff + horizon_days)``.
+    def inputs(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
+        """This model's inputs at ``cutoff``: one row per customer with a purchase before it.
 
-        ``pred_spend`` (currency, >= 0): the chosen spend model's mean;
-        ``pred_spend_p10/p50/p90``: ZILN quantiles (at the recalibrated
+        Returns:
+            ``customer_id`` plus every feature of ``feature_names_`` except
+            ``label_days`` (:class:`~ltvcast.models.learned.features.FeatureMaker`),
+            sorted by ``customer_id``.
+
+        Raises:
+            NotFittedError: ``fit`` was not called.
+            DataError: no customer before ``cutoff``.
+            SchemaMismatchError: the features differ from those of ``fit``.
+        """
+        if not hasattr(self, "_spend"):
+            raise NotFittedError(f"{self.name}: call fit() before predict()")
+        start, h = _scored_window(cutoff, horizon_days)
+        tx = history_before(data.transactions, start, data.timezone)
+        if tx.empty:
+            raise DataError(f"{self.name}: no transaction before the cutoff {start.date()}")
+        feats = self._maker(data)(tx, start, h)
+        self.check_features(feats.drop(columns="customer_id").assign(label_days=h))
+        return feats
+
+    def predict_inputs(self, inputs: pd.DataFrame, cutoff, horizon_days: float) -> pd.DataFrame:
+        """Canonical predictions for ``[cutoff, cutoff + horizon_days)`` from :meth:`inputs`' rows.
+
+        A row's prediction depends on that row only, so inputs can be scored
+        in chunks. ``pred_spend`` (currency, >= 0): the chosen spend model's
+        mean; ``pred_spend_p10/p50/p90``: ZILN quantiles (at the recalibrated
         levels with ``calibrate_quantiles``); ``pred_transactions``:
         expected occasions; ``p_churn``: P(no occasion); ``p_alive``: null
         (not a BTYD model); ``pred_next_purchase_days``: ``E[τ | τ < H]`` in
@@ -533,17 +564,19 @@ class GBMForecaster(Forecaster):
 
         Raises:
             NotFittedError: ``fit`` was not called.
-            DataError: no customer before ``cutoff``.
+            SchemaMismatchError: a feature of the model is missing or retyped.
         """
         if not hasattr(self, "_spend"):
             raise NotFittedError(f"{self.name}: call fit() before predict()")
-        start, end = horizon_window(cutoff, horizon_days)
-        h = float((end - start).days)
-        tx = history_before(data.transactions, start, data.timezone)
-        if tx.empty:
-            raise DataError(f"{self.name}: no transaction before the cutoff {start.date()}")
-        feats = self._maker(data)(tx, start, h)
-        return predictions_frame(feats["customer_id"], self.name, start, h, **self.predict_features(feats, h))
+        start, h = _scored_window(cutoff, horizon_days)
+        return predictions_frame(inputs["customer_id"], self.name, start, h, **self.predict_features(inputs, h))
+
+    def predict(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
+        """Canonical predictions for every customer with a purchase before ``cutoff``.
+
+        ``predict_inputs(inputs(data, cutoff, horizon_days), ...)``; see both.
+        """
+        return self.predict_inputs(self.inputs(data, cutoff, horizon_days), cutoff, horizon_days)
 
     def predict_features(self, features: pd.DataFrame, horizon_days: float) -> dict[str, np.ndarray]:
         """Prediction columns for a frame of features at one cutoff.
@@ -557,8 +590,12 @@ class GBMForecaster(Forecaster):
         Returns:
             Dict of canonical column name -> (n,) array in the rows' order
             (``p_alive`` absent).
+
+        Raises:
+            SchemaMismatchError: a feature of the model is missing or retyped.
         """
         feats = features.assign(label_days=float(horizon_days))
+        self.check_features(feats, allow_extra=True)
         return self.predict_raw(self._matrix(feats), float(horizon_days))
 
     def predict_raw(self, X: np.ndarray, horizon_days: float) -> dict[str, np.ndarray]:

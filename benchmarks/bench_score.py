@@ -1,0 +1,112 @@
+"""Batch scoring speed: customers per second per model family, for 1M customers.
+
+Usage: python benchmarks/bench_score.py [--models bgnbd,paretonbd,gbm,deep]
+       [--customers 1000000] [--simulate 20000] [--months 24] [--chunk-size 100000]
+
+A simulated shop of ``--simulate`` customers (:func:`ltvcast.simulate.simulate_shop`,
+ingested with ``ltvcast ingest --config``) is the data; each model is fitted
+26 weeks before its last day and its inputs (RFM summary or features) are
+computed at that cutoff. The scoring stage —
+:func:`ltvcast.serve.score.write_scores`: predict in chunks and write Parquet,
+exactly what ``ltvcast score`` runs after the inputs — is timed on
+``--customers`` rows made by repeating the simulated customers' inputs under
+new ids (so 1M customers need no 1M-customer ingest). The inputs stage is
+timed on the simulated shop itself and reported as its own rate. Each model
+runs in its own child process; peak memory is that child's ``ru_maxrss``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODELS = ("bgnbd", "paretonbd", "gbm", "deep")
+
+
+def one(model: str, db: str, horizon: float, customers: int, chunk_size: int, out: str) -> dict:
+    """Fit one model, time its inputs and its chunked scoring of ``customers`` rows."""
+    import numpy as np
+    import pandas as pd
+
+    from ltvcast.data.datasets import open_history
+    from ltvcast.models.catalog import make_forecaster
+    from ltvcast.serve.score import write_scores
+
+    history = open_history(db=db)
+    cutoff = (history.observation_end - pd.Timedelta(days=round(horizon) - 1)).normalize()
+    forecaster = make_forecaster(model).fit(history, cutoff, horizon)
+    t0 = time.perf_counter()
+    inputs = forecaster.inputs(history, cutoff, horizon)
+    inputs_s = time.perf_counter() - t0
+    reps = -(-customers // len(inputs))
+    big = pd.concat([inputs] * reps, ignore_index=True).iloc[:customers]
+    big["customer_id"] = pd.array(np.char.add("c", np.arange(customers).astype(str)), dtype="string")
+    t1 = time.perf_counter()
+    write_scores(forecaster, big, cutoff, horizon, out, label=f"{model}:bench", chunk_size=chunk_size)
+    score_s = time.perf_counter() - t1
+    return {
+        "model": model,
+        "shop_customers": len(inputs),
+        "inputs_per_s": len(inputs) / inputs_s,
+        "customers": customers,
+        "score_s": score_s,
+        "score_per_s": customers / score_s,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--simulate", type=int, default=20_000)
+    parser.add_argument("--months", type=int, default=24)
+    parser.add_argument("--horizon", type=float, default=182.0)
+    parser.add_argument("--chunk-size", type=int, default=100_000)
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--db", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        result = one(args.one, args.db, args.horizon, args.customers, args.chunk_size, args.out)
+        print(json.dumps(result))
+        return 0
+    from ltvcast.simulate import simulate_shop
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shop, db = Path(tmp) / "shop", Path(tmp) / "shop.duckdb"
+        t0 = time.perf_counter()
+        simulate_shop(shop, args.simulate, args.months, seed=0)
+        cli = str(Path(sys.executable).with_name("ltvcast"))
+        proc = subprocess.run([cli, "ingest", "--config", str(shop / "sources.yaml"), "--db", str(db)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"ingest failed: {proc.stderr.strip() or proc.stdout.strip()}")
+            return 1
+        print(f"simulated shop: {args.simulate:,} customers, {args.months} months, "
+              f"simulated and ingested in {time.perf_counter() - t0:.1f} s")
+        print(f"scoring {args.customers:,} customers in chunks of {args.chunk_size:,} to Parquet, "
+              f"horizon {args.horizon:g} days")
+        print(f"{'model':<10} {'inputs cust/s':>13} {'score s':>8} {'score cust/s':>13} {'peak RSS MB':>11}")
+        for model in [m.strip() for m in args.models.split(",") if m.strip()]:
+            cmd = [sys.executable, __file__, "--one", model, "--db", str(db), "--horizon", str(args.horizon),
+                   "--customers", str(args.customers), "--chunk-size", str(args.chunk_size),
+                   "--out", str(Path(tmp) / f"{model}.parquet")]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"{model:<10} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else proc.returncode}")
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"{r['model']:<10} {r['inputs_per_s']:>13,.0f} {r['score_s']:>8.1f} "
+                  f"{r['score_per_s']:>13,.0f} {r['peak_rss_mb']:>11.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,159 @@
+"""`ltvcast train`, `ltvcast predict`, `ltvcast promote` and `ltvcast models`: the model registry (:mod:`ltvcast.registry`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ltvcast.cli._app import app, console, user_errors
+from ltvcast.cli._show import chunk_progress, forecast_table, progress
+from ltvcast.cli.backtest import Cutoff, DataEnd, Dataset, Db
+from ltvcast.data.cutoff import check_cutoff
+from ltvcast.data.datasets import open_history
+from ltvcast.errors import RegistryError
+from ltvcast.models.catalog import make_forecaster
+from ltvcast.predictions import FORECAST_COLUMNS, read_predictions
+from ltvcast.registry import (
+    DEFAULT_ROOT,
+    list_models,
+    load_model,
+    parse_ref,
+    promote,
+    promoted_version,
+    save_model,
+)
+from ltvcast.serve.score import score
+from ltvcast.timeutil import horizon_window, parse_horizon
+
+Registry = Annotated[Path, typer.Option("--registry", help="Model registry folder.")]
+
+
+@app.command()
+@user_errors
+def train(
+    cutoff: Cutoff,
+    models: Annotated[
+        str, typer.Option("--models", help="Comma-separated models: naive, bgnbd, paretonbd, gbm, hybrid, auto.")
+    ],
+    name: Annotated[str, typer.Option("--name", help="Registry name; several models get NAME-<model>.")],
+    dataset: Dataset = None,
+    db: Db = None,
+    horizon: Annotated[str, typer.Option("--horizon", help="Horizon: e.g. 26w, 180d, 12m.")] = "26w",
+    registry: Registry = DEFAULT_ROOT,
+    data_end: DataEnd = None,
+) -> None:
+    """Fit MODELS on the history before CUTOFF for HORIZON and register a new version of each.
+
+    One model is registered as NAME, several as NAME-<model> (e.g. shop-gbm,
+    shop-paretonbd), each with its own versions.
+    """
+    base = parse_ref(name)
+    if base.version is not None:
+        raise RegistryError(f"--name takes a name without a version, got {name!r}")
+    kinds = list(dict.fromkeys(m.strip() for m in models.split(",") if m.strip()))
+    if not kinds:
+        raise RegistryError("--models names no model")
+    forecasters = [make_forecaster(kind) for kind in kinds]  # unknown names fail before any fit
+    history = open_history(dataset, db, data_end)
+    check_cutoff(cutoff, history.observation_end)
+    start, end = horizon_window(cutoff, parse_horizon(horizon))
+    days = float((end - start).days)
+    saved = []
+    with progress(console, total=len(kinds)) as step:
+        for kind, forecaster in zip(kinds, forecasters):
+            step(f"fit {kind}")
+            began = time.perf_counter()
+            forecaster.fit(history, cutoff, days)
+            seconds = time.perf_counter() - began
+            target = base.name if len(kinds) == 1 else f"{base.name}-{kind}"
+            saved.append((save_model(forecaster, name=target, cutoff=cutoff, horizon_days=days, history=history,
+                                     root=registry), seconds))
+    table = Table(title=f"Registered in {registry} — cutoff {start.date()}, {days:g} days", header_style="bold")
+    for header in ("model", "kind", "fit s", "validation metrics"):
+        table.add_column(header, justify="right" if header == "fit s" else "left")
+    for model, seconds in saved:
+        metrics = ", ".join(
+            f"{k.removeprefix('validation_')} {v:.4g}"
+            for k, v in model.manifest["metrics"].items()
+            if isinstance(v, (int, float))
+        )
+        table.add_row(f"{model.name}:{model.version}", model.manifest["model"]["kind"], f"{seconds:.1f}", metrics or "–")
+    console.print(table)
+
+
+@app.command("predict")
+@user_errors
+def predict_command(
+    model: Annotated[str, typer.Option("--model", help="NAME (promoted, else latest version) or NAME:VERSION.")],
+    cutoff: Cutoff,
+    dataset: Dataset = None,
+    db: Db = None,
+    horizon: Annotated[
+        str | None, typer.Option("--horizon", help="Horizon, e.g. 26w (default: the one the model was trained for).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Predictions file (.parquet or .csv).")] = Path(
+        "predictions.parquet"
+    ),
+    registry: Registry = DEFAULT_ROOT,
+    data_end: DataEnd = None,
+    allow_future_cutoff: Annotated[
+        bool, typer.Option("--allow-future-cutoff", help="Accept a cutoff after the day following the data end.")
+    ] = False,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", help="Customers predicted and written at a time.")] = 100_000,
+) -> None:
+    """Score every customer's next HORIZON after CUTOFF with a registered model (in chunks; `score` is the same)."""
+    registered = load_model(model, registry)
+    history = open_history(dataset, db, data_end)
+    check_cutoff(cutoff, history.observation_end, allow_future=allow_future_cutoff)
+    days = parse_horizon(horizon) if horizon is not None else float(registered.manifest["horizon_days"])
+    with chunk_progress(console, "scoring") as advance:
+        result = score(registered, history, cutoff, days, out, chunk_size=chunk_size, progress=advance)
+    console.print(forecast_table(read_predictions(out, FORECAST_COLUMNS)))
+    rate = result.customers / max(result.predict_seconds, 1e-9)
+    console.print(
+        f"{result.customers:,} customers scored by {result.model}: inputs {result.inputs_seconds:.1f} s, "
+        f"predictions {result.predict_seconds:.1f} s ({rate:,.0f} customers/s) -> {out}"
+    )
+
+
+app.command("score")(predict_command)
+
+
+@app.command("promote")
+@user_errors
+def promote_command(
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION to promote.", show_default=False)],
+    registry: Registry = DEFAULT_ROOT,
+) -> None:
+    """Promote NAME:VERSION: `--model NAME` (and a server watching the registry) use it from now on."""
+    before = promoted_version(parse_ref(ref).name, registry)
+    model = promote(ref, registry)
+    was = "" if before is None else f" (was version {before})"
+    console.print(f"promoted {model.name}:{model.version}{was}")
+
+
+@app.command("models")
+@user_errors
+def models_command(registry: Registry = DEFAULT_ROOT) -> None:
+    """List the registered models: every name and version, which is promoted."""
+    frame = list_models(registry)
+    if frame.empty:
+        console.print(f"no models in {registry}")
+        return
+    table = Table(title=f"Models in {registry}", header_style="bold")
+    for header in ("model", "kind", "cutoff", "horizon days", "created (UTC)", "promoted"):
+        table.add_column(header)
+    for row in frame.itertuples():
+        table.add_row(
+            f"{row.name}:{row.version}",
+            str(row.kind),
+            str(row.cutoff.date()),
+            f"{row.horizon_days:g}",
+            row.created_at.strftime("%Y-%m-%d %H:%M"),
+            "yes" if row.promoted else "",
+        )
+    console.print(table)

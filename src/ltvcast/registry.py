@@ -1,0 +1,627 @@
+"""The model registry: versioned artifacts of fitted forecasters, a manifest each, one promoted version per name.
+
+Layout under ``root`` (default ``./models``)::
+
+    root/NAME/VERSION/model.pkl      the fitted Forecaster (pickle)
+    root/NAME/VERSION/manifest.json  what the model is and what it was trained on
+    root/NAME/PROMOTED               the promoted version as text, e.g. ``3``
+
+``NAME`` is letters, digits, ``.``, ``_`` and ``-`` (starting with a letter
+or digit); versions are 1, 2, 3, ... per name, never reused. A reference is
+``NAME`` or ``NAME:VERSION``; ``NAME`` alone means the promoted version if
+one is promoted, else the latest.
+
+Writes are atomic, so a reader (a prediction server watching ``PROMOTED``)
+never sees half a model: a version is written to a temporary folder in
+``root/NAME`` and renamed into place (a concurrent writer that takes the
+same number makes the rename fail and the next number is tried);
+``PROMOTED`` is written to a temporary file and ``os.replace``-d.
+
+**Artifacts are trusted files.** ``model.pkl`` is a pickle: loading it runs
+whatever code its author put in it. Load only registries you or your own
+pipeline wrote. The manifest's SHA-256 of ``model.pkl`` detects a corrupt
+or truncated file, not a deliberate change. The training examples a learned
+model keeps after ``fit`` (``examples_``, an
+:class:`~ltvcast.models.learned.examples.ExampleSet`: the training data) are
+left out of the pickle (``None`` after loading); the manifest lists the
+training windows.
+
+``manifest.json`` holds: ``format`` (1), ``name``, ``version``,
+``created_at`` (UTC), ``ltvcast_version``; ``model``: ``kind`` (the catalog
+name, :data:`ltvcast.models.catalog.MODEL_NAMES`), ``class`` and ``params``
+(the constructor parameters: ``class(**params)`` builds an unfitted copy);
+``cutoff`` (day), ``horizon_days``; ``training_windows`` (learned models:
+``index``, ``cutoff``, ``label_days``, ``role`` = validation / training /
+recent; else null); ``features`` (the feature schema, name -> dtype, see
+:meth:`ltvcast.models.base.Forecaster.check_features`); ``data`` (the
+fingerprint of the training data, below); ``metrics`` (validation metrics
+of learned models, plus those passed to :func:`save_model`); ``tuning``;
+``seed``; ``packages`` (python, numpy, pandas, scipy, lightgbm, duckdb, and
+torch when it is imported); ``notes`` (the forecaster's ``notes_``);
+``artifact`` (file name, bytes, SHA-256).
+
+Data fingerprint (``data``): ``fingerprint`` is the SHA-256 of the
+transactions strictly before the cutoff (00:00 of the cutoff day in the
+shop's time zone, as the models cut) written canonically: the canonical
+transaction columns plus ``kind`` (``return`` where absent and the amount
+is negative, else ``sale``), timestamps in UTC, rows sorted by every
+column, as CSV, followed by the shop's time zone and revenue basis. It
+changes when a transaction before the cutoff (or a shop setting) changes,
+and not when rows after the cutoff, the row order or the ingest ids change.
+Beside it: ``customers``, ``rows``, ``revenue`` (sum of amounts, shop
+currency), ``first_timestamp``, ``last_timestamp``, ``origin``,
+``observation_end``, ``timezone``, ``revenue_basis`` and
+``store_sources_sha256`` (SHA-256 over the content hashes of every
+ingested source: it also covers the store's other tables — events,
+customers, order lines — that learned models read, but it changes with any
+change of a source, after the cutoff too).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import inspect
+import io
+import json
+import math
+import os
+import pickle
+import platform
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ltvcast import __version__
+from ltvcast.data.datasets import History
+from ltvcast.data.schema import TRANSACTION_COLUMNS
+from ltvcast.errors import RegistryError, SchemaMismatchError
+from ltvcast.models.base import Forecaster, check_feature_schema
+from ltvcast.models.learned.examples import ExampleSet, history_before
+from ltvcast.timeutil import horizon_window, to_day
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "ModelRef",
+    "RegisteredModel",
+    "RegistryError",
+    "SchemaMismatchError",
+    "list_models",
+    "load_model",
+    "parse_ref",
+    "predict_registered",
+    "promote",
+    "promoted_version",
+    "save_model",
+]
+
+DEFAULT_ROOT = Path("models")
+ARTIFACT = "model.pkl"
+MANIFEST = "manifest.json"
+PROMOTED = "PROMOTED"
+FORMAT = 1
+LIST_COLUMNS = ("name", "version", "kind", "cutoff", "horizon_days", "created_at", "promoted")
+
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+_REF = re.compile(rf"({_NAME})(?::([0-9]+))?")
+_VERSION = re.compile(r"[1-9][0-9]*")
+_REQUIRED = ("name", "version", "model", "cutoff", "horizon_days", "created_at", "artifact")
+_PACKAGES = ("numpy", "pandas", "scipy", "lightgbm", "duckdb")
+_CHUNK_ROWS = 200_000
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A reference to a registered model: ``NAME`` (version ``None``) or ``NAME:VERSION``.
+
+    ``version=None`` resolves to the promoted version if the name has one,
+    else to the latest.
+    """
+
+    name: str
+    version: int | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.version is None else f"{self.name}:{self.version}"
+
+
+def parse_ref(text: str) -> ModelRef:
+    """Parse ``"NAME"`` or ``"NAME:VERSION"`` (surrounding spaces ignored).
+
+    Raises:
+        RegistryError: not of that form (an empty name, a name with other
+            characters than letters, digits, ``.``, ``_``, ``-`` or not
+            starting with a letter or digit, a version that is not a
+            positive integer).
+    """
+    match = _REF.fullmatch(str(text).strip())
+    if match is None or (match.group(2) is not None and not _VERSION.fullmatch(match.group(2))):
+        raise RegistryError(
+            f"bad model reference {text!r}: write NAME or NAME:VERSION (NAME of letters, digits, '.', '_', '-'; "
+            "VERSION a positive integer)"
+        )
+    return ModelRef(match.group(1), None if match.group(2) is None else int(match.group(2)))
+
+
+@dataclass
+class RegisteredModel:
+    """A model version in the registry.
+
+    Attributes:
+        name, version: where it is (``root/name/version``).
+        path: that folder.
+        manifest: the parsed ``manifest.json`` (see the module doc).
+        forecaster: the fitted forecaster.
+    """
+
+    name: str
+    version: int
+    path: Path
+    manifest: dict
+    forecaster: Forecaster
+
+
+# ---------------------------------------------------------------- save
+class _ArtifactPickler(pickle.Pickler):
+    """Pickles a forecaster without its training examples (the training data; not needed to predict)."""
+
+    def reducer_override(self, obj):
+        if isinstance(obj, ExampleSet):
+            return type(None), ()
+        return NotImplemented
+
+
+def save_model(
+    forecaster: Forecaster,
+    *,
+    name: str,
+    cutoff,
+    horizon_days: float,
+    history: History,
+    metrics: dict | None = None,
+    tuning: dict | None = None,
+    seed: int | None = None,
+    root: str | Path = DEFAULT_ROOT,
+) -> RegisteredModel:
+    """Register a fitted forecaster as the next version of ``name``.
+
+    Args:
+        forecaster: fitted on ``history`` before ``cutoff``.
+        name: model name (no version).
+        cutoff: the training cutoff (day).
+        horizon_days: the horizon it was fitted for (days).
+        history: the data it was fitted on (for the data fingerprint).
+        metrics: extra metrics (JSON-able; NaN becomes null), merged over
+            the validation metrics the forecaster carries.
+        tuning: tuning results (JSON-able dict; a DataFrame becomes records).
+        seed: recorded seed; default: the forecaster's ``seed`` parameter.
+        root: registry folder (created if missing).
+
+    Returns:
+        The new :class:`RegisteredModel` (version = largest existing + 1;
+        ``forecaster`` is the object given).
+
+    Raises:
+        RegistryError: ``name`` is not a plain model name.
+        OSError: the registry cannot be written.
+    """
+    ref = parse_ref(name)
+    if ref.version is not None or ref.name != name:
+        raise RegistryError(f"model name {name!r} is not a plain name (letters, digits, '.', '_', '-'; no version)")
+    model_dir = Path(root) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    _ArtifactPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(forecaster)
+    blob = buffer.getvalue()
+    manifest = _manifest(forecaster, name, cutoff, horizon_days, history, metrics, tuning, seed)
+    manifest["artifact"] = {"file": ARTIFACT, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=model_dir))
+    try:
+        _write_file(tmp / ARTIFACT, blob)
+        while True:
+            version = max(_versions(model_dir), default=0) + 1
+            manifest["version"] = version
+            _write_file(tmp / MANIFEST, json.dumps(manifest, indent=2, allow_nan=False).encode())
+            try:
+                os.rename(tmp, model_dir / str(version))
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):  # another writer took this version
+                    continue
+                raise
+            return RegisteredModel(name, version, model_dir / str(version), manifest, forecaster)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _manifest(forecaster, name, cutoff, horizon_days, history, metrics, tuning, seed) -> dict:
+    params = _params(forecaster)
+    kind = type(forecaster)
+    return _jsonable(
+        {
+            "format": FORMAT,
+            "name": name,
+            "version": None,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "ltvcast_version": __version__,
+            "model": {"kind": forecaster.name, "class": f"{kind.__module__}.{kind.__qualname__}", "params": params},
+            "cutoff": to_day(cutoff).date().isoformat(),
+            "horizon_days": float(horizon_days),
+            "training_windows": _training_windows(forecaster),
+            "features": forecaster.feature_schema_,
+            "data": _data_fingerprint(history, cutoff),
+            "metrics": {**_validation_metrics(forecaster), **(metrics or {})},
+            "tuning": tuning,
+            "seed": seed if seed is not None else params.get("seed"),
+            "packages": _packages(),
+            "notes": list(getattr(forecaster, "notes_", [])),
+        }
+    )
+
+
+def _params(forecaster: Forecaster) -> dict:
+    """The constructor parameters of every ``__init__`` in the class hierarchy, read back from attributes.
+
+    A ``**kwargs`` parameter kept as a dict attribute of the same name (``auto``) is merged in.
+    """
+    params: dict = {}
+    for cls in reversed(type(forecaster).__mro__):
+        if not (isinstance(cls, type) and issubclass(cls, Forecaster)) or "__init__" not in cls.__dict__:
+            continue
+        for p in inspect.signature(cls.__dict__["__init__"]).parameters.values():
+            value = getattr(forecaster, p.name, None)
+            if p.kind is p.VAR_KEYWORD and isinstance(value, dict):
+                params.update(value)
+            elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self" and hasattr(forecaster, p.name):
+                params[p.name] = value
+    return params
+
+
+def _training_windows(forecaster: Forecaster) -> list[dict] | None:
+    """The training windows of a learned model (its ``examples_`` or those of its ``learned_`` sub-models)."""
+    candidates = [forecaster, *getattr(forecaster, "learned_", {}).values()]
+    examples = next((c.examples_ for c in candidates if isinstance(getattr(c, "examples_", None), ExampleSet)), None)
+    if examples is None:
+        return None
+    return [
+        {
+            "index": w.index,
+            "cutoff": to_day(w.cutoff).date().isoformat(),
+            "label_days": int(w.label_days),
+            "role": "validation" if w.is_validation else "recent" if w.is_recent else "training",
+        }
+        for w in examples.windows
+    ]
+
+
+def _validation_metrics(forecaster: Forecaster) -> dict[str, float]:
+    """Validation-window metrics a learned model carries; empty for the BTYD models.
+
+    ``gbm``/``hybrid``: ``validation_scores_`` (normalized Gini of each spend
+    loss) and, from ``validation_`` (the validation boosters' uncalibrated
+    predictions on window 0), spend RMSE, normalized Gini and churn Brier
+    score; ``auto``: the score of each output's choice (``choice_``).
+    """
+    from ltvcast.evaluate.metrics import churn_brier, churn_labels, normalized_gini, rmse
+
+    out = {f"validation_{k}": v for k, v in (getattr(forecaster, "validation_scores_", None) or {}).items()}
+    val = getattr(forecaster, "validation_", None)
+    if isinstance(val, pd.DataFrame) and len(val):
+        spend = np.maximum(val["actual_spend"].to_numpy(float), 0.0)
+        out["validation_spend_rmse"] = rmse(spend, val["pred_spend"])
+        out["validation_gini_norm"] = normalized_gini(spend, val["pred_spend"])
+        out["validation_churn_brier"] = churn_brier(churn_labels(val["actual_transactions"]), val["p_churn"])
+    for output, choice in (getattr(forecaster, "choice_", None) or {}).items():
+        out[f"validation_{output}_score"] = choice["score"]
+    return out
+
+
+def _packages() -> dict[str, str | None]:
+    names = _PACKAGES + (("torch",) if "torch" in sys.modules else ())
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _data_fingerprint(history: History, cutoff) -> dict:
+    """The training data's fingerprint and summary (see the module doc)."""
+    tx = history_before(history.transactions, cutoff, history.timezone)
+    stamps = tx["timestamp"]
+    stamps = stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
+    canon = tx.reindex(columns=list(TRANSACTION_COLUMNS)).assign(timestamp=stamps)
+    if "kind" in tx.columns:
+        canon["kind"] = tx["kind"].astype("string")
+    else:
+        canon["kind"] = np.where(tx["amount"].to_numpy(float) < 0, "return", "sale")
+    canon = canon.sort_values(list(canon.columns), kind="stable", na_position="last", ignore_index=True)
+    digest = hashlib.sha256()
+    for start in range(0, max(len(canon), 1), _CHUNK_ROWS):
+        chunk = canon.iloc[start : start + _CHUNK_ROWS]
+        digest.update(chunk.to_csv(index=False, header=start == 0, lineterminator="\n").encode())
+    digest.update(f"timezone={history.timezone}\nrevenue_basis={history.revenue_basis}\n".encode())
+    sources = history.store.ingested_sources()
+    hashes = sorted(f"{k}:{h}" for k, h in zip(sources["kind"], sources["content_hash"]) if isinstance(h, str))
+    return {
+        "fingerprint": digest.hexdigest(),
+        "customers": int(tx["customer_id"].nunique()),
+        "rows": int(len(tx)),
+        "revenue": round(float(tx["amount"].sum()), 4),
+        "first_timestamp": stamps.min() if len(tx) else None,
+        "last_timestamp": stamps.max() if len(tx) else None,
+        "origin": history.origin,
+        "observation_end": history.observation_end,
+        "timezone": history.timezone,
+        "revenue_basis": history.revenue_basis,
+        "store_sources_sha256": hashlib.sha256("\n".join(hashes).encode()).hexdigest() if hashes else None,
+    }
+
+
+def _jsonable(value):
+    """``value`` with JSON types only: numpy scalars unwrapped, NaN/inf -> None, times -> ISO text."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, pd.DataFrame):
+        return _jsonable(value.to_dict(orient="records"))
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (datetime, date)):  # pd.Timestamp included
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)
+
+
+# ---------------------------------------------------------------- read
+def _versions(model_dir: Path) -> list[int]:
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if _VERSION.fullmatch(p.name) and p.is_dir())
+
+
+def _registry(root: str | Path) -> Path:
+    path = Path(root)
+    if not path.is_dir():
+        raise RegistryError(f"no model registry at {path} (train a model with `ltvcast train` or give --registry)")
+    return path
+
+
+def _names(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if re.fullmatch(_NAME, p.name) and _versions(p))
+
+
+def _resolve(ref: str | ModelRef, root: str | Path) -> tuple[str, int]:
+    """(name, version) of a reference; see :class:`ModelRef`."""
+    ref = ref if isinstance(ref, ModelRef) else parse_ref(ref)
+    path = _registry(root)
+    versions = _versions(path / ref.name)
+    if not versions:
+        known = ", ".join(_names(path)) or "none"
+        raise RegistryError(f"no model {ref.name!r} in the registry {path} (models: {known})")
+    if ref.version is not None:
+        if ref.version not in versions:
+            raise RegistryError(
+                f"model {ref.name!r} has no version {ref.version} (versions: {', '.join(map(str, versions))})"
+            )
+        return ref.name, ref.version
+    promoted = promoted_version(ref.name, path)
+    if promoted is None:
+        return ref.name, versions[-1]
+    if promoted not in versions:
+        raise RegistryError(f"model {ref.name!r}: the promoted version {promoted} is missing from {path / ref.name}")
+    return ref.name, promoted
+
+
+def _read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RegistryError(f"cannot read the manifest {path}: {exc}") from None
+    missing = [k for k in _REQUIRED if not isinstance(manifest, dict) or k not in manifest]
+    if not missing:
+        missing = [k for k in ("model", "artifact") if not isinstance(manifest[k], dict)]
+    if missing:
+        raise RegistryError(f"the manifest {path} is corrupt: it lacks (a valid) {', '.join(missing)}")
+    return manifest
+
+
+def load_model(ref: str | ModelRef, root: str | Path = DEFAULT_ROOT) -> RegisteredModel:
+    """Load a registered model.
+
+    Args:
+        ref: ``"NAME"`` (promoted version if one is promoted, else the
+            latest), ``"NAME:VERSION"`` or a :class:`ModelRef`.
+        root: registry folder.
+
+    Returns:
+        The :class:`RegisteredModel`. The pickle is trusted (module doc).
+
+    Raises:
+        RegistryError: bad reference; no registry at ``root``; unknown name
+            or version; the promoted version is missing; the manifest or
+            ``model.pkl`` is unreadable, corrupt (SHA-256 differs from the
+            manifest's) or not a forecaster.
+    """
+    name, version = _resolve(ref, root)
+    folder = Path(root) / name / str(version)
+    manifest = _read_manifest(folder)
+    if manifest["name"] != name or manifest["version"] != version:
+        raise RegistryError(
+            f"the manifest in {folder} describes {manifest['name']}:{manifest['version']}, not {name}:{version}"
+        )
+    path = folder / manifest["artifact"].get("file", ARTIFACT)
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise RegistryError(f"cannot read the model artifact {path}: {exc.strerror or exc}") from None
+    if hashlib.sha256(blob).hexdigest() != manifest["artifact"].get("sha256"):
+        raise RegistryError(f"the model artifact {path} is corrupt: its SHA-256 differs from the manifest's")
+    try:
+        forecaster = pickle.loads(blob)
+    except Exception as exc:  # unpickling fails in many ways (missing class, truncated data, ...)
+        raise RegistryError(f"cannot load the model artifact {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(forecaster, Forecaster):
+        raise RegistryError(f"the model artifact {path} holds a {type(forecaster).__name__}, not a forecaster")
+    return RegisteredModel(name, version, folder, manifest, forecaster)
+
+
+def promoted_version(name: str, root: str | Path = DEFAULT_ROOT) -> int | None:
+    """The promoted version of ``name`` (from ``root/NAME/PROMOTED``), or ``None`` if none is promoted.
+
+    Raises:
+        RegistryError: ``name`` is not a plain name, or the file is unreadable
+            or does not hold a positive integer.
+    """
+    ref = parse_ref(name)
+    if ref.version is not None:
+        raise RegistryError(f"model name {name!r} is not a plain name")
+    path = Path(root) / ref.name / PROMOTED
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"cannot read {path}: {exc}") from None
+    if not _VERSION.fullmatch(text):
+        raise RegistryError(f"{path} is corrupt: it holds {text[:40]!r}, not a version number")
+    return int(text)
+
+
+def promote(ref: str | ModelRef, root: str | Path = DEFAULT_ROOT) -> RegisteredModel:
+    """Promote ``NAME:VERSION``: ``load_model("NAME")`` resolves to it from now on.
+
+    The version is loaded first (it must exist and be readable); then
+    ``root/NAME/PROMOTED`` is replaced atomically (temporary file +
+    ``os.replace``) by the version number and a newline.
+
+    Returns:
+        The promoted :class:`RegisteredModel`.
+
+    Raises:
+        RegistryError: the reference has no version, or as :func:`load_model`.
+        OSError: ``PROMOTED`` cannot be written.
+    """
+    ref = ref if isinstance(ref, ModelRef) else parse_ref(ref)
+    if ref.version is None:
+        raise RegistryError(f"promote needs NAME:VERSION, got {str(ref)!r}")
+    model = load_model(ref, root)
+    folder = Path(root) / model.name
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(f"{model.version}\n".encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / PROMOTED)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return model
+
+
+def list_models(root: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
+    """Every registered version, by name and version.
+
+    Returns:
+        Frame with one row per version and columns ``name``, ``version``
+        (int), ``kind`` (catalog model name), ``cutoff`` (UTC day),
+        ``horizon_days``, ``created_at`` (UTC), ``promoted`` (bool); empty
+        (same columns) for an empty registry.
+
+    Raises:
+        RegistryError: no registry at ``root``, or a manifest is unreadable.
+    """
+    path = _registry(root)
+    rows = []
+    for name in _names(path):
+        promoted = promoted_version(name, path)
+        for version in _versions(path / name):
+            manifest = _read_manifest(path / name / str(version))
+            rows.append(
+                {
+                    "name": name,
+                    "version": version,
+                    "kind": manifest["model"].get("kind"),
+                    "cutoff": pd.Timestamp(manifest["cutoff"], tz="UTC"),
+                    "horizon_days": float(manifest["horizon_days"]),
+                    "created_at": pd.Timestamp(manifest["created_at"]).tz_convert("UTC"),
+                    "promoted": version == promoted,
+                }
+            )
+    return pd.DataFrame(rows, columns=list(LIST_COLUMNS)).astype({"version": "int64", "promoted": bool})
+
+
+# ---------------------------------------------------------------- predict
+def check_registered(model: RegisteredModel, cutoff) -> str:
+    """Checks before a registered model predicts at ``cutoff``; returns its label ``NAME:VERSION``.
+
+    Raises:
+        SchemaMismatchError: the manifest and the pickle record different
+            feature schemas (the message names the differing features).
+        RegistryError: ``cutoff`` is before the model's training cutoff (its
+            training labels would overlap the horizon it predicts).
+    """
+    label = f"{model.name}:{model.version}"
+    recorded, pickled = model.manifest.get("features"), model.forecaster.feature_schema_
+    if recorded != pickled:
+        if recorded is None or pickled is None:
+            raise SchemaMismatchError(f"{label}: only one of the manifest and model.pkl records a feature schema")
+        check_feature_schema(pickled, recorded, what=f"{label} (manifest vs model.pkl)")
+    trained = model.manifest.get("cutoff")
+    if trained is not None and to_day(cutoff) < to_day(trained):
+        raise RegistryError(
+            f"{label} was trained with data up to {trained}; it cannot predict at the earlier cutoff "
+            f"{to_day(cutoff).date()} (it has seen what followed it)"
+        )
+    return label
+
+
+def predict_registered(model: RegisteredModel, history: History, cutoff, horizon_days: float) -> pd.DataFrame:
+    """Predict ``[cutoff, cutoff + horizon_days)`` with a registered model.
+
+    :func:`check_registered` runs first; the forecaster's ``predict`` then
+    checks the inputs it builds from ``history`` against the feature schema.
+    The horizon is rounded to whole days
+    (:func:`ltvcast.timeutil.horizon_window`), as ``ltvcast forecast`` does.
+
+    Returns:
+        The canonical predictions frame with ``model`` = ``"NAME:VERSION"``
+        (a reference :func:`load_model` accepts).
+
+    Raises:
+        SchemaMismatchError: the manifest and the pickle disagree, or the
+            data's features differ from the training features (the message
+            names the missing, extra and retyped features).
+        RegistryError: the cutoff is before the training cutoff.
+        LtvcastError: as the forecaster's ``predict`` (e.g. no customer
+            before the cutoff).
+    """
+    label = check_registered(model, cutoff)
+    start, end = horizon_window(cutoff, horizon_days)
+    frame = model.forecaster.predict(history, cutoff, float((end - start).days))
+    frame["model"] = pd.Series(label, index=frame.index, dtype=frame["model"].dtype)
+    return frame

@@ -1,0 +1,154 @@
+"""Batch scoring: every customer of a store with a registered model, in chunks, to Parquet or CSV.
+
+The model's inputs for every customer are computed once at the cutoff
+(:meth:`~ltvcast.models.base.Forecaster.inputs`: the RFM summary for BTYD
+models, the feature table for learned ones), then predicted and written
+``chunk_size`` rows at a time (:meth:`~ltvcast.models.base.Forecaster.predict_inputs`,
+whose rows do not depend on each other). Peak memory is the input table plus
+one chunk's predictions, not the whole predictions frame; the output is
+written as it goes (a Parquet row group per chunk).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ltvcast.data.datasets import History
+from ltvcast.errors import LtvcastError
+from ltvcast.registry import RegisteredModel, check_registered
+from ltvcast.timeutil import horizon_window
+
+__all__ = ["ScoreResult", "score", "write_scores"]
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What :func:`score` wrote.
+
+    Attributes:
+        path: the predictions file.
+        customers: rows written (one per customer).
+        model: ``NAME:VERSION``.
+        inputs_seconds: time to compute the inputs (features) at the cutoff.
+        predict_seconds: time to predict and write every chunk.
+    """
+
+    path: Path
+    customers: int
+    model: str
+    inputs_seconds: float
+    predict_seconds: float
+
+
+def _check_output(out: str | Path, chunk_size: int) -> tuple[Path, str]:
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise LtvcastError(f"cannot write predictions to {out}: use a .parquet or .csv file name")
+    if chunk_size < 1:
+        raise LtvcastError(f"chunk size must be at least 1, got {chunk_size}")
+    return out, suffix
+
+
+def score(
+    model: RegisteredModel,
+    history: History,
+    cutoff,
+    horizon_days: float,
+    out: str | Path,
+    *,
+    chunk_size: int = 100_000,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScoreResult:
+    """Score every customer with a purchase before ``cutoff`` and write the canonical frame.
+
+    Args:
+        model: a registered model (:func:`ltvcast.registry.load_model`).
+        history: the shop's data (:func:`ltvcast.data.datasets.open_history`).
+        cutoff: prediction date; history strictly before it is used.
+        horizon_days: horizon in days (rounded to whole days like every
+            prediction path).
+        out: ``.parquet`` or ``.csv`` file, overwritten.
+        chunk_size: customers predicted and written at a time (>= 1).
+        progress: called as ``progress(done, total)`` after each chunk.
+
+    Returns:
+        A :class:`ScoreResult`; the file holds the canonical frame with
+        ``model`` = ``NAME:VERSION``, rows in the order of the model's inputs
+        (by ``customer_id``).
+
+    Raises:
+        LtvcastError: a bad file extension or chunk size; the checks of
+            :func:`ltvcast.registry.check_registered`; whatever the model's
+            ``inputs`` raise (no customer before the cutoff, a feature schema
+            mismatch).
+    """
+    out, _ = _check_output(out, chunk_size)
+    label = check_registered(model, cutoff)
+    start, end = horizon_window(cutoff, horizon_days)
+    h = float((end - start).days)
+    forecaster = model.forecaster
+
+    t0 = time.perf_counter()
+    inputs = forecaster.inputs(history, start, h)
+    t1 = time.perf_counter()
+    write_scores(forecaster, inputs, start, h, out, label=label, chunk_size=chunk_size, progress=progress)
+    return ScoreResult(out, len(inputs), label, t1 - t0, time.perf_counter() - t1)
+
+
+def write_scores(
+    forecaster,
+    inputs: pd.DataFrame,
+    cutoff,
+    horizon_days: float,
+    out: str | Path,
+    *,
+    label: str,
+    chunk_size: int = 100_000,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Predict a model's inputs ``chunk_size`` rows at a time and write them as they come.
+
+    Args:
+        forecaster: a fitted :class:`~ltvcast.models.base.Forecaster`.
+        inputs: its :meth:`~ltvcast.models.base.Forecaster.inputs` at ``cutoff`` (n rows).
+        cutoff, horizon_days: as given to ``inputs`` (a day; whole days).
+        out: ``.parquet`` (a row group per chunk) or ``.csv``, overwritten.
+        label: the ``model`` column's value (``NAME:VERSION``).
+        chunk_size: rows per chunk (>= 1).
+        progress: called as ``progress(done, n)`` after each chunk.
+
+    Returns:
+        ``out``, holding n rows of the canonical frame in the inputs' order.
+
+    Raises:
+        LtvcastError: a bad file extension or chunk size.
+    """
+    out, suffix = _check_output(out, chunk_size)
+    total = len(inputs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = None
+    try:
+        for lo in range(0, total, chunk_size):
+            frame = forecaster.predict_inputs(inputs.iloc[lo : lo + chunk_size], cutoff, horizon_days)
+            frame["model"] = pd.Series(label, index=frame.index, dtype="string")
+            if suffix == ".parquet":
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(out, table.schema)
+                writer.write_table(table)
+            else:
+                frame.to_csv(out, index=False, mode="w" if lo == 0 else "a", header=lo == 0)
+            if progress is not None:
+                progress(min(lo + chunk_size, total), total)
+    finally:
+        if writer is not None:
+            writer.close()
+    return out

@@ -1,0 +1,216 @@
+"""Online state semantics: the incremental update, the summary at a cutoff, and both backends (SQLite, Redis).
+
+Redis: the server at ``$LTVCAST_TEST_REDIS`` (default ``redis://127.0.0.1:6379/15``). Where it cannot be
+reached the Redis cases skip with the reason, except under ``CI=true``, where they fail. Each test uses
+its own key prefix and deletes its keys.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import date, datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+from serve_kit import event_stream
+
+from ltvcast.features import rfm_summary
+from ltvcast.serve.events import EVENT_ADAPTER, OrderLineEvent, day_index, local_day
+from ltvcast.serve.online import open_online
+from ltvcast.serve.state import ConflictError, MemoryState, apply_batch, rebuild, summarize
+from ltvcast.serve.state import Fetched as F
+
+REDIS_URL = os.environ.get("LTVCAST_TEST_REDIS", "redis://127.0.0.1:6379/15")
+TZ = "Europe/Berlin"
+
+
+def ev(**fields):
+    return EVENT_ADAPTER.validate_python(fields)
+
+
+def order(i, cid, ts, amount=None):
+    body = {"type": "order", "id": f"o{i}", "order_id": f"O{i}", "customer_id": cid, "timestamp": ts}
+    return ev(**body) if amount is None else ev(**body, amount=amount)
+
+
+def line(i, n, amount):
+    return ev(type="order_line", id=f"o{i}-{n}", order_id=f"O{i}", line=n, amount=amount)
+
+
+# -- the summary --------------------------------------------------------------------
+def test_summary_hand_computed():
+    d = day_index
+    rows = [
+        (d(date(2024, 1, 1)), 100_0000, 0, 2),       # first occasion: 100
+        (d(date(2024, 1, 1)), 20_0000, 0, 1),        # same day, other row: merged -> 120
+        (d(date(2024, 1, 8)), 50_0000, 10_0000, 1),  # occasion, net 40 (gross 50)
+        (d(date(2024, 1, 10)), 0, 5_0000, 0),        # a return only: no occasion, counts in total_spend
+        (d(date(2024, 1, 22)), 30_0000, 0, 1),       # occasion 30
+        (d(date(2024, 2, 1)), 99_0000, 0, 1),        # at the cutoff: not history
+    ]
+    s = summarize(rows, date(2024, 2, 1), "W", "net")
+    assert s.frequency == 2.0
+    assert s.recency == 21 / 7 and s.T == 30 / 7  # 2024-01-01 .. 2024-01-31 (the day before the cutoff)
+    assert s.monetary_value == pytest.approx((40 + 30) / 2, rel=1e-15)
+    assert s.total_spend == pytest.approx(120 + 40 - 5 + 30)
+    assert s.n_transactions == 5
+    assert (s.first_purchase, s.last_purchase) == (date(2024, 1, 1), date(2024, 1, 22))
+    gross = summarize(rows, date(2024, 2, 1), "D", "gross")
+    assert gross.monetary_value == (50 + 30) / 2 and gross.T == 30.0 and gross.total_spend == 200.0
+    assert summarize(rows, date(2024, 1, 1), "W", "net") is None  # nothing before the cutoff: cold start
+    assert summarize([(d(date(2024, 1, 5)), 0, 3_0000, 0)], date(2024, 2, 1)) is None  # returns only
+
+
+def test_summary_equals_rfm_summary_on_the_same_transactions():
+    rng = np.random.default_rng(3)
+    tx = pd.DataFrame({
+        "customer_id": rng.choice(["a", "b", "c", "d"], 300),
+        "timestamp": pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 90 * 24 * 60, 300), "min"),
+        "amount": np.round(rng.gamma(2.0, 10.0, 300), 2) * np.where(rng.random(300) < 0.1, -1, 1),
+    })
+    tx["kind"] = np.where(tx["amount"] < 0, "return", "sale")
+    cutoff = "2024-03-15"
+    offline = rfm_summary(tx, cutoff, unit="W", timezone=TZ).set_index("customer_id")
+    for cid, g in tx.groupby("customer_id"):
+        rows = [(local_day(t.to_pydatetime(), TZ), round(a * 1e4) if a > 0 else 0, round(-a * 1e4) if a < 0 else 0,
+                 int(a > 0)) for t, a in zip(g["timestamp"], g["amount"])]
+        s = summarize(rows, date.fromisoformat(cutoff), "W", "net")
+        o = offline.loc[cid]
+        for col in ("frequency", "recency", "T", "monetary_value", "total_spend"):
+            assert getattr(s, col) == pytest.approx(o[col], rel=1e-12, abs=1e-12), (cid, col)
+        assert s.n_transactions == o["n_transactions"]
+
+
+# -- the incremental update -------------------------------------------------------
+def test_lines_replace_the_stated_total_in_any_order():
+    ts = "2024-03-01T22:30:00Z"  # 23:30 in Berlin: still 2024-03-01 there
+    day = day_index(date(2024, 3, 1))
+    events = [order(1, "a", ts, amount="80"), line(1, 1, "30.5"), line(1, 2, "19.5")]
+    forward = MemoryState()
+    forward.append(events, TZ)
+    assert forward.snapshot.days == {("a", day): (50_0000, 0, 2, 1)}
+    backward = MemoryState()
+    for e in reversed(events):  # lines wait for their order
+        backward.append([e], TZ)
+        if e.type == "order_line":
+            assert backward.snapshot.days == {}
+    assert backward.snapshot == forward.snapshot
+    only_order = MemoryState()
+    only_order.append(events[:1], TZ)
+    assert only_order.snapshot.days == {("a", day): (80_0000, 0, 1, 1)}
+
+
+def test_local_day_uses_the_shop_zone():
+    ts = datetime(2024, 3, 1, 23, 30, tzinfo=timezone.utc)  # 00:30 on 2024-03-02 in Berlin
+    assert local_day(ts, TZ) == day_index(date(2024, 3, 2)) and local_day(ts, "UTC") == day_index(date(2024, 3, 1))
+
+
+def test_line_amount_from_quantity_and_price():
+    e = ev(type="order_line", id="x", order_id="O", line=1, quantity=3, unit_price="2.345", discount="0.50")
+    assert isinstance(e, OrderLineEvent) and e.amount_e4 == 3 * 2_3450 - 5000
+
+
+def test_duplicates_and_conflicts():
+    state = MemoryState()
+    a = state.append([order(1, "a", "2024-03-01T10:00:00Z"), order(1, "a", "2024-03-01T10:00:00Z")], TZ)
+    assert len(a.events) == 1 and a.duplicates == ["o1"]
+    before = state.snapshot.days.copy()
+    again = state.append([order(1, "b", "2024-04-01T10:00:00Z", amount="5")], TZ)  # same id, other content
+    assert again.duplicates == ["o1"] and state.snapshot.days == before
+    clash = ev(type="order", id="other", order_id="O2", customer_id="a", timestamp="2024-03-02T10:00:00Z")
+    with pytest.raises(ConflictError) as err:
+        apply_batch([order(2, "c", "2024-03-01T10:00:00Z"), clash], F(), TZ)
+    assert err.value.index == 1
+    with pytest.raises(ConflictError):
+        state.append([line(1, 1, "3"), ev(type="order_line", id="dup-line", order_id="O1", line=1, amount="4")], TZ)
+    assert state.snapshot.days == before and "o1-1" not in state.snapshot.event_ids
+
+
+# -- the backends ---------------------------------------------------------------------
+def _redis_or_skip():
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must test Redis, but {REDIS_URL} is not reachable: {exc}")
+        pytest.skip(f"no Redis server at {REDIS_URL} ({exc}); set LTVCAST_TEST_REDIS")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def online(request, tmp_path):
+    if request.param == "sqlite":
+        store = open_online(tmp_path / "online.sqlite")
+        yield store
+        store.close()
+        return
+    _redis_or_skip()
+    store = open_online(redis_url=REDIS_URL, prefix=f"ltvcast-test:{uuid.uuid4().hex}:")
+    try:
+        yield store
+    finally:
+        store.drop()
+        store.close()
+
+
+def _stream(seed=5, n=120):
+    rng = np.random.default_rng(seed)
+    raw = event_stream(rng, [f"c{i}" for i in range(12)], n, datetime(2024, 3, 1), 20)
+    return [EVENT_ADAPTER.validate_python(e) for e in raw]
+
+
+def test_incremental_state_equals_rebuild_and_is_idempotent(online):
+    events = _stream()
+    rng = np.random.default_rng(0)
+    cuts = np.sort(rng.choice(np.arange(1, len(events)), 15, replace=False))
+    applied = 0
+    for chunk in np.split(np.arange(len(events)), cuts):
+        applied += len(online.append([events[i] for i in chunk], TZ).events)
+    unique_ids = {e.id for e in events}
+    assert applied == len(unique_ids)
+    snap = online.snapshot()
+    assert snap == online.replay(TZ)  # the state equals a rebuild from the log
+    canonical = rebuild(sorted({e.id: e for e in events}.values(), key=lambda e: e.id), TZ)
+    assert snap == canonical  # ... and does not depend on arrival order or batching
+    log = list(online.iter_log(page=50))
+    assert [e.seq for e in log] == list(range(1, len(unique_ids) + 1))
+    assert sorted(e.event_id for e in log) == sorted(unique_ids)
+    again = online.append(events[:500], TZ)  # a resent stream changes nothing
+    assert again.events == [] and len(again.duplicates) == min(500, len(events))
+    assert online.snapshot() == snap
+    # days() returns exactly the customer's rows
+    days = online.days(["c1", "nobody"])
+    assert "nobody" not in days
+    assert sorted(days["c1"]) == sorted((d, *v[:3]) for (c, d), v in snap.days.items() if c == "c1")
+
+
+def test_conflict_writes_nothing(online):
+    online.append([order(1, "a", "2024-03-01T10:00:00Z")], TZ)
+    snap = online.snapshot()
+    clash = ev(type="order", id="other", order_id="O1", customer_id="b", timestamp="2024-03-02T10:00:00Z")
+    with pytest.raises(ConflictError):
+        online.append([order(2, "c", "2024-03-01T10:00:00Z"), clash], TZ)
+    assert online.snapshot() == snap and len(online.log()) == 1
+
+
+def test_base_rows_merge_with_online_rows(online):
+    online.append([order(1, "a", "2024-03-01T10:00:00Z", amount="10")], TZ)
+    day = day_index(date(2024, 3, 1))
+    online.replace_base([("a", day, 5_0000, 0, 1, 1), ("a", day - 10, 7_0000, 0, 1, 1), ("z", day, 1, 0, 1, 1)], "fp1")
+    assert online.meta()["base_fingerprint"] == "fp1"
+    s = summarize(online.days(["a"])["a"], date(2024, 3, 2), "D")
+    assert (s.frequency, s.T, s.monetary_value) == (1.0, 10.0, 15.0)  # the online and base rows of one day merge
+    online.replace_base([("z", day, 1, 0, 1, 1)], "fp2")
+    assert summarize(online.days(["a"])["a"], date(2024, 3, 2), "D").frequency == 0.0
+    assert online.snapshot().days == {("a", day): (10_0000, 0, 1, 1)}  # the base is not the online state
+
+
+def test_rebuild_state_in_another_zone(online):
+    online.append([order(1, "a", "2024-03-01T23:30:00Z", amount="10")], TZ)
+    assert list(online.snapshot().days) == [("a", day_index(date(2024, 3, 2)))]
+    online.rebuild_state("UTC")
+    assert list(online.snapshot().days) == [("a", day_index(date(2024, 3, 1)))]
+    assert online.meta()["state_timezone"] == "UTC"

@@ -1,7 +1,7 @@
 """Latency and throughput of the prediction service on loopback (bounded load; stops by itself).
 
     .venv/bin/python benchmarks/bench_serve.py [--rate 200] [--seconds 15] [--event-rate 30] [--batches 300] [--clients 4]
-        [--model-kind bgnbd|gbm]
+        [--model-kind bgnbd|gbm] [--connections 8]
 
 Builds a store of the built-in CDNOW data (23,570 customers) in a temporary folder, registers a BG/NBD
 model (400 simulation draws; ``--model-kind gbm``: a small LightGBM model, whose features the service
@@ -154,7 +154,8 @@ class _Http:
         return r.status
 
 
-def predictions(url: str, rate: float, seconds: float, rng: np.random.Generator, report: bool = True) -> None:
+def predictions(url: str, rate: float, seconds: float, rng: np.random.Generator, report: bool = True,
+                connections: int = 8) -> None:
     n = int(rate * seconds)
     ids = [f"{i:05d}" for i in rng.integers(1, 23571, n)]
     route = "/v1/customers/{customer_id}/prediction"
@@ -183,7 +184,7 @@ def predictions(url: str, rate: float, seconds: float, rng: np.random.Generator,
                 lat.append((done - due) * 1000)
                 errors[0] += status != 200
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
     for t in threads:
         t.start()
     for t in threads:
@@ -191,7 +192,8 @@ def predictions(url: str, rate: float, seconds: float, rng: np.random.Generator,
     took = time.perf_counter() - start
     if report:
         server, _ = server_quantiles(url, route, before)
-        print(f"single predictions: {n} requests at {rate:g}/s offered, {n / took:.0f}/s served, "
+        print(f"single predictions: {n} requests at {rate:g}/s offered over {connections} connections, "
+              f"{n / took:.0f}/s served, "
               f"{errors[0]} errors; latency from the scheduled send {_quantiles(lat)}; {server}")
 
 
@@ -256,6 +258,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=300, help="batches of the closed-loop run")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--model-kind", default="bgnbd", choices=("naive", "bgnbd", "paretonbd", "gbm"))
+    parser.add_argument("--connections", type=int, default=None,
+                        help="keep-alive connections of the prediction load, each one request at a time "
+                        "(default 8; 128 for gbm, whose answers take a feature build)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -281,11 +286,12 @@ def main() -> None:
                 raise SystemExit("the server did not start")
             print(f"{args.model_kind}: setup (store, fit, server start): {time.perf_counter() - t0:.1f} s; "
                   f"{os.cpu_count()} CPUs")
-            predictions(url, args.rate / 4, 4.0, rng, report=False)  # warm-up
-            predictions(url, args.rate, args.seconds, rng)
+            conns = args.connections or (128 if args.model_kind == "gbm" else 8)
+            predictions(url, args.rate / 4, 4.0, rng, report=False, connections=conns)  # warm-up
+            predictions(url, args.rate, args.seconds, rng, connections=conns)
             events(url, _batches(0, int(args.event_rate * args.seconds), rng), args.event_rate, 4)
             events(url, _batches(10**6, args.batches, rng), None, args.clients)
-            predictions(url, args.rate, args.seconds, rng)  # again, with the online state grown
+            predictions(url, args.rate, args.seconds, rng, connections=conns)  # again, with the online state grown
         finally:
             server.terminate()
             server.wait(30)

@@ -86,7 +86,7 @@ def test_no_leak_hybrid(history, scrambled):
 def test_no_leak_deep(history, scrambled):
     from ltvcast.models.learned.deep import DeepForecaster
 
-    tiny = dict(n_windows=3, stride_days=56, max_epochs=2, patience=1, hidden_size=8, batch_size=256, n_threads=1)
+    tiny = dict(n_windows=3, stride_days=56, lookback=13, max_epochs=2, patience=1, hidden_size=8, n_threads=1)
     models = [DeepForecaster(**tiny).fit(h, CUTOFF, H) for h in (history, scrambled)]
     preds = [m.predict(h, CUTOFF, H) for m, h in zip(models, (history, scrambled))]
     pd.testing.assert_frame_equal(preds[0], preds[1])

@@ -217,6 +217,8 @@ def test_validation_and_errors(env):
     assert e["message"].startswith("horizon: horizon 'soon' is not understood")
     e = _error(c.get("/v1/customers/x/prediction", params={"cutoff": "01/07/2024"}), 422, "validation_error")
     assert e["message"].startswith("cutoff: '01/07/2024' is not a date")
+    e = _error(c.get("/v1/customers/x/prediction", params={"cutoff": "2024-06-30"}), 422, "validation_error")
+    assert e["message"].startswith("cutoff: 2024-06-30 is before clv:") and "training cutoff 2024-07-01" in e["message"]
     _error(c.get("/v1/nothing"), 404, "not_found")
     _error(c.delete("/v1/predict"), 405, "method_not_allowed")
 

@@ -65,19 +65,23 @@ def _served(forecaster):
 
 
 class Learned(Forecaster):
-    """Stands for a learned model without inputs()/predict_inputs() (module level, so the registry can pickle it)."""
+    """Stands for a learned model whose inputs need every customer (module level, so the registry can pickle it)."""
 
-    name = "gbm"
+    name = "hybrid"
+    btyd_features = True
 
     def fit(self, data, cutoff, horizon_days):
         return self
 
-    def predict(self, data, cutoff, horizon_days):
+    def inputs(self, data, cutoff, horizon_days):
+        return pd.DataFrame()
+
+    def predict_inputs(self, inputs, cutoff, horizon_days):
         return pd.DataFrame()
 
 
-def test_non_btyd_models_are_refused_with_the_reason():
-    with pytest.raises(LtvcastError, match=r"'gbm' model without inputs\(\)/predict_inputs\(\), which the service needs"):
+def test_population_models_are_refused_with_the_reason():
+    with pytest.raises(LtvcastError, match=r"'hybrid' model: its inputs include BTYD models fitted on every customer"):
         _served(Learned())
 
 

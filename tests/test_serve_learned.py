@@ -23,7 +23,6 @@ from serve_kit import CUTOFF, TZ, Server, event_stream, make_store, register, ru
 from ltvcast.data.datasets import open_history
 from ltvcast.errors import LtvcastError
 from ltvcast.features.build import CustomerSubset, build
-from ltvcast.models.base import Forecaster
 from ltvcast.models.learned.auto import AutoForecaster
 from ltvcast.models.learned.gbm import GBMForecaster
 from ltvcast.registry import RegisteredModel, promote, save_model
@@ -166,16 +165,6 @@ def test_subset_features_equal_the_whole_store(env):
     assert np.array_equal(part.sequences, full.sequences[rows]) and part.sequences.shape[0] == 3
 
 
-class _NoSplit(Forecaster):
-    name = "nosplit"
-
-    def fit(self, data, cutoff, horizon_days):
-        return self
-
-    def predict(self, data, cutoff, horizon_days):
-        raise NotImplementedError
-
-
 def test_models_that_need_the_whole_population_are_refused(env):
     gbm = env["model"]
     hybrid = copy.copy(gbm)
@@ -194,8 +183,6 @@ def test_models_that_need_the_whole_population_are_refused(env):
         with pytest.raises(LtvcastError, match=r"^model m:3 is a '(hybrid|auto)' model: its inputs include BTYD "
                                                "models fitted on every customer"):
             servable(registered(forecaster))
-    with pytest.raises(LtvcastError, match=r"without inputs\(\)/predict_inputs\(\)"):
-        servable(registered(_NoSplit()))
     # the CLI refuses to start with the reason on one line (exit 2)
     history = open_history(db=env["db"])
     try:

@@ -30,7 +30,8 @@ Models = Annotated[
     str,
     typer.Option(
         "--models",
-        help="Comma-separated models: naive, bgnbd, paretonbd (BTYD); gbm, hybrid, auto (LightGBM, minutes to fit).",
+        help="Comma-separated models: naive, bgnbd, paretonbd (BTYD); gbm, hybrid, auto (LightGBM, minutes to fit); "
+        "deep, deep-lstm, deep-transformer (PyTorch, minutes to fit).",
     ),
 ]
 DataEnd = Annotated[

@@ -3,7 +3,10 @@
 Every model family sits behind :class:`Forecaster`: ``fit(data, cutoff,
 horizon_days)`` learns from the shop's data strictly before ``cutoff``;
 ``predict(data, cutoff, horizon_days)`` returns the canonical predictions
-frame (DESIGN.md) for every customer first seen before ``cutoff``. ``data``
+frame (DESIGN.md) for every customer first seen before ``cutoff``; it is
+``predict_inputs(inputs(...))``: the model's inputs per customer, then the
+predictions from them, row by row (batch scoring chunks them, the online
+service computes them for one customer). ``data``
 is a :class:`ltvcast.data.datasets.History` (transactions plus the store for
 point-in-time features).
 
@@ -80,8 +83,28 @@ class Forecaster(ABC):
         """Learn from the data strictly before ``cutoff``; return self."""
 
     @abstractmethod
+    def inputs(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
+        """The model's inputs at ``cutoff``: ``customer_id`` plus one column per input, one row per customer scored.
+
+        Computed from the data strictly before ``cutoff`` (features, RFM
+        summary). Batch scoring and the online service call it for every
+        customer or for a few.
+        """
+
+    @abstractmethod
+    def predict_inputs(self, inputs: pd.DataFrame, cutoff, horizon_days: float) -> pd.DataFrame:
+        """The canonical frame for the rows of ``inputs``, in their order.
+
+        A row's prediction depends on that row only, so inputs can be
+        predicted in chunks or one customer at a time with the same result.
+        """
+
     def predict(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
-        """Predictions for ``[cutoff, cutoff + horizon_days)`` as the canonical frame."""
+        """Predictions for ``[cutoff, cutoff + horizon_days)`` as the canonical frame.
+
+        ``predict_inputs(inputs(data, cutoff, horizon_days), cutoff, horizon_days)``.
+        """
+        return self.predict_inputs(self.inputs(data, cutoff, horizon_days), cutoff, horizon_days)
 
     def check_features(self, features: pd.DataFrame, *, allow_extra: bool = False) -> None:
         """Check a frame of inputs (one column per feature) against ``feature_schema_``.

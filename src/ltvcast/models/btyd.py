@@ -117,8 +117,8 @@ class BTYDForecaster(Forecaster):
             raise NotFittedError(f"{self.name}: call fit() before predict()")
         return self._summary(data, cutoff)
 
-    def predict(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
-        """Canonical predictions for ``[cutoff, cutoff + horizon_days)``: ``predict_inputs(inputs(...))``.
+    def predict_inputs(self, summary: pd.DataFrame, cutoff, horizon_days: float) -> pd.DataFrame:
+        """Canonical predictions for ``[cutoff, cutoff + horizon_days)`` from an RFM summary in weeks.
 
         ``pred_transactions`` = expected purchase occasions; ``pred_spend`` =
         expected occasions × expected value per occasion (currency);
@@ -126,15 +126,6 @@ class BTYDForecaster(Forecaster):
         and Pareto/NBD; ``pred_spend_p10/p50/p90`` and
         ``pred_next_purchase_days`` (expected days to the next purchase given
         one in the horizon) by posterior simulation when ``n_draws > 0``.
-
-        Raises:
-            NotFittedError: ``fit`` was not called.
-            SchemaMismatchError: the RFM summary's columns differ from those of ``fit``.
-        """
-        return self.predict_inputs(self.inputs(data, cutoff, horizon_days), cutoff, horizon_days)
-
-    def predict_inputs(self, summary: pd.DataFrame, cutoff, horizon_days: float) -> pd.DataFrame:
-        """Canonical predictions from an RFM summary in weeks (the one prediction path).
 
         :meth:`inputs` computes the summary from the history; the online
         service (:mod:`ltvcast.serve`) builds it from its incremental state.

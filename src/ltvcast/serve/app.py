@@ -216,6 +216,13 @@ def create_app(service: Service):
     def inputs(ids: list[str], horizon: str | None, cutoff: str | None):
         served = service.models.current  # one version for the whole request
         day = cutoff_of(cutoff, "cutoff")
+        if served.trained_cutoff is not None and day < served.trained_cutoff:
+            raise ApiError(
+                422,
+                "validation_error",
+                f"cutoff: {day} is before {served.label}'s training cutoff {served.trained_cutoff} "
+                "(the model has seen what followed it)",
+            )
         days = horizon_of(horizon, served, "horizon")
         if served.learned:  # inputs come from the mirror (predict_learned)
             return served, [None] * len(ids), day, days

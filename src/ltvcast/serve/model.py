@@ -16,13 +16,13 @@ Served models:
   :meth:`ltvcast.models.btyd.BTYDForecaster.predict_columns` (the math batch
   predictions take) — :func:`predict`;
 * learned models whose inputs for a customer depend on that customer's rows
-  only (``gbm``; ``deep`` once it has ``inputs``/``predict_inputs``; ``auto``
-  without ``hybrid``): the model's own ``inputs`` on the history of the
-  requested customers in the store's mirror (:mod:`ltvcast.serve.mirror`:
-  the offline feature SQL on the store plus every acknowledged event), then
-  ``predict_inputs`` — :func:`predict_learned`. Parity with offline
-  predictions holds by construction; the cost is one feature build per
-  request batch (about 0.1 s, whatever the batch size).
+  only (``gbm``, ``deep``, ``auto`` without ``hybrid``): the model's own
+  ``inputs`` on the history of the requested customers in the store's
+  mirror (:mod:`ltvcast.serve.mirror`: the offline feature SQL on the store
+  plus every acknowledged event), then ``predict_inputs`` —
+  :func:`predict_learned`. Parity with offline predictions holds by
+  construction; the cost is one feature build per request batch (about
+  0.2 s for gbm, whatever the batch size).
 
 Refused, with the reason (:func:`servable`): models whose inputs fit BTYD
 models on the whole population at the prediction cutoff (``hybrid``, and
@@ -67,12 +67,13 @@ SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary_value")
 
 @dataclass(frozen=True)
 class Served:
-    """One loaded model version: registry name and version, the forecaster, the trained horizon (days)."""
+    """One loaded model version: registry name and version, the forecaster, the trained horizon (days) and cutoff."""
 
     name: str
     version: int
     forecaster: Forecaster
     horizon_days: float | None
+    trained_cutoff: date | None = None
 
     @property
     def label(self) -> str:
@@ -101,25 +102,24 @@ def servable(model: RegisteredModel) -> Served:
 
     Raises:
         LtvcastError: the model cannot be predicted one customer at a time
-            (:func:`population_inputs`), or has no ``inputs``/``predict_inputs``
-            split (the one-line message says which).
+            (:func:`population_inputs`); the one-line message says why.
     """
     forecaster = model.forecaster
     label, kind = f"{model.name}:{model.version}", getattr(forecaster, "name", type(forecaster).__name__)
-    if not isinstance(forecaster, BTYDForecaster):
-        if population_inputs(forecaster):
-            raise LtvcastError(
-                f"model {label} is a {kind!r} model: its inputs include BTYD models fitted on every customer at "
-                "the prediction cutoff, which cannot be computed for one customer online; serve a gbm, deep or "
-                "BTYD model, or predict this one in batch (`ltvcast predict`)"
-            )
-        if not (callable(getattr(forecaster, "inputs", None)) and callable(getattr(forecaster, "predict_inputs", None))):
-            raise LtvcastError(
-                f"model {label} is a {kind!r} model without inputs()/predict_inputs(), which the service needs "
-                "to compute its features online; serve a gbm or BTYD model"
-            )
-    horizon = model.manifest.get("horizon_days")
-    return Served(model.name, model.version, forecaster, float(horizon) if horizon else None)
+    if not isinstance(forecaster, BTYDForecaster) and population_inputs(forecaster):
+        raise LtvcastError(
+            f"model {label} is a {kind!r} model: its inputs include BTYD models fitted on every customer at "
+            "the prediction cutoff, which cannot be computed for one customer online; serve a gbm, deep or "
+            "BTYD model, or predict this one in batch (`ltvcast predict`)"
+        )
+    horizon, trained = model.manifest.get("horizon_days"), model.manifest.get("cutoff")
+    return Served(
+        model.name,
+        model.version,
+        forecaster,
+        float(horizon) if horizon else None,
+        date.fromisoformat(trained) if trained else None,
+    )
 
 
 class ModelHolder:
@@ -326,7 +326,7 @@ class Batcher:
     row depends on that customer's inputs only), so each answer equals the
     single one. A BTYD model call (a pandas pass) runs on the loop's thread,
     so no thread contends with it for the interpreter lock; a learned model's
-    (a feature build, about 0.1 s) runs in a worker thread, so the loop keeps
+    (a feature build, about 0.2 s for gbm) runs in a worker thread, so the loop keeps
     accepting requests meanwhile, and they share the next build.
 
     Args:

@@ -308,7 +308,3 @@ class AutoForecaster(Forecaster):
             "pred_next_purchase_days"
         ]
         return predictions_frame(ids, self.name, start, h, **out)
-
-    def predict(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
-        """Canonical predictions: ``predict_inputs(inputs(data, cutoff, horizon_days), ...)``."""
-        return self.predict_inputs(self.inputs(data, cutoff, horizon_days), cutoff, horizon_days)

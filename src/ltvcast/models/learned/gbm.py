@@ -571,13 +571,6 @@ class GBMForecaster(Forecaster):
         start, h = _scored_window(cutoff, horizon_days)
         return predictions_frame(inputs["customer_id"], self.name, start, h, **self.predict_features(inputs, h))
 
-    def predict(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
-        """Canonical predictions for every customer with a purchase before ``cutoff``.
-
-        ``predict_inputs(inputs(data, cutoff, horizon_days), ...)``; see both.
-        """
-        return self.predict_inputs(self.inputs(data, cutoff, horizon_days), cutoff, horizon_days)
-
     def predict_features(self, features: pd.DataFrame, horizon_days: float) -> dict[str, np.ndarray]:
         """Prediction columns for a frame of features at one cutoff.
 

@@ -1,6 +1,6 @@
 """Batch scoring speed: customers per second per model family, for 1M customers.
 
-Usage: python benchmarks/bench_score.py [--models bgnbd,paretonbd,gbm,deep]
+Usage: python benchmarks/bench_score.py [--models bgnbd,paretonbd,gbm,deep,deep-onnx]
        [--customers 1000000] [--simulate 20000] [--months 24] [--chunk-size 100000]
 
 A simulated shop of ``--simulate`` customers (:func:`ltvcast.simulate.simulate_shop`,
@@ -13,6 +13,10 @@ exactly what ``ltvcast score`` runs after the inputs — is timed on
 new ids (so 1M customers need no 1M-customer ingest). The inputs stage is
 timed on the simulated shop itself and reported as its own rate. Each model
 runs in its own child process; peak memory is that child's ``ru_maxrss``.
+``deep-onnx`` (any deep model name + ``-onnx``) is that model registered,
+exported (``ltvcast export``) and loaded again, so its network runs in
+onnxruntime as ``ltvcast score`` runs it; the same seed gives ``deep`` and
+``deep-onnx`` the same network.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-MODELS = ("bgnbd", "paretonbd", "gbm", "deep")
+MODELS = ("bgnbd", "paretonbd", "gbm", "deep", "deep-onnx")
 
 
 def one(model: str, db: str, horizon: float, customers: int, chunk_size: int, out: str) -> dict:
@@ -40,7 +44,14 @@ def one(model: str, db: str, horizon: float, customers: int, chunk_size: int, ou
 
     history = open_history(db=db)
     cutoff = (history.observation_end - pd.Timedelta(days=round(horizon) - 1)).normalize()
-    forecaster = make_forecaster(model).fit(history, cutoff, horizon)
+    forecaster = make_forecaster(model.removesuffix("-onnx")).fit(history, cutoff, horizon)
+    if model.endswith("-onnx"):
+        from ltvcast.models.learned.onnx import export_onnx
+        from ltvcast.registry import load_model, save_model
+
+        root = Path(out).with_suffix(".models")
+        export_onnx(save_model(forecaster, name=model, cutoff=cutoff, horizon_days=horizon, history=history, root=root))
+        forecaster = load_model(model, root).forecaster
     t0 = time.perf_counter()
     inputs = forecaster.inputs(history, cutoff, horizon)
     inputs_s = time.perf_counter() - t0

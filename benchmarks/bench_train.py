@@ -1,18 +1,21 @@
 """Training time and peak memory of every model on CDNOW (and, optionally, a simulated shop).
 
-Usage: python benchmarks/bench_train.py [--models naive,bgnbd,paretonbd,gbm,hybrid,auto]
+Usage: python benchmarks/bench_train.py [--models naive,bgnbd,paretonbd,gbm,hybrid,auto,deep]
        [--cutoff 1998-01-01] [--horizon 181] [--simulate CUSTOMERS] [--months 24]
 
 Each model runs in its own child process (so that peak memory is that
 model's alone): open the data, fit before the cutoff, predict the horizon.
-Printed per model: seconds to open the data, to fit, to predict, and the
+Printed per model: seconds to open the data, to fit, to predict, the
 child's peak resident memory (``ru_maxrss``, which includes the interpreter,
-pandas, DuckDB and the data, about 300-400 MB on CDNOW before any model).
+pandas, DuckDB and the data, about 300-400 MB on CDNOW before any model),
+and how good the predictions are on the horizon after the cutoff (which the
+data must cover): normalized Gini of ``pred_spend``, churn ROC AUC and the
+total spend error (:mod:`ltvcast.evaluate.metrics`).
 
 ``--simulate N`` also benchmarks a simulated shop of N customers over
 ``--months`` months (:func:`ltvcast.simulate.simulate_shop`, ingested with
 ``ltvcast ingest --config``), cutoff 26 weeks before its last day.
-The learned models use two threads (``n_jobs=2``).
+The learned models use two threads (``n_jobs=2``, ``n_threads=2``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-MODELS = ("naive", "bgnbd", "paretonbd", "gbm", "hybrid", "auto")
+MODELS = ("naive", "bgnbd", "paretonbd", "gbm", "hybrid", "auto", "deep")
 
 
 def one(model: str, dataset: str | None, db: str | None, cutoff: str | None, horizon: float) -> dict:
@@ -34,6 +37,8 @@ def one(model: str, dataset: str | None, db: str | None, cutoff: str | None, hor
     import pandas as pd
 
     from ltvcast.data.datasets import open_history
+    from ltvcast.evaluate.metrics import churn_auc, churn_labels, normalized_gini, total_error_pct
+    from ltvcast.features import horizon_labels
     from ltvcast.models.catalog import make_forecaster
 
     t0 = time.perf_counter()
@@ -46,6 +51,11 @@ def one(model: str, dataset: str | None, db: str | None, cutoff: str | None, hor
     t2 = time.perf_counter()
     predictions = forecaster.predict(history, cutoff, horizon)
     t3 = time.perf_counter()
+    actual = horizon_labels(
+        history.transactions, predictions["customer_id"], cutoff, horizon,
+        timezone=history.timezone, revenue_basis=history.revenue_basis,
+    ).set_index("customer_id").loc[predictions["customer_id"].astype(str)]
+    spend, pred = actual["actual_spend"].to_numpy(float), predictions["pred_spend"].to_numpy(float)
     return {
         "model": model,
         "cutoff": cutoff,
@@ -55,12 +65,18 @@ def one(model: str, dataset: str | None, db: str | None, cutoff: str | None, hor
         "fit_s": t2 - t1,
         "predict_s": t3 - t2,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "gini": normalized_gini(spend, pred),
+        "churn_auc": churn_auc(churn_labels(actual["actual_transactions"]), predictions["p_churn"]),
+        "total_error_pct": total_error_pct(spend, pred),
     }
 
 
 def run_all(models: list[str], label: str, source: list[str], cutoff: str | None, horizon: float) -> None:
     print(f"\n{label}")
-    print(f"{'model':<10} {'customers':>9} {'open s':>7} {'fit s':>8} {'predict s':>9} {'peak RSS MB':>11}")
+    print(
+        f"{'model':<10} {'customers':>9} {'open s':>7} {'fit s':>8} {'predict s':>9} {'peak RSS MB':>11} "
+        f"{'Gini':>6} {'AUC':>6} {'total %':>8}"
+    )
     for model in models:
         cmd = [sys.executable, __file__, "--one", model, "--horizon", str(horizon), *source]
         if cutoff:
@@ -72,7 +88,8 @@ def run_all(models: list[str], label: str, source: list[str], cutoff: str | None
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         print(
             f"{r['model']:<10} {r['customers']:>9,} {r['open_s']:>7.1f} {r['fit_s']:>8.1f} "
-            f"{r['predict_s']:>9.1f} {r['peak_rss_mb']:>11.0f}"
+            f"{r['predict_s']:>9.1f} {r['peak_rss_mb']:>11.0f} {r['gini']:>6.3f} {r['churn_auc']:>6.3f} "
+            f"{r['total_error_pct']:>+8.1f}"
         )
 
 

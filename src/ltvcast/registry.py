@@ -38,7 +38,9 @@ fingerprint of the training data, below); ``metrics`` (validation metrics
 of learned models, plus those passed to :func:`save_model`); ``tuning``;
 ``seed``; ``packages`` (python, numpy, pandas, scipy, lightgbm, duckdb, and
 torch when it is imported); ``notes`` (the forecaster's ``notes_``);
-``artifact`` (file name, bytes, SHA-256).
+``artifact`` (file name, bytes, SHA-256); ``onnx`` (deep models after
+``ltvcast export``: the ONNX export of the network, see
+:mod:`ltvcast.models.learned.onnx`).
 
 Data fingerprint (``data``): ``fingerprint`` is the SHA-256 of the
 transactions strictly before the cutoff (00:00 of the cutoff day in the
@@ -449,13 +451,16 @@ def _read_manifest(folder: Path) -> dict:
     return manifest
 
 
-def load_model(ref: str | ModelRef, root: str | Path = DEFAULT_ROOT) -> RegisteredModel:
+def load_model(ref: str | ModelRef, root: str | Path = DEFAULT_ROOT, *, use_onnx: bool = True) -> RegisteredModel:
     """Load a registered model.
 
     Args:
         ref: ``"NAME"`` (promoted version if one is promoted, else the
             latest), ``"NAME:VERSION"`` or a :class:`ModelRef`.
         root: registry folder.
+        use_onnx: when the manifest records an ONNX export (``onnx``; deep
+            models, ``ltvcast export``), predict through it in onnxruntime
+            (:func:`ltvcast.models.learned.onnx.attach_onnx`); False keeps torch.
 
     Returns:
         The :class:`RegisteredModel`. The pickle is trusted (module doc).
@@ -464,7 +469,8 @@ def load_model(ref: str | ModelRef, root: str | Path = DEFAULT_ROOT) -> Register
         RegistryError: bad reference; no registry at ``root``; unknown name
             or version; the promoted version is missing; the manifest or
             ``model.pkl`` is unreadable, corrupt (SHA-256 differs from the
-            manifest's) or not a forecaster.
+            manifest's) or not a forecaster; with ``use_onnx``, the recorded
+            ``model.onnx`` is missing, changed (SHA-256) or unloadable.
     """
     name, version = _resolve(ref, root)
     folder = Path(root) / name / str(version)
@@ -486,6 +492,10 @@ def load_model(ref: str | ModelRef, root: str | Path = DEFAULT_ROOT) -> Register
         raise RegistryError(f"cannot load the model artifact {path}: {type(exc).__name__}: {exc}") from None
     if not isinstance(forecaster, Forecaster):
         raise RegistryError(f"the model artifact {path} holds a {type(forecaster).__name__}, not a forecaster")
+    if use_onnx and manifest.get("onnx") is not None:
+        from ltvcast.models.learned.onnx import attach_onnx  # onnxruntime only for exported models
+
+        attach_onnx(forecaster, folder, manifest["onnx"])
     return RegisteredModel(name, version, folder, manifest, forecaster)
 
 

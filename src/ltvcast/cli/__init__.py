@@ -5,7 +5,7 @@ Each command lives in its own module, which registers itself on :data:`app`.
 
 from __future__ import annotations
 
-from ltvcast.cli import backtest, demo, ingest, quarantine, registry, serve, simulate, tune  # noqa: F401  (register commands)
+from ltvcast.cli import backtest, demo, export, ingest, quarantine, registry, serve, simulate, tune  # noqa: F401  (register commands)
 from ltvcast.cli._app import app
 
 

@@ -115,7 +115,9 @@ def predict_command(
     console.print(forecast_table(read_predictions(out, FORECAST_COLUMNS)))
     rate = result.customers / max(result.predict_seconds, 1e-9)
     console.print(
-        f"{result.customers:,} customers scored by {result.model}: inputs {result.inputs_seconds:.1f} s, "
+        f"{result.customers:,} customers scored by {result.model}"
+        + (f" ({result.runtime})" if result.runtime else "")
+        + f": inputs {result.inputs_seconds:.1f} s, "
         f"predictions {result.predict_seconds:.1f} s ({rate:,.0f} customers/s) -> {out}"
     )
 

@@ -246,7 +246,10 @@ def create_app(service: Service):
             return error_response(503, "not_ready", "no model is loaded")
         if served.learned and (service.mirror is None or not service.mirror.loaded):
             return error_response(503, "not_ready", "the store's mirror for learned models is not loaded")
-        return JSONResponse({"status": "ready", "model": served.label, "kind": served.forecaster.name})
+        body = {"status": "ready", "model": served.label, "kind": served.forecaster.name}
+        if hasattr(served.forecaster, "runtime"):  # deep models: "torch" or "onnxruntime" (an ONNX export)
+            body["runtime"] = served.forecaster.runtime
+        return JSONResponse(body)
 
     @app.get("/metrics")
     def prometheus() -> Response:

@@ -38,6 +38,9 @@ class ScoreResult:
         model: ``NAME:VERSION``.
         inputs_seconds: time to compute the inputs (features) at the cutoff.
         predict_seconds: time to predict and write every chunk.
+        runtime: what ran a deep model's network (``"torch"`` or
+            ``"onnxruntime"``, see :mod:`ltvcast.models.learned.onnx`);
+            ``None`` for the other models.
     """
 
     path: Path
@@ -45,6 +48,7 @@ class ScoreResult:
     model: str
     inputs_seconds: float
     predict_seconds: float
+    runtime: str | None = None
 
 
 def _check_output(out: str | Path, chunk_size: int) -> tuple[Path, str]:
@@ -100,7 +104,8 @@ def score(
     inputs = forecaster.inputs(history, start, h)
     t1 = time.perf_counter()
     write_scores(forecaster, inputs, start, h, out, label=label, chunk_size=chunk_size, progress=progress)
-    return ScoreResult(out, len(inputs), label, t1 - t0, time.perf_counter() - t1)
+    runtime = getattr(forecaster, "runtime", None)
+    return ScoreResult(out, len(inputs), label, t1 - t0, time.perf_counter() - t1, runtime)
 
 
 def write_scores(

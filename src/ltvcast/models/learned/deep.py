@@ -1,0 +1,1224 @@
+"""Deep sequence CLV model (``deep``, ``deep-lstm``, ``deep-transformer``): PyTorch, CPU.
+
+Training protocol: the one of :mod:`ltvcast.models.learned.gbm` (time-shifted
+windows of :mod:`ltvcast.models.learned.examples`: full windows
+``c_k = C − H − k·stride``, ``k = 0`` validates; recent windows with label
+windows shortened to end at ``C``). Nothing at or after ``C`` is read: the
+transactions are cut at ``C`` first, store features are point in time.
+
+Inputs at each window's cutoff ``c`` (:class:`SequenceFeatureMaker`):
+
+* the customer-level features of ``gbm`` (numeric store features without the
+  absolute-age columns, plus the age-robust ratios of
+  :func:`~ltvcast.models.learned.features.derived_features`);
+* the categorical (text) store features, as embeddings (vocabulary from the
+  training rows, unknown or missing → index 0);
+* the per-period sequences of :func:`ltvcast.features.build`
+  (``lookback`` periods of ``period`` ending at ``c``, every default channel);
+* ``label_days``, the label window length (``H`` at prediction time).
+
+Network (:class:`DeepNet`), a pure tensor function of
+``(sequence, numeric, categorical, label_days)``:
+
+1. inputs are transformed inside the network with constants fitted on the
+   training rows: ``sign(x) · ln(1 + |x|)`` for every sequence channel and
+   numeric feature (money and counts are heavy-tailed; ratios in [0, 1]
+   barely change), then standardised; a numeric feature missing in some
+   training row gets a missing indicator and 0 (the training mean) where
+   missing;
+2. an encoder over the period sequence: GRU or LSTM (last hidden state) or a
+   small Transformer encoder (input projection + learned positional
+   embedding, mean over positions);
+3. an MLP over the customer-level features, embeddings and
+   ``(label_days / H, ln(label_days / H))``;
+4. a shared trunk over both, feeding the heads:
+
+==================  =======================================  ===========================
+output              head                                     training loss
+==================  =======================================  ===========================
+spend (horizon)     ZILN ``(f_p, μ, ln σ)``                  ZILN (Wang, Liu & Miao 2019)
+trajectory          softmax over the K horizon periods       cross-entropy against each
+                    (periods past ``label_days`` masked)     buyer's per-period spend shares
+transactions        log rate, at most ``ln label_days``      Poisson NLL
+p_churn             logit of P(no occasion)                  binary cross-entropy
+next purchase       ``sigmoid(·) · (label_days − 1)`` days   squared error / label_days², buyers
+==================  =======================================  ===========================
+
+The per-period spend is ``ŷ_k = share_k · E[spend]``, so the trajectory sums
+to the horizon mean exactly. The total loss is the sum of the five (nats,
+except the last, a squared fraction of the window).
+
+**Training.** AdamW (Loshchilov & Hutter 2019), minibatches, gradient norm
+clipped at 1; an epoch is a fresh draw of at most ``epoch_rows`` training
+rows, so the cost of a fit grows with the epochs, not with the shop. The
+network evaluated and kept is the exponential moving average of the weights
+(Polyak averaging, ``ema_decay`` per step): on CDNOW the last step's weights
+moved the predicted total at the cutoff by ±10 % from one epoch to the next,
+the average by a few percent. Early stopping on the validation window
+(``patience`` epochs without a lower total validation loss). With
+``refit=True`` (default; it measured better on CDNOW, see the README) a
+validation network trained on the full windows ``k >= 1`` gives the epoch
+count and the calibration, and the final network is trained on every window
+(the validation and recent ones included) for that many epochs. With
+``refit=False`` the network is trained once, on every window except the
+validation one, and the weights of the best validation epoch are kept (the
+recent windows' labels fall inside the validation window's label period, so
+its loss is then slightly optimistic).
+
+**Calibration** on the validation window exactly as ``gbm``
+(:mod:`~ltvcast.models.learned.calibration`): a level factor for spend (mean,
+quantiles, trajectory), Platt scaling for ``p_churn``.
+
+**Net revenue rule.** A label spend ``<= 0`` is zero spend for the ZILN and
+the level calibration; a period with net spend ``<= 0`` has share 0 in the
+trajectory target (the count of such training labels is in ``notes_``).
+Predictions are never negative and bounded: σ is clipped to
+``[SIGMA_MIN, SIGMA_MAX]`` (as :mod:`~ltvcast.models.learned.ziln`), μ to the
+range of ``ln y`` of the positive training labels ± ``ln 10``, the
+transaction rate to ``label_days`` (one occasion per day at most).
+
+**Determinism.** ``fit`` seeds torch and its shuffling generator with
+``seed``, runs with ``torch.use_deterministic_algorithms(True)`` and
+``n_threads`` threads (restoring the previous settings and random state
+afterwards); the same data, settings and seed give identical predictions.
+Importing this module sets ``OMP_WAIT_POLICY=PASSIVE`` unless set (see the
+comment there: spinning OpenMP threads are many times slower on shared
+cores).
+
+Source of the ZILN: X. Wang, T. Liu, J. Miao (2019), "A Deep Probabilistic
+Model for Customer Lifetime Value Prediction", arXiv:1912.07753, section 3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+
+# OpenMP threads that spin while they wait (the default) make torch's many small CPU kernels
+# 5-40x slower when other processes share the cores (measured: a GRU step on 2 shared cores,
+# 260-1300 ms spinning vs 40-60 ms passive); waiting passively costs little on free cores.
+# Read when torch loads its OpenMP runtime, so only before the first torch import; a value
+# the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ltvcast.data.datasets import History
+from ltvcast.errors import CutoffError, DataError, NotFittedError, SchemaMismatchError
+from ltvcast.features import build, rfm_summary
+from ltvcast.features.sequences import DEFAULT_CHANNELS
+from ltvcast.models.base import Forecaster, check_feature_schema, feature_schema
+from ltvcast.models.learned.calibration import LevelCalibration, PlattCalibration
+from ltvcast.models.learned.examples import (
+    ExampleSet,
+    build_examples,
+    history_before,
+    local_midnight,
+    window_plan,
+)
+from ltvcast.models.learned.features import AGE_COLUMNS, derived_features
+from ltvcast.models.learned.gbm import QUANTILES
+from ltvcast.models.learned.ziln import SIGMA_MAX, SIGMA_MIN, ziln_init_score, ziln_mean, ziln_quantile
+from ltvcast.predictions import predictions_frame
+from ltvcast.timeutil import horizon_window, to_day
+
+__all__ = [
+    "DEFAULT_LOOKBACK",
+    "DeepForecaster",
+    "DeepNet",
+    "ENCODERS",
+    "PERIOD_DAYS",
+    "SequenceFeatureMaker",
+    "period_offsets",
+    "period_spend",
+    "ziln_loss_torch",
+]
+
+ENCODERS = ("gru", "lstm", "transformer")
+#: Length of one trajectory period in days (``M``: the package's month, 365.25 / 12).
+PERIOD_DAYS: dict[str, float] = {"W": 7.0, "M": 30.4375}
+#: Default sequence length in periods (the last ``lookback`` periods before a cutoff).
+DEFAULT_LOOKBACK: dict[str, int] = {"W": 52, "M": 12}
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_MASKED = -1.0e4  # logit of a masked trajectory period: exp underflows to exactly 0 in float32
+_PREDICT_ROWS = 8192
+
+
+# ---------------------------------------------------------------------------- loss
+def ziln_loss_torch(y: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+    """Per-row ZILN loss (nats), the torch twin of :func:`ltvcast.models.learned.ziln.ziln_loss`.
+
+    ``L = −[z ln p + (1 − z) ln(1 − p)] + z · [ln y + ln σ + ½ ln 2π + (ln y − μ)² / (2σ²)]``
+    with ``z = 1{y > 0}``, ``p = sigmoid(f_p)``, ``σ = exp(clip(f_s, ln SIGMA_MIN, ln SIGMA_MAX))``
+    (Wang, Liu & Miao 2019, section 3; ``y <= 0`` counts as zero).
+
+    Args:
+        y: (n,) horizon values (currency).
+        raw: (n, 3) raw scores ``(f_p, μ, f_s)``.
+
+    Returns:
+        (n,) losses, same dtype as ``raw``.
+    """
+    z = (y > 0).to(raw.dtype)
+    f_p, mu, f_s = raw[:, 0], raw[:, 1], raw[:, 2]
+    log_sigma = torch.clamp(f_s, math.log(SIGMA_MIN), math.log(SIGMA_MAX))
+    bce = F.binary_cross_entropy_with_logits(f_p, z, reduction="none")
+    ly = torch.log(torch.where(y > 0, y, torch.ones_like(y))).to(raw.dtype)
+    nll = ly + log_sigma + _HALF_LOG_2PI + (ly - mu) ** 2 / (2.0 * torch.exp(2.0 * log_sigma))
+    return bce + z * nll
+
+
+# ---------------------------------------------------------------------------- inputs
+def period_offsets(horizon_days: float, period: str) -> np.ndarray:
+    """Start day (offset from the cutoff) of every trajectory period of a horizon.
+
+    Period ``k`` covers days ``[round(k·p), round((k+1)·p))`` after the cutoff,
+    ``p`` = :data:`PERIOD_DAYS` (7 for ``W``; 30.4375 for ``M``: fixed-length
+    months, not calendar months); the last period may be shorter.
+
+    Args:
+        horizon_days: ``H`` (days, rounded).
+        period: ``"W"`` or ``"M"``.
+
+    Returns:
+        int64 array (K,) of the starts ``round(k·p) < H`` (K ≈ H / p rounded
+        up), starting with 0.
+    """
+    p = PERIOD_DAYS[period]
+    h = max(round(horizon_days), 1)
+    return np.array([round(i * p) for i in range(h) if round(i * p) < h], dtype=np.int64)
+
+
+def period_spend(
+    tx: pd.DataFrame,
+    customers: pd.Series,
+    cutoff,
+    label_days: float,
+    offsets: np.ndarray,
+    *,
+    timezone: str = "UTC",
+    revenue_basis: str = "net",
+) -> np.ndarray:
+    """Each customer's spend per trajectory period of ``[cutoff, cutoff + label_days)``.
+
+    Spend follows :func:`ltvcast.features.horizon_labels`: ``net`` sums every
+    row (returns subtract), ``gross`` only sale rows (``kind = 'sale'``, or
+    ``amount >= 0`` without ``kind``); days are local calendar days.
+
+    Args:
+        tx: canonical transactions.
+        customers: (n,) ids, the row order of the result.
+        cutoff: first day of the window.
+        label_days: window length (days, rounded).
+        offsets: (K,) period start offsets (:func:`period_offsets`).
+        timezone, revenue_basis: the shop's settings.
+
+    Returns:
+        float64 array (n, K) of spend (currency; may be negative under net
+        revenue); periods starting at or after ``label_days`` are 0.
+    """
+    ids = pd.Index(pd.Series(customers, dtype="string"))
+    out = np.zeros((len(ids), len(offsets)), dtype=float)
+    start_day = to_day(cutoff).tz_localize(None)
+    start = local_midnight(start_day, timezone)
+    end = local_midnight(start_day + pd.Timedelta(days=round(label_days)), timezone)
+    stamps = tx["timestamp"]
+    if getattr(stamps.dt, "tz", None) is None:
+        stamps = stamps.dt.tz_localize("UTC")
+    keep = (stamps >= start) & (stamps < end)
+    if revenue_basis == "gross":
+        sale = tx["kind"].astype("string").fillna("sale") == "sale" if "kind" in tx.columns else tx["amount"] >= 0
+        keep &= sale
+    if not keep.any():
+        return out
+    local = stamps[keep].dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
+    days = (local - start_day).dt.days.to_numpy()
+    period = np.searchsorted(offsets, days, side="right") - 1
+    row = ids.get_indexer(tx.loc[keep, "customer_id"].astype("string"))
+    ok = row >= 0
+    np.add.at(out, (row[ok], period[ok]), pd.to_numeric(tx.loc[keep, "amount"]).to_numpy(float)[ok])
+    return out
+
+
+@dataclass
+class SequenceFeatureMaker:
+    """The deep model's inputs at one cutoff: gbm's customer features, text features, sequences.
+
+    Called as ``maker(tx_before_c, c, label_days)`` (the
+    :data:`~ltvcast.models.learned.examples.Featurizer` protocol); one
+    :func:`ltvcast.features.build` per cutoff gives both the customer table
+    and the sequences.
+
+    Args:
+        store: the open store (``History.store``).
+        timezone, revenue_basis: the shop's settings.
+        period: ``"W"`` or ``"M"``, the sequence period.
+        lookback: periods in a sequence (ending at the cutoff).
+
+    Attributes:
+        sequences: cutoff (UTC timestamp) -> float32 array (n, lookback,
+            channels), rows in the order of the frame returned for it
+            (customers absent from the store's population: zeros).
+        numeric: the numeric input columns, in order (set on the first call).
+        categorical: the text input columns, in order.
+        channels: the sequence channels.
+    """
+
+    store: object
+    timezone: str = "UTC"
+    revenue_basis: str = "net"
+    period: str = "W"
+    lookback: int = 52
+    sequences: dict = field(default_factory=dict)
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    channels: tuple[str, ...] = DEFAULT_CHANNELS
+
+    def __call__(self, tx: pd.DataFrame, cutoff, horizon_days: float) -> pd.DataFrame:
+        """``customer_id``, numeric and text inputs of every customer with a transaction before ``cutoff``.
+
+        The customers are those of ``rfm_summary(tx, cutoff)`` as in
+        :class:`~ltvcast.models.learned.features.FeatureMaker`, sorted by
+        ``customer_id``; ``horizon_days`` is not used (the protocol's
+        signature). The sequences are kept in :attr:`sequences`.
+        """
+        day = to_day(cutoff).date()
+        ids = rfm_summary(tx, day, unit="W", timezone=self.timezone, revenue_basis=self.revenue_basis)
+        ids = ids[["customer_id"]].astype({"customer_id": "string"})
+        fs = build(
+            self.store, day, self.period, self.lookback, channels=self.channels,
+            timezone=self.timezone, revenue_basis=self.revenue_basis,
+        )
+        cust = fs.customers
+        cols = [c for c in cust.columns if c != "customer_id"]
+        numeric = [c for c in cols if pd.api.types.is_numeric_dtype(cust[c]) and c not in AGE_COLUMNS]
+        text = [c for c in cols if not pd.api.types.is_numeric_dtype(cust[c])]
+        derived = derived_features(cust)
+        table = pd.concat(
+            [cust[["customer_id"]].astype({"customer_id": "string"}), cust[numeric].astype(float), derived,
+             cust[text].astype("string")],
+            axis=1,
+        )
+        out = ids.merge(table, on="customer_id", how="left", validate="one_to_one")
+        out = out.sort_values("customer_id", kind="stable").reset_index(drop=True)
+        pos = pd.Index(cust["customer_id"].astype("string")).get_indexer(out["customer_id"])
+        seq = np.zeros((len(out), fs.sequences.shape[1], fs.sequences.shape[2]), dtype=np.float32)
+        seq[pos >= 0] = fs.sequences[pos[pos >= 0]]
+        self.sequences[to_day(cutoff)] = seq
+        if not self.numeric:
+            self.numeric = numeric + list(derived.columns)
+            self.categorical = text
+        return out
+
+
+def _signed_log1p(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def _channel_moments(seq: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation per channel of ``sign(x)·ln(1 + |x|)`` over rows and periods.
+
+    Args:
+        seq: (n, periods, channels) float32.
+
+    Returns:
+        Two (channels,) float64 arrays (computed in chunks of rows, float64 sums).
+    """
+    total = np.zeros(seq.shape[2])
+    squares = np.zeros(seq.shape[2])
+    for b in range(0, len(seq), chunk):
+        part = _signed_log1p(seq[b:b + chunk]).reshape(-1, seq.shape[2]).astype(np.float64)
+        total += part.sum(axis=0)
+        squares += (part**2).sum(axis=0)
+    count = max(seq.shape[0] * seq.shape[1], 1)
+    mean = total / count
+    return mean, np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+
+
+def _vocabulary(values: pd.Series, max_size: int) -> list[str]:
+    """The ``max_size`` most frequent non-missing values (ties by value), most frequent first."""
+    counts = values.dropna().value_counts()
+    if counts.empty:
+        return []
+    frame = pd.DataFrame({"value": counts.index.astype(str), "n": counts.to_numpy()})
+    return frame.sort_values(["n", "value"], ascending=[False, True], kind="stable")["value"].head(max_size).tolist()
+
+
+# ---------------------------------------------------------------------------- network
+class _RNNEncoder(nn.Module):
+    """GRU or LSTM over the periods; the last step's output, (n, hidden)."""
+
+    def __init__(self, kind: str, n_channels: int, hidden: int, n_layers: int, dropout: float) -> None:
+        super().__init__()
+        cls = nn.GRU if kind == "gru" else nn.LSTM
+        self.rnn = cls(n_channels, hidden, n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        out = self.rnn(seq)[0]
+        return out[:, -1, :]
+
+
+class _TransformerEncoder(nn.Module):
+    """Input projection + learned positional embedding + TransformerEncoder; mean over periods, (n, hidden)."""
+
+    def __init__(self, n_channels: int, lookback: int, hidden: int, n_layers: int, dropout: float) -> None:
+        super().__init__()
+        heads = next(h for h in (4, 2, 1) if hidden % h == 0)
+        self.project = nn.Linear(n_channels, hidden)
+        self.position = nn.Parameter(torch.zeros(1, lookback, hidden))
+        nn.init.normal_(self.position, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            hidden, heads, dim_feedforward=2 * hidden, dropout=dropout, batch_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.project(seq) + self.position).mean(dim=1)
+
+
+class DeepNet(nn.Module):
+    """The network of :class:`DeepForecaster`: raw inputs in, raw head outputs out.
+
+    ``forward(sequence, numeric, categorical, label_days)`` has no
+    data-dependent Python control flow (exportable, e.g. to ONNX):
+
+    Inputs:
+        sequence: float32 (n, lookback, channels), the raw
+            ``FeatureSet.sequences`` values (currency, counts).
+        numeric: float32 (n, n_numeric), raw numeric features (NaN = missing).
+        categorical: int64 (n, n_categorical), vocabulary indexes (0 = unknown).
+        label_days: float32 (n,), the horizon in days.
+
+    Outputs (a tuple):
+        ziln: (n, 3) ``(f_p, μ, f_s)`` — P(spend > 0) = sigmoid(f_p),
+            σ = exp(clip(f_s)) (see :mod:`~ltvcast.models.learned.ziln`);
+        log_shares: (n, K) log of the spend share of each horizon period
+            (≈ −1e4 for periods at or after ``label_days``);
+        log_transactions: (n,) log expected purchase occasions;
+        churn_logit: (n,) logit of P(no occasion);
+        next_purchase_days: (n,) E[days to the first occasion | one occurs],
+            in ``[0, label_days − 1]``.
+
+    Args:
+        config: the sizes and constants (``encoder``, ``hidden_size``,
+            ``n_layers``, ``dropout``, ``lookback``, ``n_channels``,
+            ``n_numeric``, ``missing`` (indexes of numeric columns with a
+            missing indicator), ``cat_sizes``, ``offsets`` (K,),
+            ``label_scale``, ``seq_mean``/``seq_std`` (channels,),
+            ``num_mean``/``num_std`` (n_numeric,), ``mu_bounds``).
+    """
+
+    def __init__(self, config: dict) -> None:
+        super().__init__()
+        hidden, dropout = int(config["hidden_size"]), float(config["dropout"])
+        if config["encoder"] == "transformer":
+            self.encoder = _TransformerEncoder(
+                config["n_channels"], config["lookback"], hidden, config["n_layers"], dropout
+            )
+        else:
+            self.encoder = _RNNEncoder(config["encoder"], config["n_channels"], hidden, config["n_layers"], dropout)
+        dims = [min(8, (size + 1) // 2 + 1) for size in config["cat_sizes"]]
+        self.embeddings = nn.ModuleList(nn.Embedding(size, d) for size, d in zip(config["cat_sizes"], dims))
+        n_in = config["n_numeric"] + len(config["missing"]) + sum(dims) + 2
+        self.customer = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout))
+        self.trunk = nn.Sequential(
+            nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU()
+        )
+        k = len(config["offsets"])
+        self.ziln = nn.Linear(hidden, 3)
+        self.trajectory = nn.Linear(hidden, k)
+        self.transactions = nn.Linear(hidden, 1)
+        self.churn = nn.Linear(hidden, 1)
+        self.next_purchase = nn.Linear(hidden, 1)
+
+        def const(name: str, value, dtype=torch.float32) -> None:
+            self.register_buffer(name, torch.as_tensor(np.asarray(value), dtype=dtype))
+
+        const("seq_mean", config["seq_mean"])
+        const("seq_std", config["seq_std"])
+        const("num_mean", config["num_mean"])
+        const("num_std", config["num_std"])
+        const("missing", config["missing"], torch.int64)
+        const("offsets", config["offsets"])
+        const("label_scale", float(config["label_scale"]))
+        const("mu_lo", float(config["mu_bounds"][0]))
+        const("mu_hi", float(config["mu_bounds"][1]))
+
+    def forward(self, sequence, numeric, categorical, label_days):
+        """Raw head outputs for raw inputs; shapes in the class docstring."""
+        seq = torch.sign(sequence) * torch.log1p(torch.abs(sequence))
+        seq = (seq - self.seq_mean) / self.seq_std
+        num = torch.sign(numeric) * torch.log1p(torch.abs(numeric))
+        num = (num - self.num_mean) / self.num_std
+        absent = torch.isnan(num)
+        num = torch.where(absent, torch.zeros_like(num), num)
+        flags = torch.index_select(absent, 1, self.missing).to(num.dtype)
+        ld = (label_days / self.label_scale).unsqueeze(1)
+        emb = [e(categorical[:, i]) for i, e in enumerate(self.embeddings)]
+        x = torch.cat([num, flags, ld, torch.log(ld)] + emb, dim=1)
+        h = self.trunk(torch.cat([self.encoder(seq), self.customer(x)], dim=1))
+        z = self.ziln(h)
+        ziln = torch.stack([z[:, 0], torch.clamp(z[:, 1], self.mu_lo, self.mu_hi), z[:, 2]], dim=1)
+        valid = self.offsets.unsqueeze(0) < label_days.unsqueeze(1)
+        logits = torch.where(valid, self.trajectory(h), torch.full_like(valid, _MASKED, dtype=h.dtype))
+        log_shares = torch.log_softmax(logits, dim=1)
+        log_tx = torch.minimum(self.transactions(h)[:, 0], torch.log(label_days))
+        churn_logit = self.churn(h)[:, 0]
+        next_days = torch.sigmoid(self.next_purchase(h)[:, 0]) * (label_days - 1.0)
+        return ziln, log_shares, log_tx, churn_logit, next_days
+
+
+@contextlib.contextmanager
+def _torch_state(n_threads: int, seed: int):
+    """Threads, deterministic algorithms and a seeded RNG for the block; the previous state afterwards."""
+    threads = torch.get_num_threads()
+    det = torch.are_deterministic_algorithms_enabled()
+    warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(max(1, int(n_threads)))
+    torch.use_deterministic_algorithms(True)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        torch.use_deterministic_algorithms(det, warn_only=warn)
+        torch.set_num_threads(threads)
+
+
+@dataclass
+class _Tensors:
+    """Inputs and targets of a set of example rows (torch, CPU)."""
+
+    seq: torch.Tensor  # (n, T, C) float32
+    num: torch.Tensor  # (n, F) float32
+    cat: torch.Tensor  # (n, Q) int64
+    label_days: torch.Tensor  # (n,) float32
+    spend: torch.Tensor  # (n,) float32, >= 0
+    transactions: torch.Tensor  # (n,) float32
+    churn: torch.Tensor  # (n,) float32 in {0, 1}
+    next_days: torch.Tensor  # (n,) float32, NaN for non-buyers
+    shares: torch.Tensor  # (n, K) float32, rows sum to 1 for buyers with positive spend, else 0
+
+    def __len__(self) -> int:
+        return self.seq.shape[0]
+
+    def take(self, idx: torch.Tensor) -> _Tensors:
+        return _Tensors(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
+
+    def inputs(self) -> tuple[torch.Tensor, ...]:
+        return self.seq, self.num, self.cat, self.label_days
+
+
+def _losses(out, t: _Tensors) -> dict[str, torch.Tensor]:
+    """The five head losses (means over the rows they apply to)."""
+    ziln, log_shares, log_tx, churn_logit, next_days = out
+    buyers = ~torch.isnan(t.next_days)
+    has_shares = t.shares.sum(dim=1) > 0
+    traj = -(t.shares * log_shares).sum(dim=1)
+    nxt = ((next_days - torch.nan_to_num(t.next_days)) / t.label_days) ** 2
+    return {
+        "ziln": ziln_loss_torch(t.spend, ziln).mean(),
+        "trajectory": (traj * has_shares).sum() / has_shares.sum().clamp(min=1),
+        "transactions": F.poisson_nll_loss(log_tx, t.transactions, log_input=True, full=False),
+        "churn": F.binary_cross_entropy_with_logits(churn_logit, t.churn),
+        "next_purchase": (nxt * buyers).sum() / buyers.sum().clamp(min=1),
+    }
+
+
+# ---------------------------------------------------------------------------- forecaster
+class DeepForecaster(Forecaster):
+    """Sequence network with ZILN, trajectory, Poisson, churn and next-purchase heads.
+
+    Args:
+        name: model name in the predictions frame (``deep``, ``deep-lstm``,
+            ``deep-transformer`` in the catalog).
+        encoder: ``"gru"``, ``"lstm"`` or ``"transformer"``.
+        hidden_size: width of the encoder, MLP and trunk.
+        n_layers: encoder layers.
+        dropout: dropout rate (MLP, trunk, multi-layer encoders).
+        learning_rate, weight_decay: AdamW settings.
+        batch_size: rows per gradient step.
+        max_epochs: epochs at most (early stopping on validation).
+        patience: epochs without a lower validation loss before stopping.
+        seed: seed of the initial weights, dropout and shuffling.
+        n_windows, stride_days, recent_windows, min_label_days,
+        min_history_days: the training windows (as ``gbm``).
+        period: ``"W"`` or ``"M"``: sequence and trajectory period.
+        lookback: sequence length in periods (default
+            :data:`DEFAULT_LOOKBACK`: 52 weeks or 12 months).
+        n_threads: torch threads during fit and predict.
+        refit: final network trained on every window for the best epoch
+            count (True) or the best-validation weights kept (False).
+        default_epochs: epochs when no validation window fits.
+        epoch_rows: rows per epoch at most (a fresh draw without
+            replacement each epoch; ``None`` = every training row), so that
+            early stopping looks at the validation loss often enough on
+            large shops and the training time grows with the epochs, not
+            with the shop.
+        ema_decay: decay per step of the moving average of the weights
+            that is evaluated and kept (0 = the last step's weights).
+        max_categories: vocabulary size at most per text feature.
+        calibrate_level, calibrate_churn: as ``gbm``.
+
+    Attributes (after ``fit``):
+        cutoff_, horizon_days_: what the model was fitted for.
+        examples_: the :class:`~ltvcast.models.learned.examples.ExampleSet`
+            (``None`` after a pickle round trip: the training data stays out).
+        feature_schema_: the inputs (``numeric_names_``, every text
+            feature, ``label_days``) -> dtype, checked by ``predict``.
+        numeric_names_, categorical_names_, channels_: the inputs, in order.
+        vocabularies_: text feature -> list of values (index i + 1).
+        offsets_: (K,) start day of each trajectory period.
+        config_: the network's configuration (:class:`DeepNet`).
+        epochs_: epochs of the final network; history_: per-epoch losses
+            of the validation run (``epoch``, ``train_loss``, ``val_loss``).
+        validation_: validation-window frame (labels and the validation
+            network's predictions) or ``None``.
+        level_, churn_calibration_: the calibrations.
+        notes_: what was done.
+
+    Raises (constructor):
+        ValueError: unknown encoder or period, or a setting out of range.
+    """
+
+    name = "deep"
+
+    def __init__(
+        self,
+        name: str = "deep",
+        *,
+        encoder: str = "gru",
+        hidden_size: int = 32,
+        n_layers: int = 1,
+        dropout: float = 0.1,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 512,
+        max_epochs: int = 40,
+        patience: int = 5,
+        seed: int = 0,
+        n_windows: int = 6,
+        stride_days: int = 28,
+        recent_windows: bool = True,
+        min_label_days: int = 28,
+        min_history_days: int = 28,
+        period: str = "W",
+        lookback: int | None = None,
+        n_threads: int = 2,
+        refit: bool = True,
+        default_epochs: int = 10,
+        epoch_rows: int | None = 100_000,
+        ema_decay: float = 0.995,
+        max_categories: int = 100,
+        calibrate_level: bool = True,
+        calibrate_churn: bool = True,
+    ) -> None:
+        super().__init__()
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
+        if period not in PERIOD_DAYS:
+            raise ValueError(f"period must be one of {tuple(PERIOD_DAYS)}, got {period!r}")
+        if min(hidden_size, n_layers, batch_size, max_epochs, patience, default_epochs, n_threads) < 1:
+            raise ValueError("hidden_size, n_layers, batch_size, max_epochs, patience, default_epochs, n_threads must be >= 1")
+        if lookback is not None and lookback < 1:
+            raise ValueError(f"lookback must be a positive number of periods, got {lookback}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        self.name = name
+        self.encoder = encoder
+        self.hidden_size = hidden_size
+        self.n_layers = n_layers
+        self.dropout = dropout
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.seed = seed
+        self.n_windows = n_windows
+        self.stride_days = stride_days
+        self.recent_windows = recent_windows
+        self.min_label_days = min_label_days
+        self.min_history_days = min_history_days
+        self.period = period
+        self.lookback = lookback
+        self.n_threads = n_threads
+        self.refit = refit
+        self.default_epochs = default_epochs
+        self.epoch_rows = epoch_rows
+        self.ema_decay = ema_decay
+        self.max_categories = max_categories
+        self.calibrate_level = calibrate_level
+        self.calibrate_churn = calibrate_churn
+
+    # ------------------------------------------------------------------ inputs
+    def _maker(self, data: History) -> SequenceFeatureMaker:
+        lookback = self.lookback or DEFAULT_LOOKBACK[self.period]
+        return SequenceFeatureMaker(data.store, data.timezone, data.revenue_basis, self.period, lookback)
+
+    def _numeric(self, frame: pd.DataFrame) -> np.ndarray:
+        x = frame[self.numeric_names_].to_numpy(dtype=np.float64, copy=True)
+        x[~np.isfinite(x)] = np.nan
+        return x.astype(np.float32)
+
+    def _categorical(self, frame: pd.DataFrame) -> np.ndarray:
+        if not self.categorical_names_:  # one constant slot keeps the input shape (n, >= 1)
+            return np.zeros((len(frame), 1), dtype=np.int64)
+        codes = [
+            pd.Categorical(frame[name].astype("string"), categories=self.vocabularies_[name]).codes.astype(np.int64) + 1
+            for name in self.categorical_names_
+        ]  # code -1 (missing or not in the vocabulary) becomes 0
+        return np.column_stack(codes)
+
+    def _fit_inputs(self, ex: ExampleSet, maker: SequenceFeatureMaker, seq: np.ndarray, spend: np.ndarray) -> None:
+        """Input statistics and vocabularies from the training rows (every window; features only)."""
+        frame = ex.frame
+        self.numeric_names_ = list(maker.numeric)
+        self.vocabularies_ = {}
+        for name in maker.categorical:
+            vocab = _vocabulary(frame[name].astype("string"), self.max_categories)
+            if vocab:
+                self.vocabularies_[name] = vocab
+        self.categorical_names_ = list(self.vocabularies_)
+        self.channels_ = tuple(maker.channels)
+        num = _signed_log1p(self._numeric(frame).astype(np.float64))
+        with warnings.catch_warnings():  # an all-missing column has no mean: it stays 0
+            warnings.simplefilter("ignore", RuntimeWarning)
+            num_mean = np.nan_to_num(np.nanmean(num, axis=0))
+            num_std = np.nan_to_num(np.nanstd(num, axis=0))
+        missing = np.flatnonzero(np.isnan(num).any(axis=0))
+        seq_mean, seq_std = _channel_moments(seq)
+        positive = np.log(spend[spend > 0])
+        mu_bounds = (
+            (float(positive.min()) - math.log(10.0), float(positive.max()) + math.log(10.0))
+            if positive.size else (-5.0, 10.0)
+        )
+        self.config_ = {
+            "encoder": self.encoder,
+            "hidden_size": self.hidden_size,
+            "n_layers": self.n_layers,
+            "dropout": self.dropout,
+            "lookback": int(seq.shape[1]),
+            "n_channels": int(seq.shape[2]),
+            "n_numeric": len(self.numeric_names_),
+            "missing": missing.astype(np.int64),
+            "cat_sizes": [len(self.vocabularies_[c]) + 1 for c in self.categorical_names_] or [1],
+            "offsets": self.offsets_.astype(np.float32),
+            "label_scale": float(self.horizon_days_),
+            "seq_mean": seq_mean.astype(np.float32),
+            "seq_std": np.where(seq_std > 1e-6, seq_std, 1.0).astype(np.float32),
+            "num_mean": num_mean.astype(np.float32),
+            "num_std": np.where(num_std > 1e-6, num_std, 1.0).astype(np.float32),
+            "mu_bounds": mu_bounds,
+        }
+
+    def _tensors(self, frame: pd.DataFrame, seq: np.ndarray, shares: np.ndarray) -> _Tensors:
+        def t(a, dtype=torch.float32):
+            a = np.asarray(a)
+            return torch.from_numpy(a if a.flags.writeable else a.copy()).to(dtype)
+
+        spend = np.maximum(frame["actual_spend"].to_numpy(float), 0.0)
+        txn = frame["actual_transactions"].to_numpy(float)
+        return _Tensors(
+            seq=t(seq),
+            num=t(self._numeric(frame)),
+            cat=t(self._categorical(frame), torch.int64),
+            label_days=t(frame["label_days"].to_numpy(float)),
+            spend=t(spend),
+            transactions=t(txn),
+            churn=t((txn == 0).astype(float)),
+            next_days=t(frame["next_purchase_days"].to_numpy(float)),
+            shares=t(shares),
+        )
+
+    # ------------------------------------------------------------------ training
+    def _new_net(self, data: _Tensors, rows: torch.Tensor) -> DeepNet:
+        """A fresh network whose heads start at the constant fits of the labels of ``data[rows]``."""
+        net = DeepNet(self.config_)
+        spend, txn, churn = data.spend[rows], data.transactions[rows], data.churn[rows]
+        next_days, label_days = data.next_days[rows], data.label_days[rows]
+        with torch.no_grad():
+            net.ziln.bias.copy_(torch.as_tensor(ziln_init_score(spend.numpy()), dtype=torch.float32))
+            net.transactions.bias.fill_(math.log(max(float(txn.mean()), 1e-6)))
+            share = float(np.clip(float(churn.mean()), 1e-4, 1 - 1e-4))
+            net.churn.bias.fill_(math.log(share / (1 - share)))
+            buyers = ~torch.isnan(next_days)
+            frac = 0.5
+            if bool(buyers.any()):
+                frac = float((next_days[buyers] / (label_days[buyers] - 1).clamp(min=1)).mean())
+            frac = float(np.clip(frac, 0.02, 0.98))
+            net.next_purchase.bias.fill_(math.log(frac / (1 - frac)))
+        return net
+
+    def _evaluate(self, net: DeepNet, data: _Tensors, rows: torch.Tensor) -> float:
+        """Mean total loss of ``net`` (eval mode) on ``data[rows]``."""
+        net.eval()
+        total = 0.0
+        with torch.no_grad():
+            for idx in rows.split(_PREDICT_ROWS):
+                part = data.take(idx)
+                total += float(sum(_losses(net(*part.inputs()), part).values())) * len(idx)
+        return total / max(len(rows), 1)
+
+    def _train(
+        self, data: _Tensors, train: np.ndarray, val: np.ndarray | None, epochs: int
+    ) -> tuple[DeepNet, int, list[dict]]:
+        """Train a fresh network on ``data[train]`` for ``epochs`` at most; early stopping on ``data[val]``.
+
+        An epoch is one pass over ``min(len(train), epoch_rows)`` rows drawn
+        without replacement (all of them, reshuffled, when there are fewer).
+        The network evaluated and returned is the exponential moving average
+        of the weights over the steps (Polyak averaging, decay
+        ``min(ema_decay, (1 + t) / (10 + t))`` at step t), which is much less
+        noisy from epoch to epoch than the last step's weights.
+
+        Returns:
+            ``(net, best_epoch, history)``; with ``val`` the net holds the
+            (averaged) weights of the best validation epoch.
+        """
+        train_idx = torch.from_numpy(train)
+        val_idx = None if val is None else torch.from_numpy(val)
+        net = self._new_net(data, train_idx)
+        avg = copy.deepcopy(net)
+        averaged = list(zip(avg.parameters(), net.parameters()))
+        step = 0
+        opt = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        gen = torch.Generator().manual_seed(self.seed)
+        per_epoch = min(len(train_idx), self.epoch_rows or len(train_idx))
+        history, best, best_epoch, best_state, waited = [], math.inf, epochs, None, 0
+        for epoch in range(1, epochs + 1):
+            net.train()
+            running = 0.0
+            drawn = train_idx[torch.randperm(len(train_idx), generator=gen)[:per_epoch]]
+            for idx in drawn.split(self.batch_size):
+                batch = data.take(idx)
+                loss = sum(_losses(net(*batch.inputs()), batch).values())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                opt.step()
+                step += 1
+                with torch.no_grad():
+                    weight = 1.0 - min(self.ema_decay, (1.0 + step) / (10.0 + step))
+                    for a, p in averaged:
+                        a.lerp_(p, weight)
+                running += float(loss.detach()) * len(idx)
+            row = {"epoch": epoch, "train_loss": running / per_epoch, "val_loss": math.nan}
+            if val_idx is not None:
+                row["val_loss"] = self._evaluate(avg, data, val_idx)
+                if row["val_loss"] < best - 1e-6:
+                    best, best_epoch, waited = row["val_loss"], epoch, 0
+                    best_state = copy.deepcopy(avg.state_dict())
+                else:
+                    waited += 1
+            history.append(row)
+            if val_idx is not None and waited >= self.patience:
+                break
+        if best_state is not None:
+            avg.load_state_dict(best_state)
+        avg.eval()
+        return avg, best_epoch, history
+
+    def _run(self, net: DeepNet, seq, num, cat, label_days) -> dict[str, np.ndarray]:
+        """Raw head outputs for input arrays, in chunks (float64 numpy)."""
+        net.eval()
+        arrays = (seq, num, cat, label_days)
+        parts: list[tuple] = []
+        with torch.no_grad():
+            for b in range(0, len(num), _PREDICT_ROWS):
+                sl = slice(b, b + _PREDICT_ROWS)
+                out = net(*(torch.from_numpy(np.require(a[sl], requirements=["C", "W"])) for a in arrays))
+                parts.append(tuple(o.numpy().astype(np.float64) for o in out))
+        keys = ("ziln", "log_shares", "log_tx", "churn_logit", "next_days")
+        return {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(keys)}
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, data: History, cutoff, horizon_days: float) -> DeepForecaster:
+        """Train on time-shifted windows before ``cutoff`` (see the module docstring).
+
+        Args:
+            data: the shop's history (rows at or after ``cutoff`` are never
+                read).
+            cutoff: prediction cutoff ``C``.
+            horizon_days: horizon ``H`` in days (rounded to whole days).
+
+        Returns:
+            self.
+
+        Raises:
+            CutoffError: no full training window fits before ``cutoff``.
+            DataError: no transaction before ``cutoff``, or nobody bought in
+                any training window.
+        """
+        self.notes_ = []
+        start, end = horizon_window(cutoff, horizon_days)
+        h = (end - start).days
+        tx = history_before(data.transactions, start, data.timezone)
+        if tx.empty:
+            raise DataError(f"{self.name}: no transaction before the cutoff {start.date()}")
+        plan = window_plan(
+            start, h,
+            n_windows=self.n_windows, stride_days=self.stride_days, recent=self.recent_windows,
+            min_label_days=self.min_label_days, first_day=tx["timestamp"].min(),
+            min_history_days=self.min_history_days,
+        )
+        maker = self._maker(data)
+        ex = build_examples(tx, start, plan, maker, timezone=data.timezone, revenue_basis=data.revenue_basis)
+        self.cutoff_, self.horizon_days_ = start, float(h)
+        self.offsets_ = period_offsets(h, self.period)
+        frame = ex.frame
+        seqs, spends = [], []
+        for win in ex.windows:
+            rows = frame[frame["window"] == win.index]
+            c = to_day(win.cutoff)
+            seqs.append(maker.sequences.pop(c))
+            spends.append(period_spend(
+                tx, rows["customer_id"], c, win.label_days, self.offsets_,
+                timezone=data.timezone, revenue_basis=data.revenue_basis,
+            ))
+            if len(seqs[-1]) != len(rows):  # pragma: no cover - the featurizer's order is the frame's
+                raise RuntimeError("sequence rows do not match the example rows")
+        order = np.concatenate([np.flatnonzero(frame["window"].to_numpy() == w.index) for w in ex.windows])
+        if not np.array_equal(order, np.arange(len(frame))):  # pragma: no cover
+            raise RuntimeError("example rows are not grouped by window in plan order")
+        seq = np.concatenate(seqs)
+        del seqs
+        per_period = np.maximum(np.concatenate(spends), 0.0)
+        totals = per_period.sum(axis=1, keepdims=True)
+        shares = np.divide(per_period, totals, out=np.zeros_like(per_period), where=totals > 0)
+        self.examples_ = ex
+        self._describe(ex)
+        spend_all = frame["actual_spend"].to_numpy(float)
+        if not (frame["actual_transactions"].to_numpy(float) > 0).any():
+            raise DataError(f"{self.name}: nobody bought in any training window; nothing to learn from")
+        self._fit_inputs(ex, maker, seq, spend_all)
+        self.feature_schema_ = feature_schema(frame[maker.numeric + maker.categorical + ["label_days"]])
+        window = frame["window"].to_numpy()
+        is_val, is_old = window == 0, window >= 1
+
+        data_t = self._tensors(frame, seq, shares)
+        everything = np.arange(len(frame))
+        val = np.flatnonzero(is_val) if is_old.any() else None
+        with _torch_state(self.n_threads, self.seed):
+            if val is None:
+                self.notes_.append(
+                    f"{self.name}: only one full training window fits before {start.date()}: no validation; "
+                    f"{self.default_epochs} epochs, no calibration"
+                )
+                net, self.epochs_, self.history_ = self._train(data_t, everything, None, self.default_epochs)
+                val_net = None
+            elif self.refit:
+                val_net, self.epochs_, self.history_ = self._train(data_t, np.flatnonzero(is_old), val, self.max_epochs)
+                net, _, _ = self._train(data_t, everything, None, self.epochs_)
+            else:
+                val_net, self.epochs_, self.history_ = self._train(data_t, np.flatnonzero(~is_val), val, self.max_epochs)
+                net = val_net
+            self._net = net
+            self._calibrate(val_net, None if val is None else data_t.take(torch.from_numpy(val)), frame[is_val])
+        self.notes_.append(
+            f"{self.name}: {self.encoder} encoder, {len(self.numeric_names_)} numeric + "
+            f"{len(self.categorical_names_)} text features, {seq.shape[1]} × {self.period} sequences of "
+            f"{seq.shape[2]} channels; "
+            + (
+                f"best validation epoch {self.epochs_} of {len(self.history_)}; "
+                + ("final network retrained on every window" if self.refit else "best-validation weights kept")
+                if val is not None else f"{self.epochs_} epochs"
+            )
+        )
+        return self
+
+    def _calibrate(self, val_net: DeepNet | None, val: _Tensors | None, val_frame: pd.DataFrame) -> None:
+        self.level_ = LevelCalibration()
+        self.churn_calibration_ = PlattCalibration()
+        self.validation_ = None
+        if val_net is None or val is None:
+            return
+        out = self._run(val_net, val.seq.numpy(), val.num.numpy(), val.cat.numpy(), val.label_days.numpy())
+        spend = val_frame["actual_spend"].to_numpy(float)
+        mean = ziln_mean(out["ziln"])
+        p_churn = 1.0 / (1.0 + np.exp(-out["churn_logit"]))
+        self.level_.fit(spend, mean)
+        self.churn_calibration_.fit(val.churn.numpy(), p_churn)
+        validation = pd.DataFrame({
+            "customer_id": val_frame["customer_id"].to_numpy(),
+            "actual_transactions": val_frame["actual_transactions"].to_numpy(float),
+            "actual_spend": spend,
+            "next_purchase_days": val_frame["next_purchase_days"].to_numpy(float),
+            "pred_spend": mean,
+            "pred_transactions": np.exp(out["log_tx"]),
+            "p_churn": p_churn,
+            "pred_next_purchase_days": out["next_days"],
+        })
+        for q in QUANTILES:
+            validation[f"pred_spend_p{int(q * 100)}"] = ziln_quantile(out["ziln"], q)
+        self.validation_ = validation
+        self.notes_.append(
+            f"{self.name}: validation window {to_day(self.examples_.windows[0].cutoff).date()}: predicted/actual "
+            f"spend total {mean.sum() / max(np.maximum(spend, 0).sum(), 1e-9):.3f}"
+            + (f", level factor {self.level_.factor_:.3f} applied" if self.calibrate_level else " (not recalibrated)")
+            + (
+                f"; p_churn Platt a={self.churn_calibration_.a_:.3f}, b={self.churn_calibration_.b_:.3f} applied"
+                if self.calibrate_churn else ""
+            )
+        )
+
+    def _describe(self, ex: ExampleSet) -> None:
+        full = [w for w in ex.windows if not w.is_recent]
+        recent = [w for w in ex.windows if w.is_recent]
+        text = (
+            f"{self.name}: {len(full)} full training window(s) at "
+            + ", ".join(str(w.cutoff.date()) for w in full)
+            + f" ({full[0].label_days} days each; {full[0].cutoff.date()} validates)"
+        )
+        if recent:
+            text += "; recent windows " + ", ".join(f"{w.cutoff.date()} ({w.label_days} d)" for w in recent)
+        self.notes_.append(text + f"; {len(ex.frame):,} examples")
+        spend = ex.frame["actual_spend"].to_numpy(float)
+        n_nonpos = int(np.sum((ex.frame["actual_transactions"].to_numpy(float) > 0) & (spend <= 0)))
+        if n_nonpos:
+            self.notes_.append(
+                f"{self.name}: {n_nonpos:,} training example(s) bought but had a net spend <= 0 in the window; "
+                "counted as zero spend (the net-revenue rule)"
+            )
+
+    # ------------------------------------------------------------------ predict
+    def _window(self, cutoff, horizon_days: float) -> tuple[pd.Timestamp, float]:
+        if not hasattr(self, "_net"):
+            raise NotFittedError(f"{self.name}: call fit() before predict()")
+        start, end = horizon_window(cutoff, horizon_days)
+        h = float((end - start).days)
+        if h > self.horizon_days_:
+            raise CutoffError(
+                f"{self.name} was fitted for a {self.horizon_days_:g}-day horizon and cannot predict {h:g} days "
+                "(its trajectory has no periods beyond); fit it for the longer horizon"
+            )
+        return start, h
+
+    def sequence_columns(self) -> list[str]:
+        """Names of the flattened sequence columns of :meth:`inputs`, in array order.
+
+        ``seq_{k}_{channel}`` is the channel's value in the ``k``-th period
+        before the cutoff (``k = 1``: the period ending at the cutoff), ``k``
+        zero-padded; the array order is oldest period first, channels
+        within a period.
+        """
+        lookback, width = self.config_["lookback"], len(str(self.config_["lookback"]))
+        return [f"seq_{lookback - t:0{width}d}_{c}" for t in range(lookback) for c in self.channels_]
+
+    def inputs(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
+        """This model's inputs at ``cutoff``: one row per customer with a purchase before it.
+
+        Returns:
+            ``customer_id``, the customer-level features
+            (:class:`SequenceFeatureMaker`) and the sequences flattened into
+            float32 columns (:meth:`sequence_columns`), sorted by
+            ``customer_id``. A row depends on that customer's data only, so
+            the rows can be predicted in chunks (:meth:`predict_inputs`).
+
+        Raises:
+            NotFittedError: ``fit`` was not called.
+            CutoffError: ``horizon_days`` longer than the fitted horizon.
+            DataError: no customer before ``cutoff``.
+            SchemaMismatchError: the features differ from those of ``fit``.
+        """
+        start, h = self._window(cutoff, horizon_days)
+        tx = history_before(data.transactions, start, data.timezone)
+        if tx.empty:
+            raise DataError(f"{self.name}: no transaction before the cutoff {start.date()}")
+        maker = self._maker(data)
+        feats = maker(tx, start, h)
+        self.check_features(feats.drop(columns="customer_id").assign(label_days=h))
+        seq = maker.sequences.pop(to_day(start))
+        flat = pd.DataFrame(seq.reshape(len(seq), -1), columns=self.sequence_columns(), index=feats.index)
+        return pd.concat([feats, flat], axis=1).copy()  # the copy consolidates the column blocks
+
+    def _columns(self, inputs: pd.DataFrame, cutoff, horizon_days: float) -> tuple[pd.Timestamp, float, dict]:
+        """Cutoff, horizon and the calibrated prediction columns plus ``trajectory`` (n, K)."""
+        start, h = self._window(cutoff, horizon_days)
+        # customer_id and the sequence columns are inputs beyond the schema
+        check_feature_schema(
+            self.feature_schema_, {**feature_schema(inputs), "label_days": "float64"}, what=self.name, allow_extra=True
+        )
+        cols = self.sequence_columns()
+        absent = [c for c in cols if c not in inputs.columns]
+        if absent:
+            raise SchemaMismatchError(
+                f"{self.name}: the inputs lack {len(absent)} sequence column(s), e.g. {', '.join(absent[:3])}"
+            )
+        seq = inputs[cols].to_numpy(dtype=np.float32).reshape(len(inputs), self.config_["lookback"], -1)
+        arrays = (seq, self._numeric(inputs), self._categorical(inputs), np.full(len(inputs), h, dtype=np.float32))
+        if getattr(self, "_onnx", None) is not None:  # use_onnx(): the exported network in onnxruntime
+            out = self._onnx(*arrays)
+        else:
+            with _torch_state(self.n_threads, self.seed):
+                out = self._run(self._net, *arrays)
+        factor = self.level_.factor_ if self.calibrate_level else 1.0
+        p_churn = 1.0 / (1.0 + np.exp(-out["churn_logit"]))
+        if self.calibrate_churn:
+            p_churn = self.churn_calibration_.transform(p_churn)
+        spend = factor * ziln_mean(out["ziln"])
+        result = {
+            "pred_transactions": np.exp(out["log_tx"]),
+            "pred_spend": spend,
+            "p_churn": p_churn,
+            "pred_next_purchase_days": out["next_days"],
+        }
+        for q in QUANTILES:
+            result[f"pred_spend_p{int(q * 100)}"] = factor * ziln_quantile(out["ziln"], q)
+        k = int(np.sum(self.offsets_ < h))
+        result["trajectory"] = np.exp(out["log_shares"][:, :k]) * spend[:, None]
+        return start, h, result
+
+    def predict_inputs(self, inputs: pd.DataFrame, cutoff, horizon_days: float) -> pd.DataFrame:
+        """Canonical predictions for ``[cutoff, cutoff + horizon_days)`` from :meth:`inputs`' rows.
+
+        ``pred_spend`` (currency, >= 0): the ZILN mean; ``pred_spend_p10/p50/p90``:
+        ZILN quantiles (both × the level factor with ``calibrate_level``);
+        ``pred_transactions``: expected purchase occasions; ``p_churn``:
+        P(no occasion) (Platt-recalibrated with ``calibrate_churn``);
+        ``p_alive``: null; ``pred_next_purchase_days``: ``E[τ | τ < H]`` in
+        days from the cutoff, in ``[0, H − 1]``. A row's prediction depends
+        on that row only.
+
+        Raises:
+            NotFittedError: ``fit`` was not called.
+            CutoffError: ``horizon_days`` longer than the fitted horizon.
+            SchemaMismatchError: a feature or sequence column is missing or retyped.
+        """
+        start, h, cols = self._columns(inputs, cutoff, horizon_days)
+        cols.pop("trajectory")
+        return predictions_frame(inputs["customer_id"], self.name, start, h, **cols)
+
+    def predict(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
+        """Canonical predictions for every customer with a purchase before ``cutoff``.
+
+        ``predict_inputs(inputs(data, cutoff, horizon_days), ...)``; see both.
+        """
+        return self.predict_inputs(self.inputs(data, cutoff, horizon_days), cutoff, horizon_days)
+
+    def predict_trajectory(self, data: History, cutoff, horizon_days: float) -> pd.DataFrame:
+        """Expected spend per period of the horizon, one row per customer and period.
+
+        Periods are those of :func:`period_offsets` (7-day weeks or
+        30.4375-day months from the cutoff; the last one may be shorter);
+        each customer's periods sum to ``pred_spend`` of :meth:`predict`.
+
+        Returns:
+            Long frame of n × K rows sorted by ``customer_id`` then
+            ``period``: ``customer_id`` (string), ``period`` (1..K),
+            ``period_start`` (UTC timestamp, first day), ``period_days``
+            (length in days), ``pred_spend`` (currency, >= 0).
+
+        Raises:
+            as :meth:`inputs` and :meth:`predict_inputs`.
+        """
+        inputs = self.inputs(data, cutoff, horizon_days)
+        start, h, cols = self._columns(inputs, cutoff, horizon_days)
+        traj = cols["trajectory"]
+        n, k = traj.shape
+        offsets = self.offsets_[:k]
+        ends = np.append(offsets[1:], h).astype(float)
+        return pd.DataFrame({
+            "customer_id": pd.array(np.repeat(inputs["customer_id"].to_numpy(dtype=object), k), dtype="string"),
+            "period": np.tile(np.arange(1, k + 1), n),
+            "period_start": np.tile(start + pd.to_timedelta(offsets, unit="D"), n),
+            "period_days": np.tile(ends - offsets, n),
+            "pred_spend": traj.reshape(-1),
+        })
+
+    # ------------------------------------------------------------------ export, pickle
+    #: Names of :class:`DeepNet`'s inputs and outputs, in order (for an exporter).
+    INPUT_NAMES = ("sequence", "numeric", "categorical", "label_days")
+    OUTPUT_NAMES = ("ziln", "log_shares", "log_transactions", "churn_logit", "next_purchase_days")
+
+    def export_module(self, n_rows: int = 2) -> tuple[DeepNet, tuple[torch.Tensor, ...]]:
+        """The fitted network (eval mode) and a sample input tuple, e.g. for ``torch.onnx.export``.
+
+        The host side of the model, not in the network: building the
+        FeatureSet at the cutoff (:class:`SequenceFeatureMaker`), ordering the
+        columns as ``numeric_names_`` / ``categorical_names_``, mapping text
+        values to ``vocabularies_`` indexes (unknown → 0; one constant 0
+        column when there is no text feature), and turning the raw outputs
+        into the canonical columns (``ziln_mean``/``ziln_quantile``, the
+        level factor ``level_.factor_``, Platt ``churn_calibration_``).
+
+        Args:
+            n_rows: rows of the sample input.
+
+        Returns:
+            ``(module, (sequence, numeric, categorical, label_days))`` with
+            shapes (n, lookback, channels) float32, (n, n_numeric) float32,
+            (n, n_categorical or 1) int64, (n,) float32 (= the fitted H).
+
+        Raises:
+            NotFittedError: ``fit`` was not called.
+        """
+        if not hasattr(self, "_net"):
+            raise NotFittedError(f"{self.name}: call fit() before export_module()")
+        c = self.config_
+        sample = (
+            torch.zeros(n_rows, c["lookback"], c["n_channels"]),
+            torch.zeros(n_rows, c["n_numeric"]),
+            torch.zeros(n_rows, len(c["cat_sizes"]), dtype=torch.int64),
+            torch.full((n_rows,), float(self.horizon_days_)),
+        )
+        return self._net.eval(), sample
+
+    def use_onnx(self, path) -> None:
+        """Run the network through an ONNX export in onnxruntime from now on (``None``: torch again).
+
+        Only the network changes runtime: inputs, calibration and the
+        canonical frame are computed as before (the export is checked
+        against torch to 1e-4 by :func:`ltvcast.models.learned.onnx.export_onnx`).
+        The session is not pickled: a pickled or copied forecaster runs torch.
+
+        Args:
+            path: an ``.onnx`` file (or its bytes) exported from this
+                forecaster's :meth:`export_module`, or ``None``.
+
+        Raises:
+            NotFittedError: ``fit`` was not called.
+            LtvcastError: onnxruntime cannot load the file, or its inputs
+                do not fit this network (:class:`~ltvcast.models.learned.onnx.OnnxRunner`).
+        """
+        if path is None:
+            self._onnx = None
+            return
+        if not hasattr(self, "_net"):
+            raise NotFittedError(f"{self.name}: call fit() before use_onnx()")
+        from ltvcast.models.learned.onnx import OnnxRunner  # onnxruntime only when asked for
+
+        self._onnx = OnnxRunner(path, self.config_, n_threads=self.n_threads)
+
+    @property
+    def runtime(self) -> str:
+        """What runs the network in ``predict``: ``"onnxruntime"`` (:meth:`use_onnx`) or ``"torch"``."""
+        return "torch" if getattr(self, "_onnx", None) is None else "onnxruntime"
+
+    def __getstate__(self) -> dict:
+        """Pickle the network as its configuration and weights (numpy); ``examples_`` becomes ``None``."""
+        state = self.__dict__.copy()
+        state.pop("_onnx", None)  # an onnxruntime session does not pickle; the copy runs torch
+        if "examples_" in state:
+            state["examples_"] = None
+        net = state.pop("_net", None)
+        if net is not None:
+            state["_net_weights"] = {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        """Rebuild the network from ``config_`` and the pickled weights."""
+        weights = state.pop("_net_weights", None)
+        self.__dict__.update(state)
+        if weights is not None:
+            net = DeepNet(self.config_)
+            net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+            self._net = net.eval()

@@ -122,12 +122,13 @@ def test_level_calibration_fixes_the_validation_total(fitted):
 
 def test_retrain_is_deterministic(history, fitted):
     _, first = fitted
+    settings = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
     again = DeepForecaster(**TINY).fit(history, CUTOFF, H).predict(history, CUTOFF, H)
     pd.testing.assert_frame_equal(first, again)
     other = DeepForecaster(**{**TINY, "seed": 7}).fit(history, CUTOFF, H).predict(history, CUTOFF, H)
     assert not np.allclose(other["pred_spend"], first["pred_spend"])
     # fitting restores torch's global settings
-    assert not torch.are_deterministic_algorithms_enabled()
+    assert (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()) == settings
 
 
 def test_pickle_round_trip(history, fitted):

@@ -37,4 +37,5 @@ def export_command(
         f"{result.opset}); max |ONNX - torch| {result.max_abs_diff:.2e} over {result.checked_rows} generated rows "
         f"(tolerance {TOLERANCE:.0e})",
         highlight=False,
+        soft_wrap=True,  # a path broken over lines cannot be copied
     )

@@ -118,7 +118,8 @@ def predict_command(
         f"{result.customers:,} customers scored by {result.model}"
         + (f" ({result.runtime})" if result.runtime else "")
         + f": inputs {result.inputs_seconds:.1f} s, "
-        f"predictions {result.predict_seconds:.1f} s ({rate:,.0f} customers/s) -> {out}"
+        f"predictions {result.predict_seconds:.1f} s ({rate:,.0f} customers/s) -> {out}",
+        soft_wrap=True,
     )
 
 

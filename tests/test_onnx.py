@@ -7,6 +7,7 @@
 * a registered model with an export predicts (``predict_inputs``) and scores (``score``) through
   onnxruntime the frame torch gives, to 1e-4 absolute or 1e-5 relative (spend in the hundreds is
   exp() of a float32 log output); the manifest records the export;
+* ``score`` and ``/readyz`` name the runtime (``onnxruntime`` or ``torch``);
 * a BTYD model, an unknown format, an export whose graph is not the network, a changed ``model.onnx``
   are clear errors; nothing is written when the check fails.
 """
@@ -222,3 +223,24 @@ def test_runner_threads_and_sizes(exported, root, real_inputs):
         OnnxRunner(path, {**model.config_, "lookback": 14})
     with pytest.raises(LtvcastError, match="onnxruntime cannot load"):
         OnnxRunner(b"not an onnx model", model.config_)
+
+
+def test_readyz_names_the_runtime(exported, root):
+    """`ltvcast serve` loads through load_model: /readyz of the real app says which runtime runs the network."""
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    from ltvcast.serve.app import Service, create_app
+    from ltvcast.serve.model import servable
+    from ltvcast.serve.sync import ShopSettings
+
+    name = exported["gru"][0]
+    for use_onnx, runtime in ((True, "onnxruntime"), (False, "torch")):
+        served = servable(load_model(name, root, use_onnx=use_onnx))
+        holder = SimpleNamespace(current=served, reload_failures=0, on_change=None, stop=lambda: None)
+        service = Service(online=SimpleNamespace(ping=lambda: None), models=holder,
+                          settings=ShopSettings("UTC", "net", None), keys=None, mirror=SimpleNamespace(loaded=True))
+        with TestClient(create_app(service)) as client:
+            body = client.get("/readyz").json()
+        assert body == {"status": "ready", "model": f"{name}:1", "kind": "deep-gru", "runtime": runtime}

@@ -43,11 +43,10 @@ from ltvcast.errors import ConvergenceError, DataError, NotFittedError
 from ltvcast.features import rfm_summary
 from ltvcast.models.base import Forecaster
 from ltvcast.models.btyd import RFM_INPUTS, BTYDForecaster
-from ltvcast.models.learned.examples import build_examples, history_before, window_plan
+from ltvcast.models.learned.examples import history_at, scored_window, training_examples
 from ltvcast.models.learned.features import FeatureMaker
 from ltvcast.models.learned.gbm import QUANTILES, GBMForecaster
 from ltvcast.predictions import predictions_frame
-from ltvcast.timeutil import horizon_window
 
 __all__ = ["AutoForecaster"]
 
@@ -145,18 +144,8 @@ class AutoForecaster(Forecaster):
             DataError: no customers before ``cutoff``.
         """
         self.notes_ = []
-        start, end = horizon_window(cutoff, horizon_days)
-        h = (end - start).days
-        tx = history_before(data.transactions, start, data.timezone)
-        if tx.empty:
-            raise DataError(f"{self.name}: no transaction before the cutoff {start.date()}")
-        t = self._template()
-        plan = window_plan(
-            start, h, n_windows=t.n_windows, stride_days=t.stride_days, recent=t.recent_windows,
-            min_label_days=t.min_label_days, first_day=tx["timestamp"].min(), min_history_days=t.min_history_days,
-        )
         maker = FeatureMaker(data.store, data.timezone, data.revenue_basis, age_robust=True, btyd=True)
-        ex = build_examples(tx, start, plan, maker, timezone=data.timezone, revenue_basis=data.revenue_basis)
+        start, h, _, ex = training_examples(self._template(), data, cutoff, horizon_days, maker)
         self.learned_ = {}
         for name in self.learned:
             model = GBMForecaster(name, btyd_features=(name == "hybrid"), **self.kwargs)
@@ -254,11 +243,8 @@ class AutoForecaster(Forecaster):
         """
         if not hasattr(self, "choice_"):
             raise NotFittedError(f"{self.name}: call fit() before predict()")
-        start, end = horizon_window(cutoff, horizon_days)
-        h = float((end - start).days)
-        tx = history_before(data.transactions, start, data.timezone)
-        if tx.empty:
-            raise DataError(f"{self.name}: no transaction before the cutoff {start.date()}")
+        start, h = scored_window(cutoff, horizon_days)
+        tx = history_at(data, start, self.name)
         needs_btyd = any(m.btyd_features for m in self.learned_.values())
         maker = FeatureMaker(data.store, data.timezone, data.revenue_basis, age_robust=True, btyd=needs_btyd)
         feats = maker(tx, start, h)
@@ -282,8 +268,7 @@ class AutoForecaster(Forecaster):
         """
         if not hasattr(self, "choice_"):
             raise NotFittedError(f"{self.name}: call fit() before predict()")
-        start, end = horizon_window(cutoff, horizon_days)
-        h = float((end - start).days)
+        start, h = scored_window(cutoff, horizon_days)
         ids = inputs["customer_id"]
         learned = {n: m.predict_features(inputs, h) for n, m in self.learned_.items()}
         if len(learned) > 1:

@@ -119,16 +119,16 @@ from ltvcast.models.base import Forecaster, check_feature_schema, feature_schema
 from ltvcast.models.learned.calibration import LevelCalibration, PlattCalibration
 from ltvcast.models.learned.examples import (
     ExampleSet,
-    build_examples,
-    history_before,
+    history_at,
     local_midnight,
-    window_plan,
+    scored_window,
+    training_examples,
 )
 from ltvcast.models.learned.features import AGE_COLUMNS, derived_features
 from ltvcast.models.learned.gbm import QUANTILES
 from ltvcast.models.learned.ziln import SIGMA_MAX, SIGMA_MIN, ziln_init_score, ziln_mean, ziln_quantile
 from ltvcast.predictions import predictions_frame
-from ltvcast.timeutil import horizon_window, to_day
+from ltvcast.timeutil import to_day
 
 __all__ = [
     "DEFAULT_LOOKBACK",
@@ -859,20 +859,9 @@ class DeepForecaster(Forecaster):
                 any training window.
         """
         self.notes_ = []
-        start, end = horizon_window(cutoff, horizon_days)
-        h = (end - start).days
-        tx = history_before(data.transactions, start, data.timezone)
-        if tx.empty:
-            raise DataError(f"{self.name}: no transaction before the cutoff {start.date()}")
-        plan = window_plan(
-            start, h,
-            n_windows=self.n_windows, stride_days=self.stride_days, recent=self.recent_windows,
-            min_label_days=self.min_label_days, first_day=tx["timestamp"].min(),
-            min_history_days=self.min_history_days,
-        )
         maker = self._maker(data)
-        ex = build_examples(tx, start, plan, maker, timezone=data.timezone, revenue_basis=data.revenue_basis)
-        self.cutoff_, self.horizon_days_ = start, float(h)
+        start, h, tx, ex = training_examples(self, data, cutoff, horizon_days, maker)
+        self.cutoff_, self.horizon_days_ = start, h
         self.offsets_ = period_offsets(h, self.period)
         frame = ex.frame
         seqs, spends = [], []
@@ -993,8 +982,7 @@ class DeepForecaster(Forecaster):
     def _window(self, cutoff, horizon_days: float) -> tuple[pd.Timestamp, float]:
         if not hasattr(self, "_net"):
             raise NotFittedError(f"{self.name}: call fit() before predict()")
-        start, end = horizon_window(cutoff, horizon_days)
-        h = float((end - start).days)
+        start, h = scored_window(cutoff, horizon_days)
         if h > self.horizon_days_:
             raise CutoffError(
                 f"{self.name} was fitted for a {self.horizon_days_:g}-day horizon and cannot predict {h:g} days "
@@ -1030,9 +1018,7 @@ class DeepForecaster(Forecaster):
             SchemaMismatchError: the features differ from those of ``fit``.
         """
         start, h = self._window(cutoff, horizon_days)
-        tx = history_before(data.transactions, start, data.timezone)
-        if tx.empty:
-            raise DataError(f"{self.name}: no transaction before the cutoff {start.date()}")
+        tx = history_at(data, start, self.name)
         maker = self._maker(data)
         feats = maker(tx, start, h)
         self.check_features(feats.drop(columns="customer_id").assign(label_days=h))

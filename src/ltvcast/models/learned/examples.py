@@ -243,6 +243,29 @@ def history_before(tx: pd.DataFrame, cutoff, timezone: str = "UTC") -> pd.DataFr
     return tx[_utc(tx["timestamp"]) < local_midnight(cutoff, timezone)]
 
 
+def scored_window(cutoff, horizon_days: float) -> tuple[pd.Timestamp, float]:
+    """The cutoff day and the horizon in whole days, as the labels count them (:func:`horizon_window`)."""
+    start, end = horizon_window(cutoff, horizon_days)
+    return start, float((end - start).days)
+
+
+def history_at(data, cutoff, who: str) -> pd.DataFrame:
+    """``data.transactions`` strictly before the cutoff day in the shop's time zone (:func:`history_before`).
+
+    Args:
+        data: a :class:`~ltvcast.data.datasets.History`.
+        cutoff: calendar day.
+        who: the model's name, for the message.
+
+    Raises:
+        DataError: no transaction before the cutoff.
+    """
+    tx = history_before(data.transactions, cutoff, data.timezone)
+    if tx.empty:
+        raise DataError(f"{who}: no transaction before the cutoff {to_day(cutoff).date()}")
+    return tx
+
+
 def _is_sale(tx: pd.DataFrame) -> pd.Series:
     if "kind" in tx.columns:
         return tx["kind"].astype("string").fillna("sale") == "sale"
@@ -414,3 +437,37 @@ def build_examples(
         frames.append(part)
     frame = pd.concat(frames, ignore_index=True)
     return ExampleSet(frame, ["label_days"] + list(names or []), list(windows))
+
+
+def training_examples(
+    settings, data, cutoff, horizon_days: float, maker
+) -> tuple[pd.Timestamp, float, pd.DataFrame, ExampleSet]:
+    """The training examples of a learned model at ``cutoff``: the window plan, features and labels.
+
+    Args:
+        settings: the model, read for ``name``, ``n_windows``, ``stride_days``,
+            ``recent_windows``, ``min_label_days`` and ``min_history_days``
+            (see :func:`window_plan`).
+        data: a :class:`~ltvcast.data.datasets.History`; only rows before
+            ``cutoff`` are read.
+        cutoff, horizon_days: the prediction the model is trained for.
+        maker: the features at a window's cutoff, ``maker(tx, c, label_days)``.
+
+    Returns:
+        ``(cutoff day, horizon in whole days, the transactions before the
+        cutoff day, examples)``.
+
+    Raises:
+        DataError: no transaction before ``cutoff``.
+        CutoffError: no full training window fits before ``cutoff``.
+    """
+    start, h = scored_window(cutoff, horizon_days)
+    tx = history_at(data, start, settings.name)
+    plan = window_plan(
+        start, h,
+        n_windows=settings.n_windows, stride_days=settings.stride_days, recent=settings.recent_windows,
+        min_label_days=settings.min_label_days, first_day=tx["timestamp"].min(),
+        min_history_days=settings.min_history_days,
+    )
+    ex = build_examples(tx, start, plan, maker, timezone=data.timezone, revenue_basis=data.revenue_basis)
+    return start, h, tx, ex

@@ -64,11 +64,11 @@ from ltvcast.errors import DataError, NotFittedError
 from ltvcast.evaluate.metrics import normalized_gini
 from ltvcast.models.base import Forecaster, feature_schema
 from ltvcast.models.learned.calibration import LevelCalibration, PlattCalibration, QuantileLevels
-from ltvcast.models.learned.examples import ExampleSet, build_examples, history_before, window_plan
+from ltvcast.models.learned.examples import ExampleSet, history_at, scored_window, training_examples
 from ltvcast.models.learned.features import BTYD_DOCS, FeatureMaker
 from ltvcast.models.learned.ziln import ziln_grad_hess, ziln_init_score, ziln_loss, ziln_mean, ziln_quantile
 from ltvcast.predictions import predictions_frame
-from ltvcast.timeutil import horizon_window, to_day
+from ltvcast.timeutil import to_day
 
 __all__ = ["GBMForecaster", "QUANTILES"]
 
@@ -104,12 +104,6 @@ def _ziln_objective(preds, dataset):
 
 def _ziln_eval(preds, dataset):
     return "ziln", float(np.mean(ziln_loss(dataset.get_label(), preds))), False
-
-
-def _scored_window(cutoff, horizon_days: float) -> tuple[pd.Timestamp, float]:
-    """The cutoff day and the horizon in whole days, as the labels count them."""
-    start, end = horizon_window(cutoff, horizon_days)
-    return start, float((end - start).days)
 
 
 class GBMForecaster(Forecaster):
@@ -320,19 +314,8 @@ class GBMForecaster(Forecaster):
             DataError: no customers, or no buyer in the training windows.
         """
         self.notes_ = []
-        start, end = horizon_window(cutoff, horizon_days)
-        h = (end - start).days
-        tx = history_before(data.transactions, start, data.timezone)
-        if tx.empty:
-            raise DataError(f"{self.name}: no transaction before the cutoff {start.date()}")
-        plan = window_plan(
-            start, h,
-            n_windows=self.n_windows, stride_days=self.stride_days, recent=self.recent_windows,
-            min_label_days=self.min_label_days, first_day=tx["timestamp"].min(),
-            min_history_days=self.min_history_days,
-        )
         maker = self._maker(data)
-        ex = build_examples(tx, start, plan, maker, timezone=data.timezone, revenue_basis=data.revenue_basis)
+        *_, ex = training_examples(self, data, cutoff, horizon_days, maker)
         return self.fit_examples(ex, maker.notes)
 
     def fit_examples(self, ex: ExampleSet, feature_notes: list[str] | None = None) -> "GBMForecaster":
@@ -541,11 +524,8 @@ class GBMForecaster(Forecaster):
         """
         if not hasattr(self, "_spend"):
             raise NotFittedError(f"{self.name}: call fit() before predict()")
-        start, h = _scored_window(cutoff, horizon_days)
-        tx = history_before(data.transactions, start, data.timezone)
-        if tx.empty:
-            raise DataError(f"{self.name}: no transaction before the cutoff {start.date()}")
-        feats = self._maker(data)(tx, start, h)
+        start, h = scored_window(cutoff, horizon_days)
+        feats = self._maker(data)(history_at(data, start, self.name), start, h)
         self.check_features(feats.drop(columns="customer_id").assign(label_days=h))
         return feats
 
@@ -568,7 +548,7 @@ class GBMForecaster(Forecaster):
         """
         if not hasattr(self, "_spend"):
             raise NotFittedError(f"{self.name}: call fit() before predict()")
-        start, h = _scored_window(cutoff, horizon_days)
+        start, h = scored_window(cutoff, horizon_days)
         return predictions_frame(inputs["customer_id"], self.name, start, h, **self.predict_features(inputs, h))
 
     def predict_features(self, features: pd.DataFrame, horizon_days: float) -> dict[str, np.ndarray]:

@@ -46,8 +46,7 @@ def one(model: str, db: str, horizon: float, customers: int, chunk_size: int, ou
     cutoff = (history.observation_end - pd.Timedelta(days=round(horizon) - 1)).normalize()
     forecaster = make_forecaster(model.removesuffix("-onnx")).fit(history, cutoff, horizon)
     if model.endswith("-onnx"):
-        from ltvcast.models.learned.onnx import export_onnx
-        from ltvcast.registry import load_model, save_model
+        from ltvcast.registry import export_onnx, load_model, save_model
 
         root = Path(out).with_suffix(".models")
         export_onnx(save_model(forecaster, name=model, cutoff=cutoff, horizon_days=horizon, history=history, root=root))

@@ -39,6 +39,7 @@ import httpx
 import numpy as np
 
 from ltvcast.data.datasets import load_dataset, open_history
+from ltvcast.ingest.write import write_ingest
 from ltvcast.models.btyd import BTYDForecaster
 from ltvcast.registry import save_model
 from ltvcast.serve.auth import hash_key
@@ -65,7 +66,7 @@ GBM_SETTINGS = dict(n_windows=3, stride_days=56, max_rounds=60, early_stopping_r
 def setup(folder: Path, kind: str = "bgnbd") -> tuple[Path, Path, Path]:
     db = folder / "cdnow.duckdb"
     with Store.open(db) as store:
-        store.write_ingest(load_dataset("cdnow"))
+        write_ingest(store, load_dataset("cdnow"))
     history = open_history(db=db)
     if kind == "gbm":
         from ltvcast.models.learned.gbm import GBMForecaster

@@ -10,7 +10,7 @@ child's peak resident memory (``ru_maxrss``, which includes the interpreter,
 pandas, DuckDB and the data, about 300-400 MB on CDNOW before any model),
 and how good the predictions are on the horizon after the cutoff (which the
 data must cover): normalized Gini of ``pred_spend``, churn ROC AUC and the
-total spend error (:mod:`ltvcast.evaluate.metrics`).
+total spend error (:mod:`ltvcast.metrics`).
 
 ``--simulate N`` also benchmarks a simulated shop of N customers over
 ``--months`` months (:func:`ltvcast.simulate.simulate_shop`, ingested with
@@ -37,8 +37,8 @@ def one(model: str, dataset: str | None, db: str | None, cutoff: str | None, hor
     import pandas as pd
 
     from ltvcast.data.datasets import open_history
-    from ltvcast.evaluate.metrics import churn_auc, churn_labels, normalized_gini, total_error_pct
     from ltvcast.features import horizon_labels
+    from ltvcast.metrics import churn_auc, churn_labels, normalized_gini, total_error_pct
     from ltvcast.models.catalog import make_forecaster
 
     t0 = time.perf_counter()

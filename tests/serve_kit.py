@@ -17,9 +17,9 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from ltvcast.data.config import load_config
 from ltvcast.data.datasets import open_history
-from ltvcast.data.multisource import ingest_sources
+from ltvcast.ingest.config import load_config
+from ltvcast.ingest.multisource import ingest_sources
 from ltvcast.models.btyd import BTYDForecaster
 from ltvcast.registry import save_model
 from ltvcast.serve.auth import hash_key

@@ -11,7 +11,7 @@ import pytest
 from ltvcast.data.datasets import open_history
 from ltvcast.errors import CutoffError
 from ltvcast.evaluate.backtest import evaluation_window, run_backtest
-from ltvcast.forecast import forecast
+from ltvcast.models.forecast import forecast
 
 
 @pytest.fixture(scope="module")

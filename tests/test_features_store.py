@@ -241,7 +241,7 @@ def test_build_reads_a_store_object_opened_with_store_open(tmp_path):
     from ltvcast.store import Store
 
     with Store.open(tmp_path / "s.duckdb") as store:
-        con = store._con
+        con = store.connection
         cols = {r[0] for r in con.execute("DESCRIBE transactions").fetchall()}
         kind = ("", "") if "kind" not in cols else (", kind", ", CASE WHEN amount < 0 THEN 'return' ELSE 'sale' END")
         con.execute(

@@ -18,11 +18,11 @@ import pytest
 import torch
 
 from ltvcast.data.datasets import open_history
-from ltvcast.data.schema import PREDICTION_COLUMNS
 from ltvcast.errors import CutoffError, SchemaMismatchError
 from ltvcast.models.catalog import make_forecaster
 from ltvcast.models.learned.deep import DeepForecaster, period_offsets, period_spend, ziln_loss_torch
 from ltvcast.models.learned.ziln import SIGMA_MAX, SIGMA_MIN, ziln_loss, ziln_mean
+from ltvcast.schema import PREDICTION_COLUMNS
 
 CUTOFF = "1998-01-01"
 H = 181.0

@@ -7,17 +7,17 @@ import pandas as pd
 import pytest
 
 from ltvcast.errors import CutoffError, DataError
+from ltvcast.features.labels import next_purchase_labels
 from ltvcast.models.learned.examples import (
     Window,
     build_examples,
     history_before,
-    local_midnight,
-    next_purchase_labels,
     recent_windows,
     training_cutoffs,
     window_labels,
     window_plan,
 )
+from ltvcast.timeutil import local_midnight
 
 
 def day(text: str) -> pd.Timestamp:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ltvcast.errors import DataError
-from ltvcast.evaluate.metrics import (
+from ltvcast.metrics import (
     EVALUATE_COLUMNS,
     concordance_index,
     evaluate,

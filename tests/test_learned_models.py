@@ -19,12 +19,12 @@ import pandas as pd
 import pytest
 
 from ltvcast.data.datasets import open_history
-from ltvcast.data.schema import PREDICTION_COLUMNS
 from ltvcast.errors import LtvcastError
 from ltvcast.models.catalog import MODEL_NAMES, make_forecaster
 from ltvcast.models.learned.auto import AutoForecaster
 from ltvcast.models.learned.gbm import GBMForecaster
 from ltvcast.models.learned.hybrid import HybridForecaster
+from ltvcast.schema import PREDICTION_COLUMNS
 
 CUTOFF = "1998-01-01"
 H = 181.0

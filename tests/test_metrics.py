@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ltvcast import metrics as m
 from ltvcast.errors import DataError
 from ltvcast.evaluate import (
     EVALUATE_COLUMNS,
@@ -29,7 +30,6 @@ from ltvcast.evaluate import (
     top_decile_capture,
     total_error_pct,
 )
-from ltvcast.evaluate import metrics as m
 
 Y4 = np.array([0.0, 10.0, 30.0, 60.0])  # total 100; perfect raw Gini = 2*(.6+.9+1+1)/4 - 1 = 0.75
 

@@ -1,4 +1,4 @@
-"""ONNX export of the deep model (`ltvcast.models.learned.onnx`, `ltvcast export`) on the CDNOW sample, tiny settings.
+"""ONNX export of the deep model (`ltvcast.models.learned.deep.onnx`, `ltvcast.registry.export_onnx`, `ltvcast export`) on the CDNOW sample, tiny settings.
 
 * every output of the network (ZILN f_p/μ/f_s, trajectory log shares, log transactions, churn logit,
   next-purchase days) from onnxruntime equals torch's to 1e-4 absolute on the model's real inputs, at
@@ -30,11 +30,11 @@ from ltvcast.cli import app
 from ltvcast.data.datasets import open_history
 from ltvcast.errors import LtvcastError, RegistryError
 from ltvcast.models.catalog import make_forecaster
-from ltvcast.models.learned import onnx as onnx_export
 from ltvcast.models.learned.deep import DeepForecaster
-from ltvcast.models.learned.onnx import OnnxRunner, export_onnx
-from ltvcast.predictions import read_predictions
-from ltvcast.registry import load_model, save_model
+from ltvcast.models.learned.deep import onnx as onnx_export
+from ltvcast.models.learned.deep.onnx import OnnxRunner
+from ltvcast.registry import export_onnx, load_model, save_model
+from ltvcast.schema.predictions import read_predictions
 from ltvcast.serve.score import score
 
 CUTOFF = "1998-01-01"

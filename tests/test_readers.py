@@ -10,15 +10,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ltvcast.data.ingest import ingest
-from ltvcast.data.mapping import (
+from ltvcast.errors import DataError
+from ltvcast.ingest.mapping import (
     ColumnMapping,
     load_mapping_file,
     mapping_from_dict,
     parse_map_option,
 )
-from ltvcast.data.readers import detect_format, read_table
-from ltvcast.errors import DataError
+from ltvcast.ingest.readers import detect_format, read_table
+from ltvcast.ingest.single import ingest
 
 DATA = Path(__file__).parent / "data" / "ingest"
 

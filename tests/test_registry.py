@@ -23,7 +23,6 @@ from typer.testing import CliRunner
 from ltvcast import registry
 from ltvcast.cli import app
 from ltvcast.data.datasets import open_history
-from ltvcast.data.schema import PREDICTION_COLUMNS
 from ltvcast.errors import LtvcastError
 from ltvcast.models.catalog import make_forecaster
 from ltvcast.models.learned.gbm import GBMForecaster
@@ -39,6 +38,7 @@ from ltvcast.registry import (
     promoted_version,
     save_model,
 )
+from ltvcast.schema import PREDICTION_COLUMNS
 
 CUTOFF = "1998-01-01"
 H = 181.0

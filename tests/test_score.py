@@ -16,8 +16,8 @@ from ltvcast.data.datasets import open_history
 from ltvcast.errors import LtvcastError
 from ltvcast.models.catalog import make_forecaster
 from ltvcast.models.learned.gbm import GBMForecaster
-from ltvcast.predictions import read_predictions
 from ltvcast.registry import RegistryError, predict_registered, save_model
+from ltvcast.schema.predictions import read_predictions
 from ltvcast.serve.score import score
 
 CUTOFF = "1998-01-01"

@@ -14,8 +14,8 @@ import yaml
 from typer.testing import CliRunner
 
 from ltvcast.cli import app
-from ltvcast.data.parse import parse_timestamps
 from ltvcast.errors import LtvcastError
+from ltvcast.ingest.parse import parse_timestamps
 from ltvcast.simulate import read_dirty_manifest, read_kind, read_truth, simulate_shop
 from ltvcast.simulate.process import BRANDS, CHANNELS, TIERS
 from ltvcast.simulate.writer import CHUNKED_KINDS, KINDS, SCHEMAS

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from ltvcast.data.config import load_config
 from ltvcast.data.datasets import open_history
-from ltvcast.data.multisource import ingest_sources
 from ltvcast.evaluate.backtest import run_backtest
+from ltvcast.ingest.config import load_config
+from ltvcast.ingest.multisource import ingest_sources
 from ltvcast.simulate import simulate_shop
 from ltvcast.store import Store
 

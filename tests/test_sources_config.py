@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ltvcast.data.config import (
+from ltvcast.errors import DataError
+from ltvcast.ingest.config import (
     DEFAULT_PERSONAL_COLUMNS,
     config_from_dict,
     expand_env,
     load_config,
 )
-from ltvcast.errors import DataError
 
 BASE = {"shop": {"currency": "EUR"}, "sources": [{"kind": "orders", "path": "o.csv"}]}
 

@@ -31,9 +31,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ltvcast.data.config import load_config
-from ltvcast.data.multisource import ingest_sources
 from ltvcast.errors import DataError
+from ltvcast.ingest.config import load_config
+from ltvcast.ingest.multisource import ingest_sources
+from ltvcast.ingest.write import write_ingest
 from ltvcast.store import Store
 
 SHOP = Path(__file__).parent / "data" / "sources" / "shop"
@@ -267,7 +268,7 @@ def test_second_run_adds_nothing_and_a_new_file_appends(shop_dir, tmp_path):
 def test_failure_half_way_leaves_the_store_as_before(shop_dir, tmp_path, monkeypatch):
     db = tmp_path / "s.duckdb"
     with Store.open(db) as store:
-        store.write_ingest(__import__("ltvcast.data.ingest", fromlist=["ingest"]).ingest(
+        write_ingest(store, __import__("ltvcast.ingest.single", fromlist=["ingest"]).ingest(
             Path(__file__).parent / "data" / "ingest" / "no_orders.csv"))
     before = table_counts(db)
     meta_before = sql(db, "SELECT * FROM store_meta ORDER BY key")

@@ -9,9 +9,10 @@ import json
 import duckdb
 import pytest
 
-from ltvcast.data.config import load_config
-from ltvcast.data.multisource import ingest_sources
 from ltvcast.errors import DataError
+from ltvcast.ingest.config import load_config
+from ltvcast.ingest.multisource import ingest_sources
+from ltvcast.ingest.write import write_ingest
 from ltvcast.store import Store
 
 KEY = "k3y-for-tests"
@@ -116,7 +117,7 @@ def test_mapping_a_personal_column_needs_permission(tmp_path):
 
 
 def test_single_file_path_drops_unmapped_personal_columns(tmp_path):
-    from ltvcast.data.ingest import ingest
+    from ltvcast.ingest.single import ingest
 
     path = tmp_path / "export.csv"
     path.write_text("customer_id,timestamp,amount,Email,Name\nc1,2024-01-01,x,a@x.de,Anna\nc2,2024-01-02,5,b@x.de,Bob\n")
@@ -124,7 +125,7 @@ def test_single_file_path_drops_unmapped_personal_columns(tmp_path):
     assert result.stats.personal_columns_dropped == ("Email", "Name")
     assert "a@x.de" not in result.quarantine["raw_row"].iloc[0]
     with Store.open(tmp_path / "s.duckdb") as store:
-        store.write_ingest(result)
+        write_ingest(store, result)
         assert json.loads(store.ingest_log()["personal_columns_dropped"].iloc[0]) == ["Email", "Name"]
     kept = ingest(path, {"customer_id": "Email"})  # a column you map yourself is kept
     assert kept.stats.personal_columns_dropped == ("Name",)

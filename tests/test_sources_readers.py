@@ -11,20 +11,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ltvcast.data.parse import localize_naive, parse_timestamps
-from ltvcast.data.privacy import (
+from ltvcast.errors import DataError
+from ltvcast.ingest.parse import localize_naive, parse_timestamps
+from ltvcast.ingest.privacy import (
     drop_personal_columns,
     id_key,
     personal_columns_in,
     pseudonymise,
 )
-from ltvcast.data.readers import (
+from ltvcast.ingest.readers import (
     SOURCE_FORMATS,
     detect_format,
     read_table,
     values_to_text,
 )
-from ltvcast.errors import DataError
 
 
 def utc(text: str) -> pd.Timestamp:

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from ltvcast.data.config import load_config
-from ltvcast.data.multisource import ingest_sources
-from ltvcast.data.sql_source import engine_url, frame_hash, masked_url, read_sql_source
 from ltvcast.errors import DataError
+from ltvcast.ingest.config import load_config
+from ltvcast.ingest.multisource import ingest_sources
+from ltvcast.ingest.sql_source import engine_url, frame_hash, masked_url, read_sql_source
 from ltvcast.store import Store
 
 PG_URL = os.environ.get("LTVCAST_TEST_PGURL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ltvcast.data.ingest import ingest
-from ltvcast.data.mapping import load_mapping_file
 from ltvcast.errors import DataError
+from ltvcast.ingest import write as ingest_write
+from ltvcast.ingest.mapping import load_mapping_file
+from ltvcast.ingest.single import ingest
+from ltvcast.ingest.write import write_ingest
 from ltvcast.store import STORE_TABLES_DOC, Store
 
 DATA = Path(__file__).parent / "data" / "ingest"
@@ -47,8 +49,8 @@ def retail():
 def test_round_trip(tmp_path, renamed, retail):
     db = tmp_path / "shop.duckdb"
     with Store.open(db) as store:
-        assert store.write_ingest(renamed) == 1
-        assert store.write_ingest(retail) == 2
+        assert write_ingest(store, renamed) == 1
+        assert write_ingest(store, retail) == 2
         tx = store.transactions()
         log = store.ingest_log()
         q = store.quarantine()
@@ -89,7 +91,7 @@ def test_round_trip(tmp_path, renamed, retail):
 
 def test_transactions_before_cutoff(tmp_path, renamed):
     with Store.open(tmp_path / "s.duckdb") as store:
-        store.write_ingest(renamed)
+        write_ingest(store, renamed)
         early = store.transactions(before="2020-01-07")
     assert early["timestamp"].tolist() == [utc("2020-01-05 10:00"), utc("2020-01-06 07:30")]
 
@@ -97,12 +99,12 @@ def test_transactions_before_cutoff(tmp_path, renamed):
 def test_reopen_reads_back_and_read_only(tmp_path, renamed):
     db = tmp_path / "s.duckdb"
     with Store.open(db) as store:
-        store.write_ingest(renamed)
+        write_ingest(store, renamed)
     with Store.open(db, read_only=True) as store:
         expected = renamed.transactions.assign(kind=np.where(renamed.transactions["amount"] < 0, "return", "sale"))
         pd.testing.assert_frame_equal(store.transactions(), expected)
         with pytest.raises(DataError, match="read-only"):
-            store.write_ingest(renamed)
+            write_ingest(store, renamed)
     with pytest.raises(DataError, match="does not exist"):
         Store.open(tmp_path / "nope.duckdb", read_only=True)
 
@@ -110,24 +112,24 @@ def test_reopen_reads_back_and_read_only(tmp_path, renamed):
 def test_write_is_all_or_nothing(tmp_path, renamed, retail, monkeypatch):
     db = tmp_path / "s.duckdb"
     with Store.open(db) as store:
-        store.write_ingest(renamed)
+        write_ingest(store, renamed)
     before = counts(db)
     assert before == (4, 8, 1)
 
-    def boom(self, *args, **kwargs):
+    def boom(*args, **kwargs):
         raise RuntimeError("disk full (simulated)")
 
     # fails after transactions and quarantine rows were inserted
-    monkeypatch.setattr(Store, "_insert_log", boom)
+    monkeypatch.setattr(ingest_write, "_insert_log", boom)
     with Store.open(db) as store:
         with pytest.raises(RuntimeError, match="simulated"):
-            store.write_ingest(retail)
+            write_ingest(store, retail)
         # the same connection sees the old state too
         assert len(store.transactions()) == 4
     assert counts(db) == before
     monkeypatch.undo()
     with Store.open(db) as store:
-        assert store.write_ingest(retail) == 2
+        assert write_ingest(store, retail) == 2
     assert counts(db) == (9, 11, 2)
 
 
@@ -135,7 +137,7 @@ def test_declared_data_end_before_last_day_is_refused_and_nothing_written(tmp_pa
     db = tmp_path / "s.duckdb"
     with Store.open(db) as store:
         with pytest.raises(DataError, match="data_end 2020-01-07 is before the last transaction day 2020-01-08"):
-            store.write_ingest(renamed, data_end="2020-01-07")
+            write_ingest(store, renamed, data_end="2020-01-07")
     assert counts(db) == (0, 0, 0)
 
 
@@ -144,7 +146,7 @@ def test_observation_end_declared_and_latest(tmp_path, renamed):
     with Store.open(db) as store:
         with pytest.raises(DataError, match="holds no transactions"):
             store.observation_end()
-        store.write_ingest(renamed, data_end="2020-01-31")
+        write_ingest(store, renamed, data_end="2020-01-31")
         assert store.observation_end() == utc("2020-01-31")
         log = store.ingest_log()
         assert log["data_end"].tolist() == [utc("2020-01-31")]
@@ -153,22 +155,22 @@ def test_observation_end_declared_and_latest(tmp_path, renamed):
 def test_result_data_end_is_stored(tmp_path):
     result = ingest(DATA / "no_orders.csv", data_end="2021-05-31")
     with Store.open(tmp_path / "s.duckdb") as store:
-        store.write_ingest(result)
+        write_ingest(store, result)
         assert store.observation_end() == utc("2021-05-31")
         # a later ingest's declared end must cover all data in the store
         late = ingest(DATA / "orders_renamed.csv", RENAMED)
         with pytest.raises(DataError, match="data_end 2020-01-31 is before the last transaction day 2021-05-01"):
-            store.write_ingest(late, data_end="2020-01-31")
+            write_ingest(store, late, data_end="2020-01-31")
         assert len(store.ingest_log()) == 1
 
 
 def test_same_source_twice_is_refused_unless_replaced(tmp_path, renamed):
     db = tmp_path / "s.duckdb"
     with Store.open(db) as store:
-        store.write_ingest(renamed)
+        write_ingest(store, renamed)
         with pytest.raises(DataError, match="already ingested .*count every purchase twice"):
-            store.write_ingest(renamed)
-        assert store.write_ingest(renamed, replace=True) == 2
+            write_ingest(store, renamed)
+        assert write_ingest(store, renamed, replace=True) == 2
         assert store.ingest_log()["ingest_id"].tolist() == [2]
         assert len(store.transactions()) == 4
         assert store.quarantine()["ingest_id"].unique().tolist() == [2]
@@ -213,26 +215,26 @@ def test_readme_documents_the_store_tables_as_they_are():
 
 
 def test_same_bytes_under_another_name_are_refused(tmp_path):
-    from ltvcast.data.ingest import ingest
+    from ltvcast.ingest.single import ingest
 
     first = tmp_path / "export.csv"
     first.write_text("customer_id,timestamp,amount\n1,2024-01-01,5\n2,2024-01-02,7\n")
     copy = tmp_path / "export_copy.csv"
     copy.write_bytes(first.read_bytes())
     with Store.open(tmp_path / "s.duckdb") as store:
-        store.write_ingest(ingest(first))
+        write_ingest(store, ingest(first))
         with pytest.raises(DataError, match="same content as .*export.csv"):
-            store.write_ingest(ingest(copy))
+            write_ingest(store, ingest(copy))
         assert len(store.transactions()) == 2
 
 
 def test_amount_too_large_for_the_store_is_quarantined_not_a_crash(tmp_path):
-    from ltvcast.data.ingest import ingest
+    from ltvcast.ingest.single import ingest
 
     path = tmp_path / "big.csv"
     path.write_text("customer_id,timestamp,amount\n1,2024-01-01,1e15\n1,2024-01-02,5\n")
     result = ingest(path)
     assert result.stats.quarantined == {"bad_amount": 1}
     with Store.open(tmp_path / "s.duckdb") as store:
-        store.write_ingest(result)
+        write_ingest(store, result)
         assert store.transactions()["amount"].tolist() == [5.0]

@@ -85,7 +85,7 @@ def test_fresh_store_tables_match_the_doc(tmp_path):
 def test_contract_doc_shows_the_generated_table_layouts():
     from pathlib import Path
 
-    from ltvcast.data.tables import TABLES, tables_doc
+    from ltvcast.schema.tables import TABLES, tables_doc
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "multisource.md").read_text(encoding="utf-8")
     for table in TABLES:

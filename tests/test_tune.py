@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 from ltvcast.cli import app
 from ltvcast.data.datasets import open_history
 from ltvcast.errors import CutoffError, LtvcastError
+from ltvcast.evaluate.tune import SEARCH_SPACES, tune
 from ltvcast.models.learned.gbm import GBMForecaster
-from ltvcast.models.tune import SEARCH_SPACES, tune
 from ltvcast.registry import load_model
 
 C = "1998-04-01"

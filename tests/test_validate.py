@@ -12,13 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ltvcast.data.cutoff import check_cutoff, observation_end
-from ltvcast.data.ingest import ingest
-from ltvcast.data.mapping import load_mapping_file
-from ltvcast.data.parse import normalise_ids, parse_numbers, parse_timestamps
-from ltvcast.data.schema import TRANSACTION_COLUMNS
-from ltvcast.data.validate import QUARANTINE_COLUMNS
 from ltvcast.errors import CutoffError, DataError
+from ltvcast.ingest.mapping import load_mapping_file
+from ltvcast.ingest.parse import normalise_ids, parse_numbers, parse_timestamps
+from ltvcast.ingest.single import ingest
+from ltvcast.schema import QUARANTINE_COLUMNS, TRANSACTION_COLUMNS
+from ltvcast.timeutil import check_cutoff, observation_end
 
 DATA = Path(__file__).parent / "data" / "ingest"
 ROOT = Path(__file__).resolve().parents[1]
@@ -379,7 +378,7 @@ def test_order_lines_differing_only_in_an_unmapped_column_are_not_duplicates(tmp
         "536365,71053,2010-12-01 08:26,17850,5.00\n"
         "536365,71053,2010-12-01 08:26,17850,5.00\n"
     )
-    from ltvcast.data.ingest import ingest
+    from ltvcast.ingest.single import ingest
 
     result = ingest(path, {"customer_id": "CustomerID", "timestamp": "InvoiceDate", "amount": "Sales", "order_id": "InvoiceNo"})
     assert result.stats.rows_kept == 2
@@ -388,7 +387,7 @@ def test_order_lines_differing_only_in_an_unmapped_column_are_not_duplicates(tmp
 
 
 def test_placeholder_dates_are_quarantined_not_purchases(tmp_path):
-    from ltvcast.data.ingest import ingest
+    from ltvcast.ingest.single import ingest
 
     path = tmp_path / "ph.csv"
     path.write_text("customer_id,timestamp,amount\n1,0001-01-01,5\n1,9999-12-31,5\n1,2024-01-02,5\n")

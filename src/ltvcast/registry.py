@@ -40,7 +40,7 @@ of learned models, plus those passed to :func:`save_model`); ``tuning``;
 torch when it is imported); ``notes`` (the forecaster's ``notes_``);
 ``artifact`` (file name, bytes, SHA-256); ``onnx`` (deep models after
 ``ltvcast export``: the ONNX export of the network, see
-:mod:`ltvcast.models.learned.onnx`).
+:func:`export_onnx`).
 
 Data fingerprint (``data``): ``fingerprint`` is the SHA-256 of the
 transactions strictly before the cutoff (00:00 of the cutoff day in the
@@ -72,6 +72,7 @@ import pickle
 import platform
 import re
 import shutil
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -84,18 +85,22 @@ import pandas as pd
 
 from ltvcast import __version__
 from ltvcast.data.datasets import History
-from ltvcast.data.schema import TRANSACTION_COLUMNS
-from ltvcast.errors import RegistryError, SchemaMismatchError
+from ltvcast.errors import LtvcastError, RegistryError, SchemaMismatchError
 from ltvcast.models.base import Forecaster, check_feature_schema
 from ltvcast.models.learned.examples import ExampleSet, history_before
+from ltvcast.schema import TRANSACTION_COLUMNS
 from ltvcast.timeutil import horizon_window, to_day
 
 __all__ = [
     "DEFAULT_ROOT",
+    "ONNX_FILE",
+    "TOLERANCE",
+    "OnnxExport",
     "ModelRef",
     "RegisteredModel",
     "RegistryError",
     "SchemaMismatchError",
+    "export_onnx",
     "list_models",
     "load_model",
     "parse_ref",
@@ -109,6 +114,9 @@ DEFAULT_ROOT = Path("models")
 ARTIFACT = "model.pkl"
 MANIFEST = "manifest.json"
 PROMOTED = "PROMOTED"
+ONNX_FILE = "model.onnx"
+#: Largest |ONNX − torch| accepted on any output at export (absolute, in each output's unit).
+TOLERANCE = 1e-4
 FORMAT = 1
 LIST_COLUMNS = ("name", "version", "kind", "cutoff", "horizon_days", "created_at", "promoted")
 
@@ -318,7 +326,7 @@ def _validation_metrics(forecaster: Forecaster) -> dict[str, float]:
     predictions on window 0), spend RMSE, normalized Gini and churn Brier
     score; ``auto``: the score of each output's choice (``choice_``).
     """
-    from ltvcast.evaluate.metrics import churn_brier, churn_labels, normalized_gini, rmse
+    from ltvcast.metrics import churn_brier, churn_labels, normalized_gini, rmse
 
     out = {f"validation_{k}": v for k, v in (getattr(forecaster, "validation_scores_", None) or {}).items()}
     val = getattr(forecaster, "validation_", None)
@@ -460,7 +468,7 @@ def load_model(ref: str | ModelRef, root: str | Path = DEFAULT_ROOT, *, use_onnx
         root: registry folder.
         use_onnx: when the manifest records an ONNX export (``onnx``; deep
             models, ``ltvcast export``), predict through it in onnxruntime
-            (:func:`ltvcast.models.learned.onnx.attach_onnx`); False keeps torch.
+            (:meth:`~ltvcast.models.base.Forecaster.use_onnx`); False keeps torch.
 
     Returns:
         The :class:`RegisteredModel`. The pickle is trusted (module doc).
@@ -493,9 +501,7 @@ def load_model(ref: str | ModelRef, root: str | Path = DEFAULT_ROOT, *, use_onnx
     if not isinstance(forecaster, Forecaster):
         raise RegistryError(f"the model artifact {path} holds a {type(forecaster).__name__}, not a forecaster")
     if use_onnx and manifest.get("onnx") is not None:
-        from ltvcast.models.learned.onnx import attach_onnx  # onnxruntime only for exported models
-
-        attach_onnx(forecaster, folder, manifest["onnx"])
+        _attach_onnx(forecaster, folder, manifest["onnx"])
     return RegisteredModel(name, version, folder, manifest, forecaster)
 
 
@@ -540,16 +546,7 @@ def promote(ref: str | ModelRef, root: str | Path = DEFAULT_ROOT) -> RegisteredM
         raise RegistryError(f"promote needs NAME:VERSION, got {str(ref)!r}")
     model = load_model(ref, root)
     folder = Path(root) / model.name
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(f"{model.version}\n".encode())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / PROMOTED)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _replace(folder / PROMOTED, f"{model.version}\n".encode())
     return model
 
 
@@ -635,3 +632,131 @@ def predict_registered(model: RegisteredModel, history: History, cutoff, horizon
     frame = model.forecaster.predict(history, cutoff, float((end - start).days))
     frame["model"] = pd.Series(label, index=frame.index, dtype=frame["model"].dtype)
     return frame
+
+
+# ---------------------------------------------------------------------------- ONNX
+@dataclass(frozen=True)
+class OnnxExport:
+    """What :func:`export_onnx` wrote.
+
+    Attributes:
+        path: the ``model.onnx`` file.
+        bytes: its size.
+        sha256: its SHA-256 (hex), as in the manifest.
+        opset: the ONNX opset of the graph.
+        max_abs_diff: largest |ONNX − torch| over every output and checked row.
+        max_abs_diff_by_output: the same per output name (``DeepForecaster.OUTPUT_NAMES``).
+        checked_rows: rows compared (all batch sizes together).
+    """
+
+    path: Path
+    bytes: int
+    sha256: str
+    opset: int
+    max_abs_diff: float
+    max_abs_diff_by_output: dict[str, float]
+    checked_rows: int
+
+
+def export_onnx(model: RegisteredModel, *, atol: float = TOLERANCE, seed: int = 0) -> OnnxExport:
+    """Export a registered model's network to ``model.onnx`` in its version folder, checked against torch.
+
+    The graph comes from the model's hook :meth:`~ltvcast.models.base.Forecaster.to_onnx`
+    (deep models: :mod:`ltvcast.models.learned.deep.onnx`, which documents the
+    check). Manifest field ``onnx``: ``file`` (``model.onnx``), ``bytes``,
+    ``sha256``, ``opset``, ``exporter``, ``onnxruntime`` (version used for the
+    check), ``max_abs_diff`` and ``max_abs_diff_by_output``, ``checked_rows``,
+    ``atol``, ``created_at`` (UTC). Both files are written atomically
+    (temporary file in the same folder, fsync, ``os.replace``): first
+    ``model.onnx``, then the manifest; a reader that loads the version between
+    the two replacements of a re-export sees a SHA-256 mismatch.
+
+    At load (:func:`load_model`) the file's SHA-256 must equal the manifest's,
+    else the load is refused with a :class:`RegistryError` (a changed or
+    corrupt network must not score silently; export again to repair it,
+    ``load_model(..., use_onnx=False)`` loads the torch network). A
+    ``model.onnx`` the manifest does not record is ignored.
+
+    Args:
+        model: a registered deep model (:func:`load_model`; its folder ``model.path`` is written).
+        atol: largest |ONNX − torch| accepted on any output (absolute).
+        seed: seed of the generated check inputs.
+
+    Returns:
+        An :class:`OnnxExport`. ``model`` itself is not changed: load the
+        version again to predict through the export.
+
+    Raises:
+        LtvcastError: the model is not a deep model (the message names its
+            kind); the export fails; or an output differs from torch's by
+            more than ``atol`` (nothing is written then).
+        RegistryError: the version's manifest cannot be read.
+        OSError: the folder cannot be written.
+    """
+    graph = model.forecaster.to_onnx(f"{model.name}:{model.version}", atol=atol, seed=seed)
+    manifest = _read_manifest(model.path)
+    path = model.path / ONNX_FILE
+    _replace(path, graph.blob, like=model.path / manifest["artifact"].get("file", ARTIFACT))
+    digest = hashlib.sha256(graph.blob).hexdigest()
+    manifest["onnx"] = {
+        "file": ONNX_FILE,
+        "bytes": len(graph.blob),
+        "sha256": digest,
+        "opset": graph.opset,
+        "exporter": graph.exporter,
+        "onnxruntime": graph.onnxruntime,
+        "max_abs_diff": graph.max_abs_diff,
+        "max_abs_diff_by_output": graph.max_abs_diff_by_output,
+        "checked_rows": graph.checked_rows,
+        "atol": atol,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    _replace(model.path / MANIFEST, json.dumps(manifest, indent=2, allow_nan=False).encode(), like=model.path / MANIFEST)
+    return OnnxExport(
+        path, len(graph.blob), digest, graph.opset, graph.max_abs_diff, graph.max_abs_diff_by_output, graph.checked_rows
+    )
+
+
+def _attach_onnx(forecaster: Forecaster, folder: Path, entry: dict) -> None:
+    """Make a loaded model predict through its recorded ONNX export (see :func:`export_onnx`).
+
+    Raises:
+        RegistryError: the file is missing or unreadable; its SHA-256 differs
+            from the manifest's (changed or corrupt: the load is refused); the
+            model has no ONNX runtime or onnxruntime cannot load the file.
+    """
+    if not isinstance(entry, dict):
+        raise RegistryError(f"the manifest in {folder} records an ONNX export that is not an object")
+    path = folder / str(entry.get("file", ONNX_FILE))
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise RegistryError(f"cannot read the ONNX export {path}: {exc.strerror or exc}") from None
+    if hashlib.sha256(blob).hexdigest() != entry.get("sha256"):
+        raise RegistryError(
+            f"the ONNX export {path} was changed or is corrupt: its SHA-256 differs from the manifest's; export it "
+            "again (`ltvcast export --model NAME:VERSION --format onnx`)"
+        )
+    try:
+        forecaster.use_onnx(blob)
+    except LtvcastError as exc:
+        raise RegistryError(f"{folder}: {exc}") from None
+
+
+def _replace(path: Path, data: bytes, like: Path | None = None) -> None:
+    """Write ``data`` to ``path`` atomically (a temporary file in the same folder, fsync, ``os.replace``).
+
+    The file gets the permission bits of ``like`` when given (mkstemp's are 0600).
+    """
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        if like is not None:
+            os.chmod(tmp, stat.S_IMODE(like.stat().st_mode))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -9,7 +9,7 @@ import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ltvcast.data.ingest import IngestResult
+from ltvcast.ingest.single import IngestResult
 
 # (column in the metrics frame, label, format, which way is better)
 METRIC_ROWS: tuple[tuple[str, str, str, str], ...] = (
@@ -48,7 +48,7 @@ def summary_table(
     """Mean ± standard deviation across cutoffs: metrics (rows) × models (columns).
 
     Args:
-        summary: the frame of :func:`ltvcast.evaluate.metrics.summarize_backtest`
+        summary: the frame of :func:`ltvcast.metrics.summarize_backtest`
             (``model``, ``n_cutoffs``, ``<metric>_mean``, ``<metric>_std``).
         title: table title.
         rows: ``(metric column, label, format, which way is better)``; rows

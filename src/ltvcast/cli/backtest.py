@@ -18,8 +18,8 @@ from ltvcast.evaluate.backtest import (
     write_backtest,
     write_rolling_backtest,
 )
-from ltvcast.forecast import forecast as run_forecast
-from ltvcast.predictions import write_predictions
+from ltvcast.models.forecast import forecast as run_forecast
+from ltvcast.schema.predictions import write_predictions
 from ltvcast.timeutil import parse_horizon
 
 Dataset = Annotated[str | None, typer.Option("--dataset", help="Built-in dataset: cdnow or cdnow-sample.")]

@@ -13,8 +13,9 @@ from ltvcast.cli._show import forecast_table, ingest_table, metrics_table, progr
 from ltvcast.data.datasets import load_dataset, open_history
 from ltvcast.errors import LtvcastError
 from ltvcast.evaluate.backtest import DEFAULT_MODELS, run_backtest, write_backtest
-from ltvcast.forecast import forecast
-from ltvcast.predictions import write_predictions
+from ltvcast.ingest.write import write_ingest
+from ltvcast.models.forecast import forecast
+from ltvcast.schema.predictions import write_predictions
 from ltvcast.store import Store
 from ltvcast.timeutil import parse_horizon
 
@@ -46,7 +47,7 @@ def demo(
     console.rule("[bold]1. ingest the built-in CDNOW data (23,570 real customers)")
     result = load_dataset("cdnow")
     with Store.open(db) as store:
-        store.write_ingest(result)
+        write_ingest(store, result)
     console.print(ingest_table(result, str(result.observation_end.date())))
 
     history = open_history(db=db)

@@ -1,4 +1,4 @@
-"""`ltvcast export`: a registered deep model's network to ONNX (:mod:`ltvcast.models.learned.onnx`)."""
+"""`ltvcast export`: a registered deep model's network to ONNX (:func:`ltvcast.registry.export_onnx`)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def export_command(
     """
     if fmt.strip().lower() not in FORMATS:
         raise LtvcastError(f"--format {fmt!r} is not supported: the only export format is onnx")
-    from ltvcast.models.learned.onnx import TOLERANCE, export_onnx  # torch and onnxruntime load only here
+    from ltvcast.registry import TOLERANCE, export_onnx
 
     registered = load_model(model, registry, use_onnx=False)  # an earlier export may be the one to replace
     result = export_onnx(registered)

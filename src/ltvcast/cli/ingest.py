@@ -10,11 +10,12 @@ from rich.table import Table
 
 from ltvcast.cli._app import app, console, user_errors
 from ltvcast.cli._show import ingest_table
-from ltvcast.data.config import load_config
-from ltvcast.data.ingest import ingest as run_ingest
-from ltvcast.data.mapping import ColumnMapping, load_mapping_file, parse_map_option
-from ltvcast.data.multisource import MultiSourceResult, ingest_sources
 from ltvcast.errors import DataError
+from ltvcast.ingest.config import load_config
+from ltvcast.ingest.mapping import ColumnMapping, load_mapping_file, parse_map_option
+from ltvcast.ingest.multisource import MultiSourceResult, ingest_sources
+from ltvcast.ingest.single import ingest as run_ingest
+from ltvcast.ingest.write import write_ingest
 from ltvcast.store import Store
 
 
@@ -155,7 +156,7 @@ def ingest_command(
     )
     result = run_ingest(source, mapping, format=format, data_end=data_end)
     with Store.open(db) as store:
-        store.write_ingest(result, replace=replace)
+        write_ingest(store, result, replace=replace)
         end = store.observation_end()
     console.print(f"ingested {result.stats.source} into {db}", soft_wrap=True, highlight=False)
     console.print(ingest_table(result, str(end.date())))

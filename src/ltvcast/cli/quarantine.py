@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from ltvcast.cli._app import app, console, user_errors
-from ltvcast.data.quarantine import REASON_MEANINGS
 from ltvcast.errors import DataError
+from ltvcast.schema.quarantine import REASON_MEANINGS
 from ltvcast.store import Store
 
 

@@ -12,11 +12,9 @@ from rich.table import Table
 from ltvcast.cli._app import app, console, user_errors
 from ltvcast.cli._show import chunk_progress, forecast_table, progress
 from ltvcast.cli.backtest import Cutoff, DataEnd, Dataset, Db
-from ltvcast.data.cutoff import check_cutoff
 from ltvcast.data.datasets import open_history
 from ltvcast.errors import RegistryError
 from ltvcast.models.catalog import make_forecaster
-from ltvcast.predictions import FORECAST_COLUMNS, read_predictions
 from ltvcast.registry import (
     DEFAULT_ROOT,
     list_models,
@@ -26,8 +24,9 @@ from ltvcast.registry import (
     promoted_version,
     save_model,
 )
+from ltvcast.schema.predictions import FORECAST_COLUMNS, read_predictions
 from ltvcast.serve.score import score
-from ltvcast.timeutil import horizon_window, parse_horizon
+from ltvcast.timeutil import check_cutoff, horizon_window, parse_horizon
 
 Registry = Annotated[Path, typer.Option("--registry", help="Model registry folder.")]
 

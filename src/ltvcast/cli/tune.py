@@ -1,4 +1,4 @@
-"""`ltvcast tune`: search a learned model's settings before the cutoff and register the best (:mod:`ltvcast.models.tune`)."""
+"""`ltvcast tune`: search a learned model's settings before the cutoff and register the best (:mod:`ltvcast.evaluate.tune`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ltvcast.cli._show import progress
 from ltvcast.cli.backtest import Cutoff, DataEnd, Dataset, Db
 from ltvcast.data.datasets import open_history
 from ltvcast.errors import LtvcastError, RegistryError
-from ltvcast.models.tune import TUNABLE_MODELS, TUNE_METRICS, TuneResult, tune
+from ltvcast.evaluate.tune import TUNABLE_MODELS, TUNE_METRICS, TuneResult, tune
 from ltvcast.registry import DEFAULT_ROOT, parse_ref, save_model
 from ltvcast.timeutil import parse_horizon
 

@@ -1,1 +1,1 @@
-"""Canonical schemas, readers, cleaning, quarantine and built-in datasets."""
+"""The shop's data as the rest of the library sees it: :class:`~ltvcast.data.datasets.History` and the built-in datasets."""

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ltvcast.data.ingest import IngestResult, ingest
-from ltvcast.data.mapping import ColumnMapping
 from ltvcast.errors import DataError
+from ltvcast.ingest.mapping import ColumnMapping
+from ltvcast.ingest.single import IngestResult, ingest
+from ltvcast.ingest.write import write_ingest
 from ltvcast.store import Store
 
 CDNOW_MASTER_MAPPING = ColumnMapping(
@@ -91,14 +92,14 @@ def open_history(dataset: str | None = None, db: str | Path | None = None, data_
         DataError: neither or both sources given; the store is missing or
             empty; ``data_end`` is before the last transaction day.
     """
-    from ltvcast.data.cutoff import observation_end
+    from ltvcast.timeutil import observation_end
 
     if (dataset is None) == (db is None):
         raise DataError("give exactly one source of transactions: --dataset NAME or --db PATH")
     if dataset is not None:
         result = load_dataset(dataset)
         store = Store.open(":memory:")
-        store.write_ingest(result)
+        write_ingest(store, result)
         tx, declared, origin = result.transactions, result.data_end, f"dataset {dataset}"
     else:
         store = Store.open(db, read_only=True)

@@ -1,6 +1,6 @@
 """Backtest evaluation: metrics and the HTML report.
 
-* :mod:`ltvcast.evaluate.metrics` — array metrics (normalized Gini, top-decile
+* :mod:`ltvcast.metrics` — array metrics (normalized Gini, top-decile
   capture, decile calibration and MAPE, total error, MAE/RMSE, Spearman,
   churn ROC/PR AUC and Brier), :func:`evaluate` for a predictions frame
   against actuals, and :func:`summarize_backtest` across cutoffs.
@@ -8,7 +8,8 @@
   HTML file with the metrics table and inline SVG charts.
 """
 
-from ltvcast.evaluate.metrics import (
+from ltvcast.evaluate.report import write_report
+from ltvcast.metrics import (
     EVALUATE_COLUMNS,
     METRIC_COLUMNS,
     churn_auc,
@@ -28,7 +29,6 @@ from ltvcast.evaluate.metrics import (
     top_decile_capture,
     total_error_pct,
 )
-from ltvcast.evaluate.report import write_report
 
 __all__ = [
     "EVALUATE_COLUMNS",

@@ -21,12 +21,12 @@ import pandas as pd
 
 from ltvcast.data.datasets import History
 from ltvcast.errors import CutoffError, DataError
-from ltvcast.evaluate.metrics import evaluate, summarize_backtest
 from ltvcast.evaluate.report import write_report
 from ltvcast.features import horizon_labels
-from ltvcast.forecast import fit_predict
-from ltvcast.models.learned.examples import next_purchase_labels
-from ltvcast.predictions import write_predictions
+from ltvcast.features.labels import next_purchase_labels
+from ltvcast.metrics import evaluate, summarize_backtest
+from ltvcast.models.forecast import fit_predict
+from ltvcast.schema.predictions import write_predictions
 from ltvcast.timeutil import horizon_window, to_day
 
 DEFAULT_MODELS: tuple[str, ...] = ("naive", "bgnbd", "paretonbd")
@@ -42,7 +42,7 @@ class BacktestResult:
         actuals: ``customer_id, actual_transactions, actual_spend,
             actual_next_purchase_days`` (days from the cutoff to the first
             purchase occasion in the window; NaN for non-buyers).
-        metrics: one row per model (see :func:`ltvcast.evaluate.metrics.evaluate`).
+        metrics: one row per model (see :func:`ltvcast.metrics.evaluate`).
         cutoff: the prediction date (UTC midnight).
         horizon_days: the evaluated window length in days (after clipping).
         notes: remarks for the report (clipped window, left-out customers).
@@ -107,7 +107,7 @@ def horizon_actuals(data: History, customers: pd.Series, cutoff, horizon_days: f
         store says) and ``actual_next_purchase_days`` (days from the cutoff
         to the first occasion in the window; NaN for non-buyers), as
         :func:`ltvcast.features.horizon_labels` and
-        :func:`ltvcast.models.learned.examples.next_purchase_labels` define them.
+        :func:`ltvcast.features.labels.next_purchase_labels` define them.
     """
     actuals = horizon_labels(
         data.transactions, customers, cutoff, horizon_days, timezone=data.timezone, revenue_basis=data.revenue_basis
@@ -211,13 +211,13 @@ class RollingBacktestResult:
             ``actual_spend``, ``actual_next_purchase_days``; one row per
             customer and cutoff.
         metrics: one row per model and cutoff (columns of
-            :func:`ltvcast.evaluate.metrics.evaluate`), by cutoff, then in the
+            :func:`ltvcast.metrics.evaluate`), by cutoff, then in the
             order the models were given.
         summary: one row per model (in the given order): ``model``,
             ``n_cutoffs``, ``first_cutoff``, ``last_cutoff``, ``horizon_days``
             and ``<metric>_mean`` / ``<metric>_std`` (sample standard
             deviation, ``ddof=1``) over the model's cutoffs
-            (:func:`ltvcast.evaluate.metrics.summarize_backtest`).
+            (:func:`ltvcast.metrics.summarize_backtest`).
         horizon_days: the requested horizon (days); each run holds the
             length it scored (shorter where clipped at the end of the data).
         notes: every run's notes, each prefixed with its cutoff.

@@ -1,7 +1,7 @@
 """The backtest report: one self-contained HTML file.
 
 :func:`write_report` renders the context of a run, the metrics table of
-:func:`ltvcast.evaluate.metrics.evaluate` (and, for rolling-origin backtests,
+:func:`ltvcast.metrics.evaluate` (and, for rolling-origin backtests,
 mean ± standard deviation across cutoffs), one cumulative gain (Lorenz) chart
 with every model, and a decile calibration chart per model.
 
@@ -26,7 +26,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from ltvcast.errors import DataError
-from ltvcast.evaluate.metrics import (
+from ltvcast.metrics import (
     METRIC_COLUMNS,
     decile_calibration,
     evaluate,
@@ -400,10 +400,10 @@ def write_report(
     Args:
         predictions: canonical predictions frame (DESIGN.md), one row per
             customer × model (× cutoff); see
-            :func:`ltvcast.evaluate.metrics.join_actuals` for what is read.
+            :func:`ltvcast.metrics.join_actuals` for what is read.
         actuals: ``customer_id``, ``actual_transactions``, ``actual_spend``
             (and ``cutoff`` when several cutoffs are present).
-        metrics: the frame of :func:`ltvcast.evaluate.metrics.evaluate` for
+        metrics: the frame of :func:`ltvcast.metrics.evaluate` for
             these predictions, shown as given (extra columns are shown too);
             ``None`` computes it.
         path: file to write (parent folders are created); overwritten.
@@ -429,7 +429,7 @@ def write_report(
     the gain chart when actual spend does not total above zero.
 
     Raises:
-        DataError: as :func:`~ltvcast.evaluate.metrics.join_actuals`, or a
+        DataError: as :func:`~ltvcast.metrics.join_actuals`, or a
             ``metrics`` frame without a ``model`` column.
     """
     from ltvcast import __version__

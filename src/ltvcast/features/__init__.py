@@ -2,7 +2,7 @@
 
 from ltvcast.features.build import FeatureSet, build, feature_sql
 from ltvcast.features.catalog import FeatureSpec, feature_specs
-from ltvcast.features.labels import horizon_labels
+from ltvcast.features.labels import horizon_labels, next_purchase_labels
 from ltvcast.features.rfm import rfm_summary
 from ltvcast.features.sequences import CHANNEL_DOCS, DEFAULT_CHANNELS, SEQUENCE_CHANNELS
 
@@ -16,5 +16,6 @@ __all__ = [
     "feature_specs",
     "feature_sql",
     "horizon_labels",
+    "next_purchase_labels",
     "rfm_summary",
 ]

@@ -1,6 +1,16 @@
-"""Customer-level models: the BTYD family and a naive baseline.
+"""Every model family, behind one interface.
 
-Each class takes a per-customer summary frame (columns ``frequency``,
+- :mod:`~ltvcast.models.base` — the :class:`~ltvcast.models.base.Forecaster`
+  interface (``fit`` / ``inputs`` / ``predict_inputs`` / ``predict``) every
+  model implements; :mod:`~ltvcast.models.catalog` maps the CLI's model
+  names to forecasters; :mod:`~ltvcast.models.forecast` fits and predicts
+  them at a cutoff (``ltvcast predict``, backtests).
+- :mod:`~ltvcast.models.btyd` — the BTYD forecasters (and ``naive``) over
+  the estimators below.
+- :mod:`~ltvcast.models.learned` — gbm, hybrid, auto and the deep sequence
+  models (``deep``, ``deep-lstm``, ``deep-transformer``).
+
+The estimators exported here take a per-customer summary frame (columns ``frequency``,
 ``recency``, ``T`` and, for spend, ``monetary_value``; time in one unit of
 the caller's choosing, money in the shop currency) and follows the
 scikit-learn convention: hyper-parameters in ``__init__``, learned

@@ -15,16 +15,21 @@ A fitted forecaster records the inputs it was trained on in
 calls :meth:`Forecaster.check_features` on the inputs it builds, so that a
 model saved in the registry (:mod:`ltvcast.registry`) refuses data whose
 features differ instead of predicting from misaligned columns.
+
+A model with a second runtime (the deep models' network in ONNX) exposes it
+through two hooks the registry calls, :meth:`Forecaster.to_onnx` and
+:meth:`Forecaster.use_onnx`, so no model module knows where it is stored.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import pandas as pd
 
 from ltvcast.data.datasets import History
-from ltvcast.errors import SchemaMismatchError
+from ltvcast.errors import LtvcastError, SchemaMismatchError
 
 
 def feature_schema(features: pd.DataFrame) -> dict[str, str]:
@@ -57,6 +62,29 @@ def check_feature_schema(
         raise SchemaMismatchError(
             f"{what}: the inputs differ from the features the model was trained on; " + "; ".join(parts)
         )
+
+
+@dataclass(frozen=True)
+class OnnxGraph:
+    """A model's network as a serialized ONNX graph, checked against the model's own runtime.
+
+    Attributes:
+        blob: the ``.onnx`` bytes.
+        opset: the graph's ONNX opset.
+        exporter: what exported it, with versions.
+        onnxruntime: the onnxruntime version of the check.
+        max_abs_diff: largest |ONNX − original| over every output and checked row.
+        max_abs_diff_by_output: the same per output name.
+        checked_rows: rows compared.
+    """
+
+    blob: bytes
+    opset: int
+    exporter: str
+    onnxruntime: str
+    max_abs_diff: float
+    max_abs_diff_by_output: dict[str, float]
+    checked_rows: int
 
 
 class Forecaster(ABC):
@@ -119,3 +147,22 @@ class Forecaster(ABC):
             check_feature_schema(
                 self.feature_schema_, feature_schema(features), what=self.name, allow_extra=allow_extra
             )
+
+    def to_onnx(self, label: str, *, atol: float, seed: int = 0) -> OnnxGraph:
+        """The model's network as an ONNX graph, checked to ``atol`` (a hook for :func:`ltvcast.registry.export_onnx`).
+
+        Raises:
+            LtvcastError: the model has no network to export (this default),
+                the export fails, or the check does.
+        """
+        raise LtvcastError(
+            f"model {label} is a {self.name!r} model; only deep models (deep, deep-lstm, deep-transformer) export to ONNX"
+        )
+
+    def use_onnx(self, blob: bytes | None) -> None:
+        """Predict through an ONNX graph from :meth:`to_onnx` from now on (a hook for :func:`ltvcast.registry.load_model`).
+
+        Raises:
+            LtvcastError: the model has no network to run in ONNX (this default).
+        """
+        raise LtvcastError(f"a {self.name!r} model has no ONNX runtime")

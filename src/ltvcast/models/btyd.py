@@ -18,7 +18,7 @@ from ltvcast.models.bgnbd import BGNBD
 from ltvcast.models.gammagamma import GammaGamma
 from ltvcast.models.naive import Naive
 from ltvcast.models.paretonbd import ParetoNBD
-from ltvcast.predictions import predictions_frame
+from ltvcast.schema.predictions import predictions_frame
 from ltvcast.timeutil import to_day
 
 DAYS_PER_WEEK = 7.0

@@ -50,7 +50,7 @@ from ltvcast.serve.events import EventBatch, OrderEvent
 from ltvcast.serve.metrics import Metrics
 from ltvcast.serve.mirror import Mirror
 from ltvcast.serve.model import Batcher, ModelHolder, Served, predict, predict_learned
-from ltvcast.serve.online import OnlineStore
+from ltvcast.serve.online_store import OnlineStore
 from ltvcast.serve.state import ConflictError, summarize
 from ltvcast.serve.sync import ShopSettings
 from ltvcast.timeutil import parse_horizon

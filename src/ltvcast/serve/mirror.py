@@ -42,11 +42,11 @@ import duckdb
 import pandas as pd
 
 from ltvcast.data.datasets import History
-from ltvcast.data.tables import columns
 from ltvcast.errors import DataError, LtvcastError
 from ltvcast.features.build import CustomerSubset
+from ltvcast.schema.tables import columns
 from ltvcast.serve.events import Event, event_json, parse_event
-from ltvcast.serve.online import OnlineStore
+from ltvcast.serve.online_store import OnlineStore
 from ltvcast.serve.sync import store_rows
 from ltvcast.store import Store
 

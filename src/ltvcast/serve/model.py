@@ -53,11 +53,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ltvcast.data.schema import PREDICTION_COLUMNS
 from ltvcast.errors import LtvcastError
 from ltvcast.models.base import Forecaster
 from ltvcast.models.btyd import BTYDForecaster
 from ltvcast.registry import PROMOTED, RegisteredModel, load_model, parse_ref
+from ltvcast.schema import PREDICTION_COLUMNS
 from ltvcast.serve.mirror import Mirror
 from ltvcast.serve.state import Summary
 
@@ -271,7 +271,7 @@ def predict(
 
     The numbers are :meth:`~ltvcast.models.btyd.BTYDForecaster.predict_columns`
     of the summaries (the math of the batch path, without building a frame).
-    Each row: the canonical columns (:data:`~ltvcast.data.schema.PREDICTION_COLUMNS`;
+    Each row: the canonical columns (:data:`~ltvcast.schema.PREDICTION_COLUMNS`;
     ``cutoff`` as ``YYYY-MM-DD``, NaN and columns the model does not fill as
     null), ``model_name`` and ``model_version`` (the registry's), and ``cold_start``.
     """

@@ -28,7 +28,7 @@ import redis
 
 from ltvcast.errors import LtvcastError
 from ltvcast.serve.events import Event, event_json
-from ltvcast.serve.online import BaseRow, DayRow, LogEntry, OnlineStore
+from ltvcast.serve.online_store import BaseRow, DayRow, LogEntry, OnlineStore
 from ltvcast.serve.state import Applied, Fetched, OrderRec, Snapshot, apply_batch, needed
 
 _FIELDS = ("s", "r", "n", "o")

@@ -39,7 +39,7 @@ class ScoreResult:
         inputs_seconds: time to compute the inputs (features) at the cutoff.
         predict_seconds: time to predict and write every chunk.
         runtime: what ran a deep model's network (``"torch"`` or
-            ``"onnxruntime"``, see :mod:`ltvcast.models.learned.onnx`);
+            ``"onnxruntime"``, see :mod:`ltvcast.models.learned.deep.onnx`);
             ``None`` for the other models.
     """
 

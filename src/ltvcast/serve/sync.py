@@ -37,7 +37,7 @@ from ltvcast.serve.events import (
     parse_event,
     to_e4,
 )
-from ltvcast.serve.online import BaseRow, OnlineStore
+from ltvcast.serve.online_store import BaseRow, OnlineStore
 from ltvcast.store import Store
 
 _FAR = date(2199, 12, 31)

@@ -46,7 +46,7 @@ from ltvcast.models.btyd import RFM_INPUTS, BTYDForecaster
 from ltvcast.models.learned.examples import history_at, scored_window, training_examples
 from ltvcast.models.learned.features import FeatureMaker
 from ltvcast.models.learned.gbm import QUANTILES, GBMForecaster
-from ltvcast.predictions import predictions_frame
+from ltvcast.schema.predictions import predictions_frame
 
 __all__ = ["AutoForecaster"]
 

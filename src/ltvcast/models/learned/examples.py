@@ -49,14 +49,13 @@ import pandas as pd
 
 from ltvcast.errors import CutoffError, DataError
 from ltvcast.features import horizon_labels
-from ltvcast.timeutil import horizon_window, to_day
+from ltvcast.features.labels import next_purchase_labels
+from ltvcast.timeutil import horizon_window, local_midnight, to_day
 
 __all__ = [
     "ExampleSet",
     "build_examples",
-    "local_midnight",
     "history_before",
-    "next_purchase_labels",
     "training_cutoffs",
     "window_labels",
 ]
@@ -214,17 +213,6 @@ def window_plan(
     return plan
 
 
-def local_midnight(cutoff, timezone: str = "UTC") -> pd.Timestamp:
-    """00:00 of the calendar day ``cutoff`` in ``timezone``, as a UTC timestamp.
-
-    Where 00:00 does not exist (a DST jump at midnight) the first instant of
-    the day is used; where it occurs twice, the first (the convention of
-    :func:`ltvcast.features.build`).
-    """
-    day = to_day(cutoff).tz_localize(None)
-    return day.tz_localize(timezone, nonexistent="shift_forward", ambiguous=True).tz_convert("UTC")
-
-
 def _utc(stamps: pd.Series) -> pd.Series:
     return stamps.dt.tz_localize("UTC") if getattr(stamps.dt, "tz", None) is None else stamps
 
@@ -264,57 +252,6 @@ def history_at(data, cutoff, who: str) -> pd.DataFrame:
     if tx.empty:
         raise DataError(f"{who}: no transaction before the cutoff {to_day(cutoff).date()}")
     return tx
-
-
-def _is_sale(tx: pd.DataFrame) -> pd.Series:
-    if "kind" in tx.columns:
-        return tx["kind"].astype("string").fillna("sale") == "sale"
-    return tx["amount"] >= 0
-
-
-def next_purchase_labels(
-    tx: pd.DataFrame,
-    customers: pd.Series,
-    cutoff,
-    horizon_days: float,
-    *,
-    timezone: str = "UTC",
-) -> pd.DataFrame:
-    """Days from ``cutoff`` to each customer's first purchase occasion in the horizon.
-
-    A purchase occasion is a local calendar day with a sale row (a row of
-    ``kind = 'sale'``, or with ``amount >= 0`` when the frame has no
-    ``kind``), as in :func:`ltvcast.features.horizon_labels`.
-
-    Args:
-        tx: canonical transactions (``customer_id``, ``timestamp`` UTC,
-            ``amount``, optional ``kind``).
-        customers: ids to label, shape (n,).
-        cutoff: first day of the window (calendar day).
-        horizon_days: window length in days (``round(H)`` local days).
-        timezone: the shop's IANA time zone.
-
-    Returns:
-        Frame of n rows sorted by ``customer_id``: ``customer_id`` (string),
-        ``next_purchase_days`` (float: whole local days from the cutoff day to
-        the day of the first sale in the window, 0 = on the cutoff day; NaN
-        when the customer has none in the window).
-    """
-    start_day = to_day(cutoff).tz_localize(None)
-    start = local_midnight(start_day, timezone)
-    end = local_midnight(start_day + pd.Timedelta(days=round(horizon_days)), timezone)
-    stamps = _utc(tx["timestamp"])
-    keep = (stamps >= start) & (stamps < end) & _is_sale(tx)
-    window = pd.DataFrame(
-        {"customer_id": tx.loc[keep, "customer_id"].astype("string"), "timestamp": stamps[keep]}
-    )
-    first = window.groupby("customer_id")["timestamp"].min()
-    local_day = first.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
-    days = (local_day - start_day).dt.days.astype(float)
-    ids = pd.Series(pd.Series(customers, dtype="string").unique(), dtype="string")
-    out = pd.DataFrame({"customer_id": ids})
-    out["next_purchase_days"] = out["customer_id"].map(days).astype(float)
-    return out.sort_values("customer_id", kind="stable").reset_index(drop=True)
 
 
 def window_labels(

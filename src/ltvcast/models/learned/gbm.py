@@ -61,13 +61,13 @@ import pandas as pd
 
 from ltvcast.data.datasets import History
 from ltvcast.errors import DataError, NotFittedError
-from ltvcast.evaluate.metrics import normalized_gini
+from ltvcast.metrics import normalized_gini
 from ltvcast.models.base import Forecaster, feature_schema
 from ltvcast.models.learned.calibration import LevelCalibration, PlattCalibration, QuantileLevels
 from ltvcast.models.learned.examples import ExampleSet, history_at, scored_window, training_examples
 from ltvcast.models.learned.features import BTYD_DOCS, FeatureMaker
 from ltvcast.models.learned.ziln import ziln_grad_hess, ziln_init_score, ziln_loss, ziln_mean, ziln_quantile
-from ltvcast.predictions import predictions_frame
+from ltvcast.schema.predictions import predictions_frame
 from ltvcast.timeutil import to_day
 
 __all__ = ["GBMForecaster", "QUANTILES"]

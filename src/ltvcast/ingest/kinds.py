@@ -1,7 +1,7 @@
 """The source kinds of ``sources.yaml`` and the canonical fields each one maps.
 
 Every field has a *type* that decides how its text is parsed
-(:mod:`ltvcast.data.staging`):
+(:mod:`ltvcast.ingest.staging`):
 
 =============  ==============================================================
 type           parsed as

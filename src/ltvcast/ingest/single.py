@@ -6,9 +6,9 @@
 ...                            + result.stats.duplicates_dropped)  # doctest: +SKIP
 True
 
-See :mod:`ltvcast.data.readers` (formats), :mod:`ltvcast.data.mapping`
-(mapping, ``unit_price``), :mod:`ltvcast.data.validate` (quarantine reasons,
-row numbers, duplicate rules), :mod:`ltvcast.data.cutoff` (observation end).
+See :mod:`ltvcast.ingest.readers` (formats), :mod:`ltvcast.ingest.mapping`
+(mapping, ``unit_price``), :mod:`ltvcast.ingest.validate` (quarantine reasons,
+row numbers, duplicate rules), :mod:`ltvcast.timeutil` (observation end).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ltvcast.data.cutoff import DateLike, declared_day, observation_end
-from ltvcast.data.mapping import ColumnMapping
-from ltvcast.data.privacy import drop_personal_columns
-from ltvcast.data.readers import RawTable, read_table
-from ltvcast.data.validate import REASONS, conflict_quarantine, find_duplicates, validate_rows
 from ltvcast.errors import DataError
+from ltvcast.ingest.mapping import ColumnMapping
+from ltvcast.ingest.privacy import drop_personal_columns
+from ltvcast.ingest.readers import RawTable, read_table
+from ltvcast.ingest.validate import REASONS, conflict_quarantine, find_duplicates, validate_rows
+from ltvcast.timeutil import DateLike, declared_day, observation_end
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,9 @@ class IngestResult:
         transactions: canonical transactions, one row per kept row, sorted by
             customer_id then timestamp (stable: file order within ties),
             index 0..n-1. Columns and dtypes: see
-            :func:`ltvcast.data.validate.empty_transactions`.
+            :func:`ltvcast.ingest.validate.empty_transactions`.
         quarantine: rows that could not be used, columns
-            :data:`ltvcast.data.validate.QUARANTINE_COLUMNS`, in file order.
+            :data:`ltvcast.ingest.validate.QUARANTINE_COLUMNS`, in file order.
         stats: :class:`IngestStats`.
         mapping: the mapping used.
         data_end: the declared last observed day (UTC 00:00), or None.
@@ -132,7 +132,7 @@ def ingest(
         encoding: text encoding; default UTF-8 with a Latin-1 fallback.
         personal_columns: column names holding personal data, dropped at
             read time unless mapped (matching as in
-            :mod:`ltvcast.data.privacy`); None = the defaults of
+            :mod:`ltvcast.ingest.privacy`); None = the defaults of
             ``sources.yaml`` (email, name, phone, address, ip, ...).
 
     Returns:
@@ -154,7 +154,7 @@ def ingest(
         source, format, has_header=cmap.header, columns=cmap.columns, encoding=encoding
     )
     if personal_columns is None:
-        from ltvcast.data.config import DEFAULT_PERSONAL_COLUMNS
+        from ltvcast.ingest.config import DEFAULT_PERSONAL_COLUMNS
 
         personal_columns = DEFAULT_PERSONAL_COLUMNS
     mapped = set(cmap.fields.values())

@@ -1,7 +1,7 @@
 """Parse raw text columns into ids, numbers and UTC timestamps (vectorised).
 
 Every function takes a pandas Series of raw text (as produced by
-:func:`ltvcast.data.readers.read_table`) and returns a Series on the same
+:func:`ltvcast.ingest.readers.read_table`) and returns a Series on the same
 index; values that cannot be parsed become NaN / NaT, so the caller can tell
 *missing* (see :func:`missing_mask`) from *unparseable*.
 """
@@ -17,6 +17,7 @@ import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
 from ltvcast.errors import DataError
+from ltvcast.schema import UTC_US
 
 #: Text read as "no value" in id, timestamp and number columns (after stripping).
 NULL_TOKENS: frozenset[str] = frozenset(
@@ -33,7 +34,6 @@ _ZONE_SUFFIX = r"(?:[Zz]|\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[+-]\d{2}(?::?\d{2
 _MAX_FORMAT_ROUNDS = 20
 #: Numbers at or above this magnitude do not fit the store's DECIMAL(18,4) money.
 MAX_ABS_NUMBER = 1e14
-UTC_US = "datetime64[us, UTC]"
 #: Plausible purchase times: outside [EARLIEST, LATEST) a timestamp is a placeholder.
 EARLIEST = pd.Timestamp("1900-01-01", tz="UTC")
 LATEST = pd.Timestamp("2200-01-01", tz="UTC")

@@ -35,7 +35,7 @@ TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("ingest_id", "INTEGER NOT NULL", "the ingest that read the row"),
         ("source", "VARCHAR NOT NULL", "absolute path of the source file, or the database source (`url#table`, password masked)"),
         ("source_row", "BIGINT NOT NULL", "1-based data row in the source (header not counted, blank lines skipped)"),
-        ("reason", "VARCHAR NOT NULL", "reason code (see `ltvcast.data.quarantine.REASONS`)"),
+        ("reason", "VARCHAR NOT NULL", "reason code (see `ltvcast.schema.quarantine.REASONS`)"),
         ("source_column", "VARCHAR", "the offending column, as named in the source"),
         ("raw_value", "VARCHAR", "the offending value, as text"),
         ("raw_row", "VARCHAR", "the whole row as a JSON object of text values (personal columns removed)"),

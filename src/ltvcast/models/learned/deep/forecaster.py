@@ -1,539 +1,46 @@
-"""Deep sequence CLV model (``deep``, ``deep-lstm``, ``deep-transformer``): PyTorch, CPU.
-
-Training protocol: the one of :mod:`ltvcast.models.learned.gbm` (time-shifted
-windows of :mod:`ltvcast.models.learned.examples`: full windows
-``c_k = C − H − k·stride``, ``k = 0`` validates; recent windows with label
-windows shortened to end at ``C``). Nothing at or after ``C`` is read: the
-transactions are cut at ``C`` first, store features are point in time.
-
-Inputs at each window's cutoff ``c`` (:class:`SequenceFeatureMaker`):
-
-* the customer-level features of ``gbm`` (numeric store features without the
-  absolute-age columns, plus the age-robust ratios of
-  :func:`~ltvcast.models.learned.features.derived_features`);
-* the categorical (text) store features, as embeddings (vocabulary from the
-  training rows, unknown or missing → index 0);
-* the per-period sequences of :func:`ltvcast.features.build`
-  (``lookback`` periods of ``period`` ending at ``c``, every default channel);
-* ``label_days``, the label window length (``H`` at prediction time).
-
-Network (:class:`DeepNet`), a pure tensor function of
-``(sequence, numeric, categorical, label_days)``:
-
-1. inputs are transformed inside the network with constants fitted on the
-   training rows: ``sign(x) · ln(1 + |x|)`` for every sequence channel and
-   numeric feature (money and counts are heavy-tailed; ratios in [0, 1]
-   barely change), then standardised; a numeric feature missing in some
-   training row gets a missing indicator and 0 (the training mean) where
-   missing;
-2. an encoder over the period sequence: GRU or LSTM (last hidden state) or a
-   small Transformer encoder (input projection + learned positional
-   embedding, mean over positions);
-3. an MLP over the customer-level features, embeddings and
-   ``(label_days / H, ln(label_days / H))``;
-4. a shared trunk over both, feeding the heads:
-
-==================  =======================================  ===========================
-output              head                                     training loss
-==================  =======================================  ===========================
-spend (horizon)     ZILN ``(f_p, μ, ln σ)``                  ZILN (Wang, Liu & Miao 2019)
-trajectory          softmax over the K horizon periods       cross-entropy against each
-                    (periods past ``label_days`` masked)     buyer's per-period spend shares
-transactions        log rate, at most ``ln label_days``      Poisson NLL
-p_churn             logit of P(no occasion)                  binary cross-entropy
-next purchase       ``sigmoid(·) · (label_days − 1)`` days   squared error / label_days², buyers
-==================  =======================================  ===========================
-
-The per-period spend is ``ŷ_k = share_k · E[spend]``, so the trajectory sums
-to the horizon mean exactly. The total loss is the sum of the five (nats,
-except the last, a squared fraction of the window).
-
-**Training.** AdamW (Loshchilov & Hutter 2019), minibatches, gradient norm
-clipped at 1; an epoch is a fresh draw of at most ``epoch_rows`` training
-rows, so the cost of a fit grows with the epochs, not with the shop. The
-network evaluated and kept is the exponential moving average of the weights
-(Polyak averaging, ``ema_decay`` per step): on CDNOW the last step's weights
-moved the predicted total at the cutoff by ±10 % from one epoch to the next,
-the average by a few percent. Early stopping on the validation window
-(``patience`` epochs without a lower total validation loss). With
-``refit=True`` (default; it measured better on CDNOW, see the README) a
-validation network trained on the full windows ``k >= 1`` gives the epoch
-count and the calibration, and the final network is trained on every window
-(the validation and recent ones included) for that many epochs. With
-``refit=False`` the network is trained once, on every window except the
-validation one, and the weights of the best validation epoch are kept (the
-recent windows' labels fall inside the validation window's label period, so
-its loss is then slightly optimistic).
-
-**Calibration** on the validation window exactly as ``gbm``
-(:mod:`~ltvcast.models.learned.calibration`): a level factor for spend (mean,
-quantiles, trajectory), Platt scaling for ``p_churn``.
-
-**Net revenue rule.** A label spend ``<= 0`` is zero spend for the ZILN and
-the level calibration; a period with net spend ``<= 0`` has share 0 in the
-trajectory target (the count of such training labels is in ``notes_``).
-Predictions are never negative and bounded: σ is clipped to
-``[SIGMA_MIN, SIGMA_MAX]`` (as :mod:`~ltvcast.models.learned.ziln`), μ to the
-range of ``ln y`` of the positive training labels ± ``ln 10``, the
-transaction rate to ``label_days`` (one occasion per day at most).
-
-**Determinism.** ``fit`` seeds torch and its shuffling generator with
-``seed``, runs with ``torch.use_deterministic_algorithms(True)`` and
-``n_threads`` threads (restoring the previous settings and random state
-afterwards); the same data, settings and seed give identical predictions.
-Importing this module sets ``OMP_WAIT_POLICY=PASSIVE`` unless set (see the
-comment there: spinning OpenMP threads are many times slower on shared
-cores).
-
-Source of the ZILN: X. Wang, T. Liu, J. Miao (2019), "A Deep Probabilistic
-Model for Customer Lifetime Value Prediction", arXiv:1912.07753, section 3.
-"""
+"""The deep forecaster: fit (time-shifted windows, early stopping, calibration), predict, export hooks."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-import os
 import warnings
-from dataclasses import dataclass, field
-
-# OpenMP threads that spin while they wait (the default) make torch's many small CPU kernels
-# 5-40x slower when other processes share the cores (measured: a GRU step on 2 shared cores,
-# 260-1300 ms spinning vs 40-60 ms passive); waiting passively costs little on free cores.
-# Read when torch loads its OpenMP runtime, so only before the first torch import; a value
-# the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ltvcast.data.datasets import History
 from ltvcast.errors import CutoffError, DataError, NotFittedError, SchemaMismatchError
-from ltvcast.features import build, rfm_summary
-from ltvcast.features.sequences import DEFAULT_CHANNELS
-from ltvcast.models.base import Forecaster, check_feature_schema, feature_schema
+from ltvcast.models.base import Forecaster, OnnxGraph, check_feature_schema, feature_schema
 from ltvcast.models.learned.calibration import LevelCalibration, PlattCalibration
+from ltvcast.models.learned.deep.inputs import (
+    DEFAULT_LOOKBACK,
+    PERIOD_DAYS,
+    SequenceFeatureMaker,
+    channel_moments,
+    period_offsets,
+    period_spend,
+    signed_log1p,
+    vocabulary,
+)
+from ltvcast.models.learned.deep.network import ENCODERS, INPUT_NAMES, OUTPUT_NAMES, DeepNet
+from ltvcast.models.learned.deep.training import Tensors, head_losses, torch_state
 from ltvcast.models.learned.examples import (
     ExampleSet,
     history_at,
-    local_midnight,
     scored_window,
     training_examples,
 )
-from ltvcast.models.learned.features import AGE_COLUMNS, derived_features
 from ltvcast.models.learned.gbm import QUANTILES
-from ltvcast.models.learned.ziln import SIGMA_MAX, SIGMA_MIN, ziln_init_score, ziln_mean, ziln_quantile
-from ltvcast.predictions import predictions_frame
+from ltvcast.models.learned.ziln import ziln_init_score, ziln_mean, ziln_quantile
+from ltvcast.schema.predictions import predictions_frame
 from ltvcast.timeutil import to_day
 
-__all__ = [
-    "DEFAULT_LOOKBACK",
-    "DeepForecaster",
-    "DeepNet",
-    "ENCODERS",
-    "PERIOD_DAYS",
-    "SequenceFeatureMaker",
-    "period_offsets",
-    "period_spend",
-    "ziln_loss_torch",
-]
-
-ENCODERS = ("gru", "lstm", "transformer")
-#: Length of one trajectory period in days (``M``: the package's month, 365.25 / 12).
-PERIOD_DAYS: dict[str, float] = {"W": 7.0, "M": 30.4375}
-#: Default sequence length in periods (the last ``lookback`` periods before a cutoff).
-DEFAULT_LOOKBACK: dict[str, int] = {"W": 52, "M": 12}
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-_MASKED = -1.0e4  # logit of a masked trajectory period: exp underflows to exactly 0 in float32
 _PREDICT_ROWS = 8192
 
 
-# ---------------------------------------------------------------------------- loss
-def ziln_loss_torch(y: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
-    """Per-row ZILN loss (nats), the torch twin of :func:`ltvcast.models.learned.ziln.ziln_loss`.
-
-    ``L = −[z ln p + (1 − z) ln(1 − p)] + z · [ln y + ln σ + ½ ln 2π + (ln y − μ)² / (2σ²)]``
-    with ``z = 1{y > 0}``, ``p = sigmoid(f_p)``, ``σ = exp(clip(f_s, ln SIGMA_MIN, ln SIGMA_MAX))``
-    (Wang, Liu & Miao 2019, section 3; ``y <= 0`` counts as zero).
-
-    Args:
-        y: (n,) horizon values (currency).
-        raw: (n, 3) raw scores ``(f_p, μ, f_s)``.
-
-    Returns:
-        (n,) losses, same dtype as ``raw``.
-    """
-    z = (y > 0).to(raw.dtype)
-    f_p, mu, f_s = raw[:, 0], raw[:, 1], raw[:, 2]
-    log_sigma = torch.clamp(f_s, math.log(SIGMA_MIN), math.log(SIGMA_MAX))
-    bce = F.binary_cross_entropy_with_logits(f_p, z, reduction="none")
-    ly = torch.log(torch.where(y > 0, y, torch.ones_like(y))).to(raw.dtype)
-    nll = ly + log_sigma + _HALF_LOG_2PI + (ly - mu) ** 2 / (2.0 * torch.exp(2.0 * log_sigma))
-    return bce + z * nll
-
-
-# ---------------------------------------------------------------------------- inputs
-def period_offsets(horizon_days: float, period: str) -> np.ndarray:
-    """Start day (offset from the cutoff) of every trajectory period of a horizon.
-
-    Period ``k`` covers days ``[round(k·p), round((k+1)·p))`` after the cutoff,
-    ``p`` = :data:`PERIOD_DAYS` (7 for ``W``; 30.4375 for ``M``: fixed-length
-    months, not calendar months); the last period may be shorter.
-
-    Args:
-        horizon_days: ``H`` (days, rounded).
-        period: ``"W"`` or ``"M"``.
-
-    Returns:
-        int64 array (K,) of the starts ``round(k·p) < H`` (K ≈ H / p rounded
-        up), starting with 0.
-    """
-    p = PERIOD_DAYS[period]
-    h = max(round(horizon_days), 1)
-    return np.array([round(i * p) for i in range(h) if round(i * p) < h], dtype=np.int64)
-
-
-def period_spend(
-    tx: pd.DataFrame,
-    customers: pd.Series,
-    cutoff,
-    label_days: float,
-    offsets: np.ndarray,
-    *,
-    timezone: str = "UTC",
-    revenue_basis: str = "net",
-) -> np.ndarray:
-    """Each customer's spend per trajectory period of ``[cutoff, cutoff + label_days)``.
-
-    Spend follows :func:`ltvcast.features.horizon_labels`: ``net`` sums every
-    row (returns subtract), ``gross`` only sale rows (``kind = 'sale'``, or
-    ``amount >= 0`` without ``kind``); days are local calendar days.
-
-    Args:
-        tx: canonical transactions.
-        customers: (n,) ids, the row order of the result.
-        cutoff: first day of the window.
-        label_days: window length (days, rounded).
-        offsets: (K,) period start offsets (:func:`period_offsets`).
-        timezone, revenue_basis: the shop's settings.
-
-    Returns:
-        float64 array (n, K) of spend (currency; may be negative under net
-        revenue); periods starting at or after ``label_days`` are 0.
-    """
-    ids = pd.Index(pd.Series(customers, dtype="string"))
-    out = np.zeros((len(ids), len(offsets)), dtype=float)
-    start_day = to_day(cutoff).tz_localize(None)
-    start = local_midnight(start_day, timezone)
-    end = local_midnight(start_day + pd.Timedelta(days=round(label_days)), timezone)
-    stamps = tx["timestamp"]
-    if getattr(stamps.dt, "tz", None) is None:
-        stamps = stamps.dt.tz_localize("UTC")
-    keep = (stamps >= start) & (stamps < end)
-    if revenue_basis == "gross":
-        sale = tx["kind"].astype("string").fillna("sale") == "sale" if "kind" in tx.columns else tx["amount"] >= 0
-        keep &= sale
-    if not keep.any():
-        return out
-    local = stamps[keep].dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
-    days = (local - start_day).dt.days.to_numpy()
-    period = np.searchsorted(offsets, days, side="right") - 1
-    row = ids.get_indexer(tx.loc[keep, "customer_id"].astype("string"))
-    ok = row >= 0
-    np.add.at(out, (row[ok], period[ok]), pd.to_numeric(tx.loc[keep, "amount"]).to_numpy(float)[ok])
-    return out
-
-
-@dataclass
-class SequenceFeatureMaker:
-    """The deep model's inputs at one cutoff: gbm's customer features, text features, sequences.
-
-    Called as ``maker(tx_before_c, c, label_days)`` (the
-    :data:`~ltvcast.models.learned.examples.Featurizer` protocol); one
-    :func:`ltvcast.features.build` per cutoff gives both the customer table
-    and the sequences.
-
-    Args:
-        store: the open store (``History.store``).
-        timezone, revenue_basis: the shop's settings.
-        period: ``"W"`` or ``"M"``, the sequence period.
-        lookback: periods in a sequence (ending at the cutoff).
-
-    Attributes:
-        sequences: cutoff (UTC timestamp) -> float32 array (n, lookback,
-            channels), rows in the order of the frame returned for it
-            (customers absent from the store's population: zeros).
-        numeric: the numeric input columns, in order (set on the first call).
-        categorical: the text input columns, in order.
-        channels: the sequence channels.
-    """
-
-    store: object
-    timezone: str = "UTC"
-    revenue_basis: str = "net"
-    period: str = "W"
-    lookback: int = 52
-    sequences: dict = field(default_factory=dict)
-    numeric: list[str] = field(default_factory=list)
-    categorical: list[str] = field(default_factory=list)
-    channels: tuple[str, ...] = DEFAULT_CHANNELS
-
-    def __call__(self, tx: pd.DataFrame, cutoff, horizon_days: float) -> pd.DataFrame:
-        """``customer_id``, numeric and text inputs of every customer with a transaction before ``cutoff``.
-
-        The customers are those of ``rfm_summary(tx, cutoff)`` as in
-        :class:`~ltvcast.models.learned.features.FeatureMaker`, sorted by
-        ``customer_id``; ``horizon_days`` is not used (the protocol's
-        signature). The sequences are kept in :attr:`sequences`.
-        """
-        day = to_day(cutoff).date()
-        ids = rfm_summary(tx, day, unit="W", timezone=self.timezone, revenue_basis=self.revenue_basis)
-        ids = ids[["customer_id"]].astype({"customer_id": "string"})
-        fs = build(
-            self.store, day, self.period, self.lookback, channels=self.channels,
-            timezone=self.timezone, revenue_basis=self.revenue_basis,
-        )
-        cust = fs.customers
-        cols = [c for c in cust.columns if c != "customer_id"]
-        numeric = [c for c in cols if pd.api.types.is_numeric_dtype(cust[c]) and c not in AGE_COLUMNS]
-        text = [c for c in cols if not pd.api.types.is_numeric_dtype(cust[c])]
-        derived = derived_features(cust)
-        table = pd.concat(
-            [cust[["customer_id"]].astype({"customer_id": "string"}), cust[numeric].astype(float), derived,
-             cust[text].astype("string")],
-            axis=1,
-        )
-        out = ids.merge(table, on="customer_id", how="left", validate="one_to_one")
-        out = out.sort_values("customer_id", kind="stable").reset_index(drop=True)
-        pos = pd.Index(cust["customer_id"].astype("string")).get_indexer(out["customer_id"])
-        seq = np.zeros((len(out), fs.sequences.shape[1], fs.sequences.shape[2]), dtype=np.float32)
-        seq[pos >= 0] = fs.sequences[pos[pos >= 0]]
-        self.sequences[to_day(cutoff)] = seq
-        if not self.numeric:
-            self.numeric = numeric + list(derived.columns)
-            self.categorical = text
-        return out
-
-
-def _signed_log1p(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.log1p(np.abs(x))
-
-
-def _channel_moments(seq: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation per channel of ``sign(x)·ln(1 + |x|)`` over rows and periods.
-
-    Args:
-        seq: (n, periods, channels) float32.
-
-    Returns:
-        Two (channels,) float64 arrays (computed in chunks of rows, float64 sums).
-    """
-    total = np.zeros(seq.shape[2])
-    squares = np.zeros(seq.shape[2])
-    for b in range(0, len(seq), chunk):
-        part = _signed_log1p(seq[b:b + chunk]).reshape(-1, seq.shape[2]).astype(np.float64)
-        total += part.sum(axis=0)
-        squares += (part**2).sum(axis=0)
-    count = max(seq.shape[0] * seq.shape[1], 1)
-    mean = total / count
-    return mean, np.sqrt(np.maximum(squares / count - mean**2, 0.0))
-
-
-def _vocabulary(values: pd.Series, max_size: int) -> list[str]:
-    """The ``max_size`` most frequent non-missing values (ties by value), most frequent first."""
-    counts = values.dropna().value_counts()
-    if counts.empty:
-        return []
-    frame = pd.DataFrame({"value": counts.index.astype(str), "n": counts.to_numpy()})
-    return frame.sort_values(["n", "value"], ascending=[False, True], kind="stable")["value"].head(max_size).tolist()
-
-
-# ---------------------------------------------------------------------------- network
-class _RNNEncoder(nn.Module):
-    """GRU or LSTM over the periods; the last step's output, (n, hidden)."""
-
-    def __init__(self, kind: str, n_channels: int, hidden: int, n_layers: int, dropout: float) -> None:
-        super().__init__()
-        cls = nn.GRU if kind == "gru" else nn.LSTM
-        self.rnn = cls(n_channels, hidden, n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0)
-
-    def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        out = self.rnn(seq)[0]
-        return out[:, -1, :]
-
-
-class _TransformerEncoder(nn.Module):
-    """Input projection + learned positional embedding + TransformerEncoder; mean over periods, (n, hidden)."""
-
-    def __init__(self, n_channels: int, lookback: int, hidden: int, n_layers: int, dropout: float) -> None:
-        super().__init__()
-        heads = next(h for h in (4, 2, 1) if hidden % h == 0)
-        self.project = nn.Linear(n_channels, hidden)
-        self.position = nn.Parameter(torch.zeros(1, lookback, hidden))
-        nn.init.normal_(self.position, std=0.02)
-        layer = nn.TransformerEncoderLayer(
-            hidden, heads, dim_feedforward=2 * hidden, dropout=dropout, batch_first=True
-        )
-        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
-
-    def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.project(seq) + self.position).mean(dim=1)
-
-
-class DeepNet(nn.Module):
-    """The network of :class:`DeepForecaster`: raw inputs in, raw head outputs out.
-
-    ``forward(sequence, numeric, categorical, label_days)`` has no
-    data-dependent Python control flow (exportable, e.g. to ONNX):
-
-    Inputs:
-        sequence: float32 (n, lookback, channels), the raw
-            ``FeatureSet.sequences`` values (currency, counts).
-        numeric: float32 (n, n_numeric), raw numeric features (NaN = missing).
-        categorical: int64 (n, n_categorical), vocabulary indexes (0 = unknown).
-        label_days: float32 (n,), the horizon in days.
-
-    Outputs (a tuple):
-        ziln: (n, 3) ``(f_p, μ, f_s)`` — P(spend > 0) = sigmoid(f_p),
-            σ = exp(clip(f_s)) (see :mod:`~ltvcast.models.learned.ziln`);
-        log_shares: (n, K) log of the spend share of each horizon period
-            (≈ −1e4 for periods at or after ``label_days``);
-        log_transactions: (n,) log expected purchase occasions;
-        churn_logit: (n,) logit of P(no occasion);
-        next_purchase_days: (n,) E[days to the first occasion | one occurs],
-            in ``[0, label_days − 1]``.
-
-    Args:
-        config: the sizes and constants (``encoder``, ``hidden_size``,
-            ``n_layers``, ``dropout``, ``lookback``, ``n_channels``,
-            ``n_numeric``, ``missing`` (indexes of numeric columns with a
-            missing indicator), ``cat_sizes``, ``offsets`` (K,),
-            ``label_scale``, ``seq_mean``/``seq_std`` (channels,),
-            ``num_mean``/``num_std`` (n_numeric,), ``mu_bounds``).
-    """
-
-    def __init__(self, config: dict) -> None:
-        super().__init__()
-        hidden, dropout = int(config["hidden_size"]), float(config["dropout"])
-        if config["encoder"] == "transformer":
-            self.encoder = _TransformerEncoder(
-                config["n_channels"], config["lookback"], hidden, config["n_layers"], dropout
-            )
-        else:
-            self.encoder = _RNNEncoder(config["encoder"], config["n_channels"], hidden, config["n_layers"], dropout)
-        dims = [min(8, (size + 1) // 2 + 1) for size in config["cat_sizes"]]
-        self.embeddings = nn.ModuleList(nn.Embedding(size, d) for size, d in zip(config["cat_sizes"], dims))
-        n_in = config["n_numeric"] + len(config["missing"]) + sum(dims) + 2
-        self.customer = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout))
-        self.trunk = nn.Sequential(
-            nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU()
-        )
-        k = len(config["offsets"])
-        self.ziln = nn.Linear(hidden, 3)
-        self.trajectory = nn.Linear(hidden, k)
-        self.transactions = nn.Linear(hidden, 1)
-        self.churn = nn.Linear(hidden, 1)
-        self.next_purchase = nn.Linear(hidden, 1)
-
-        def const(name: str, value, dtype=torch.float32) -> None:
-            self.register_buffer(name, torch.as_tensor(np.asarray(value), dtype=dtype))
-
-        const("seq_mean", config["seq_mean"])
-        const("seq_std", config["seq_std"])
-        const("num_mean", config["num_mean"])
-        const("num_std", config["num_std"])
-        const("missing", config["missing"], torch.int64)
-        const("offsets", config["offsets"])
-        const("label_scale", float(config["label_scale"]))
-        const("mu_lo", float(config["mu_bounds"][0]))
-        const("mu_hi", float(config["mu_bounds"][1]))
-
-    def forward(self, sequence, numeric, categorical, label_days):
-        """Raw head outputs for raw inputs; shapes in the class docstring."""
-        seq = torch.sign(sequence) * torch.log1p(torch.abs(sequence))
-        seq = (seq - self.seq_mean) / self.seq_std
-        num = torch.sign(numeric) * torch.log1p(torch.abs(numeric))
-        num = (num - self.num_mean) / self.num_std
-        absent = torch.isnan(num)
-        num = torch.where(absent, torch.zeros_like(num), num)
-        flags = torch.index_select(absent, 1, self.missing).to(num.dtype)
-        ld = (label_days / self.label_scale).unsqueeze(1)
-        emb = [e(categorical[:, i]) for i, e in enumerate(self.embeddings)]
-        x = torch.cat([num, flags, ld, torch.log(ld)] + emb, dim=1)
-        h = self.trunk(torch.cat([self.encoder(seq), self.customer(x)], dim=1))
-        z = self.ziln(h)
-        ziln = torch.stack([z[:, 0], torch.clamp(z[:, 1], self.mu_lo, self.mu_hi), z[:, 2]], dim=1)
-        valid = self.offsets.unsqueeze(0) < label_days.unsqueeze(1)
-        logits = torch.where(valid, self.trajectory(h), torch.full_like(valid, _MASKED, dtype=h.dtype))
-        log_shares = torch.log_softmax(logits, dim=1)
-        log_tx = torch.minimum(self.transactions(h)[:, 0], torch.log(label_days))
-        churn_logit = self.churn(h)[:, 0]
-        next_days = torch.sigmoid(self.next_purchase(h)[:, 0]) * (label_days - 1.0)
-        return ziln, log_shares, log_tx, churn_logit, next_days
-
-
-@contextlib.contextmanager
-def _torch_state(n_threads: int, seed: int):
-    """Threads, deterministic algorithms and a seeded RNG for the block; the previous state afterwards."""
-    threads = torch.get_num_threads()
-    det = torch.are_deterministic_algorithms_enabled()
-    warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.set_num_threads(max(1, int(n_threads)))
-    torch.use_deterministic_algorithms(True)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            yield
-    finally:
-        torch.use_deterministic_algorithms(det, warn_only=warn)
-        torch.set_num_threads(threads)
-
-
-@dataclass
-class _Tensors:
-    """Inputs and targets of a set of example rows (torch, CPU)."""
-
-    seq: torch.Tensor  # (n, T, C) float32
-    num: torch.Tensor  # (n, F) float32
-    cat: torch.Tensor  # (n, Q) int64
-    label_days: torch.Tensor  # (n,) float32
-    spend: torch.Tensor  # (n,) float32, >= 0
-    transactions: torch.Tensor  # (n,) float32
-    churn: torch.Tensor  # (n,) float32 in {0, 1}
-    next_days: torch.Tensor  # (n,) float32, NaN for non-buyers
-    shares: torch.Tensor  # (n, K) float32, rows sum to 1 for buyers with positive spend, else 0
-
-    def __len__(self) -> int:
-        return self.seq.shape[0]
-
-    def take(self, idx: torch.Tensor) -> _Tensors:
-        return _Tensors(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
-
-    def inputs(self) -> tuple[torch.Tensor, ...]:
-        return self.seq, self.num, self.cat, self.label_days
-
-
-def _losses(out, t: _Tensors) -> dict[str, torch.Tensor]:
-    """The five head losses (means over the rows they apply to)."""
-    ziln, log_shares, log_tx, churn_logit, next_days = out
-    buyers = ~torch.isnan(t.next_days)
-    has_shares = t.shares.sum(dim=1) > 0
-    traj = -(t.shares * log_shares).sum(dim=1)
-    nxt = ((next_days - torch.nan_to_num(t.next_days)) / t.label_days) ** 2
-    return {
-        "ziln": ziln_loss_torch(t.spend, ziln).mean(),
-        "trajectory": (traj * has_shares).sum() / has_shares.sum().clamp(min=1),
-        "transactions": F.poisson_nll_loss(log_tx, t.transactions, log_input=True, full=False),
-        "churn": F.binary_cross_entropy_with_logits(churn_logit, t.churn),
-        "next_purchase": (nxt * buyers).sum() / buyers.sum().clamp(min=1),
-    }
-
-
-# ---------------------------------------------------------------------------- forecaster
 class DeepForecaster(Forecaster):
     """Sequence network with ZILN, trajectory, Poisson, churn and next-purchase heads.
 
@@ -684,18 +191,18 @@ class DeepForecaster(Forecaster):
         self.numeric_names_ = list(maker.numeric)
         self.vocabularies_ = {}
         for name in maker.categorical:
-            vocab = _vocabulary(frame[name].astype("string"), self.max_categories)
+            vocab = vocabulary(frame[name].astype("string"), self.max_categories)
             if vocab:
                 self.vocabularies_[name] = vocab
         self.categorical_names_ = list(self.vocabularies_)
         self.channels_ = tuple(maker.channels)
-        num = _signed_log1p(self._numeric(frame).astype(np.float64))
+        num = signed_log1p(self._numeric(frame).astype(np.float64))
         with warnings.catch_warnings():  # an all-missing column has no mean: it stays 0
             warnings.simplefilter("ignore", RuntimeWarning)
             num_mean = np.nan_to_num(np.nanmean(num, axis=0))
             num_std = np.nan_to_num(np.nanstd(num, axis=0))
         missing = np.flatnonzero(np.isnan(num).any(axis=0))
-        seq_mean, seq_std = _channel_moments(seq)
+        seq_mean, seq_std = channel_moments(seq)
         positive = np.log(spend[spend > 0])
         mu_bounds = (
             (float(positive.min()) - math.log(10.0), float(positive.max()) + math.log(10.0))
@@ -720,14 +227,14 @@ class DeepForecaster(Forecaster):
             "mu_bounds": mu_bounds,
         }
 
-    def _tensors(self, frame: pd.DataFrame, seq: np.ndarray, shares: np.ndarray) -> _Tensors:
+    def _tensors(self, frame: pd.DataFrame, seq: np.ndarray, shares: np.ndarray) -> Tensors:
         def t(a, dtype=torch.float32):
             a = np.asarray(a)
             return torch.from_numpy(a if a.flags.writeable else a.copy()).to(dtype)
 
         spend = np.maximum(frame["actual_spend"].to_numpy(float), 0.0)
         txn = frame["actual_transactions"].to_numpy(float)
-        return _Tensors(
+        return Tensors(
             seq=t(seq),
             num=t(self._numeric(frame)),
             cat=t(self._categorical(frame), torch.int64),
@@ -740,7 +247,7 @@ class DeepForecaster(Forecaster):
         )
 
     # ------------------------------------------------------------------ training
-    def _new_net(self, data: _Tensors, rows: torch.Tensor) -> DeepNet:
+    def _new_net(self, data: Tensors, rows: torch.Tensor) -> DeepNet:
         """A fresh network whose heads start at the constant fits of the labels of ``data[rows]``."""
         net = DeepNet(self.config_)
         spend, txn, churn = data.spend[rows], data.transactions[rows], data.churn[rows]
@@ -758,18 +265,18 @@ class DeepForecaster(Forecaster):
             net.next_purchase.bias.fill_(math.log(frac / (1 - frac)))
         return net
 
-    def _evaluate(self, net: DeepNet, data: _Tensors, rows: torch.Tensor) -> float:
+    def _evaluate(self, net: DeepNet, data: Tensors, rows: torch.Tensor) -> float:
         """Mean total loss of ``net`` (eval mode) on ``data[rows]``."""
         net.eval()
         total = 0.0
         with torch.no_grad():
             for idx in rows.split(_PREDICT_ROWS):
                 part = data.take(idx)
-                total += float(sum(_losses(net(*part.inputs()), part).values())) * len(idx)
+                total += float(sum(head_losses(net(*part.inputs()), part).values())) * len(idx)
         return total / max(len(rows), 1)
 
     def _train(
-        self, data: _Tensors, train: np.ndarray, val: np.ndarray | None, epochs: int
+        self, data: Tensors, train: np.ndarray, val: np.ndarray | None, epochs: int
     ) -> tuple[DeepNet, int, list[dict]]:
         """Train a fresh network on ``data[train]`` for ``epochs`` at most; early stopping on ``data[val]``.
 
@@ -800,7 +307,7 @@ class DeepForecaster(Forecaster):
             drawn = train_idx[torch.randperm(len(train_idx), generator=gen)[:per_epoch]]
             for idx in drawn.split(self.batch_size):
                 batch = data.take(idx)
-                loss = sum(_losses(net(*batch.inputs()), batch).values())
+                loss = sum(head_losses(net(*batch.inputs()), batch).values())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -896,7 +403,7 @@ class DeepForecaster(Forecaster):
         data_t = self._tensors(frame, seq, shares)
         everything = np.arange(len(frame))
         val = np.flatnonzero(is_val) if is_old.any() else None
-        with _torch_state(self.n_threads, self.seed):
+        with torch_state(self.n_threads, self.seed):
             if val is None:
                 self.notes_.append(
                     f"{self.name}: only one full training window fits before {start.date()}: no validation; "
@@ -924,7 +431,7 @@ class DeepForecaster(Forecaster):
         )
         return self
 
-    def _calibrate(self, val_net: DeepNet | None, val: _Tensors | None, val_frame: pd.DataFrame) -> None:
+    def _calibrate(self, val_net: DeepNet | None, val: Tensors | None, val_frame: pd.DataFrame) -> None:
         self.level_ = LevelCalibration()
         self.churn_calibration_ = PlattCalibration()
         self.validation_ = None
@@ -1044,7 +551,7 @@ class DeepForecaster(Forecaster):
         if getattr(self, "_onnx", None) is not None:  # use_onnx(): the exported network in onnxruntime
             out = self._onnx(*arrays)
         else:
-            with _torch_state(self.n_threads, self.seed):
+            with torch_state(self.n_threads, self.seed):
                 out = self._run(self._net, *arrays)
         factor = self.level_.factor_ if self.calibrate_level else 1.0
         p_churn = 1.0 / (1.0 + np.exp(-out["churn_logit"]))
@@ -1122,8 +629,8 @@ class DeepForecaster(Forecaster):
 
     # ------------------------------------------------------------------ export, pickle
     #: Names of :class:`DeepNet`'s inputs and outputs, in order (for an exporter).
-    INPUT_NAMES = ("sequence", "numeric", "categorical", "label_days")
-    OUTPUT_NAMES = ("ziln", "log_shares", "log_transactions", "churn_logit", "next_purchase_days")
+    INPUT_NAMES = INPUT_NAMES
+    OUTPUT_NAMES = OUTPUT_NAMES
 
     def export_module(self, n_rows: int = 2) -> tuple[DeepNet, tuple[torch.Tensor, ...]]:
         """The fitted network (eval mode) and a sample input tuple, e.g. for ``torch.onnx.export``.
@@ -1158,12 +665,18 @@ class DeepForecaster(Forecaster):
         )
         return self._net.eval(), sample
 
+    def to_onnx(self, label: str, *, atol: float, seed: int = 0) -> OnnxGraph:
+        """The network as an ONNX graph checked against torch (:func:`ltvcast.models.learned.deep.onnx.export_checked`)."""
+        from ltvcast.models.learned.deep.onnx import export_checked  # torch.onnx and onnxruntime only when asked for
+
+        return export_checked(self, label, atol=atol, seed=seed)
+
     def use_onnx(self, path) -> None:
         """Run the network through an ONNX export in onnxruntime from now on (``None``: torch again).
 
         Only the network changes runtime: inputs, calibration and the
         canonical frame are computed as before (the export is checked
-        against torch to 1e-4 by :func:`ltvcast.models.learned.onnx.export_onnx`).
+        against torch to 1e-4 by :func:`ltvcast.registry.export_onnx`).
         The session is not pickled: a pickled or copied forecaster runs torch.
 
         Args:
@@ -1173,14 +686,14 @@ class DeepForecaster(Forecaster):
         Raises:
             NotFittedError: ``fit`` was not called.
             LtvcastError: onnxruntime cannot load the file, or its inputs
-                do not fit this network (:class:`~ltvcast.models.learned.onnx.OnnxRunner`).
+                do not fit this network (:class:`~ltvcast.models.learned.deep.onnx.OnnxRunner`).
         """
         if path is None:
             self._onnx = None
             return
         if not hasattr(self, "_net"):
             raise NotFittedError(f"{self.name}: call fit() before use_onnx()")
-        from ltvcast.models.learned.onnx import OnnxRunner  # onnxruntime only when asked for
+        from ltvcast.models.learned.deep.onnx import OnnxRunner  # onnxruntime only when asked for
 
         self._onnx = OnnxRunner(path, self.config_, n_threads=self.n_threads)
 
@@ -1208,3 +721,4 @@ class DeepForecaster(Forecaster):
             net = DeepNet(self.config_)
             net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
             self._net = net.eval()
+

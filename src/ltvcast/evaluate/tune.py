@@ -5,7 +5,7 @@ Protocol, for a model to be used at cutoff ``C`` with horizon ``H`` days:
 1. **Trials, entirely before C.** Each trial fits the model with its
    parameters at the *trial cutoff* ``C' = C − H`` on the history before
    ``C'`` and scores its predictions on the window ``[C', C)`` (the same
-   metrics as a backtest, :func:`ltvcast.evaluate.metrics.evaluate`). The
+   metrics as a backtest, :func:`ltvcast.metrics.evaluate`). The
    trials get the transactions cut at ``C`` (and an observation end before
    ``C``); the store features they build are point-in-time at ``C'`` or
    earlier. Nothing at or after ``C`` is read (the tests change all of it).
@@ -34,14 +34,13 @@ from typing import Any
 
 import pandas as pd
 
-from ltvcast.data.cutoff import check_cutoff
 from ltvcast.data.datasets import History
 from ltvcast.errors import ConvergenceError, CutoffError, DataError, LtvcastError
 from ltvcast.evaluate.backtest import horizon_actuals
-from ltvcast.evaluate.metrics import evaluate
+from ltvcast.metrics import evaluate
 from ltvcast.models.base import Forecaster
 from ltvcast.models.learned.examples import history_before
-from ltvcast.timeutil import horizon_window, to_day
+from ltvcast.timeutil import check_cutoff, horizon_window, to_day
 
 __all__ = [
     "N_STARTUP_TRIALS",
@@ -193,7 +192,7 @@ _BUILDERS: dict[str, Callable[..., Forecaster]] = {
 
 @dataclass(frozen=True)
 class Objective:
-    """What a trial is scored by: a column of :func:`~ltvcast.evaluate.metrics.evaluate`.
+    """What a trial is scored by: a column of :func:`~ltvcast.metrics.evaluate`.
 
     Attributes:
         column: the metrics column.

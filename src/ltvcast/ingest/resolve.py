@@ -9,11 +9,11 @@ remember, and the quarantine — in this order:
 1. ``fx_rates`` (later steps convert with them), 2. ``customers``,
 3. ``products``, 4. ``orders``, 5. ``order_items`` (an order is derived
 from lines whose order is unknown but which name customer and timestamp),
-6. returns from all three paths (:mod:`ltvcast.data.returns`), 7. ``events``.
+6. returns from all three paths (:mod:`ltvcast.ingest.returns`), 7. ``events``.
 
-Duplicate keys (:data:`ltvcast.data.kinds.KIND_KEYS`) are checked first in
+Duplicate keys (:data:`ltvcast.ingest.kinds.KIND_KEYS`) are checked first in
 each step, against earlier rows of the run and against the store
-(:func:`ltvcast.data.ledger.classify_keys`). Reasons decided here:
+(:func:`ltvcast.ingest.ledger.classify_keys`). Reasons decided here:
 ``duplicate_id``, ``unknown_currency``, ``unknown_order``,
 ``unknown_customer``, ``order_customer_mismatch``.
 
@@ -28,16 +28,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ltvcast.data.config import ShopConfig
-from ltvcast.data.fx import (
+from ltvcast.ingest.config import ShopConfig
+from ltvcast.ingest.fx import (
     combine_rates,
     empty_rates,
     latest_rates,
     local_day,
     lookup_rates,
 )
-from ltvcast.data.kinds import KIND_KEYS, extra_fields
-from ltvcast.data.ledger import (
+from ltvcast.ingest.kinds import KIND_KEYS, extra_fields
+from ltvcast.ingest.ledger import (
     DUPLICATE,
     KEPT,
     FileCounts,
@@ -45,8 +45,8 @@ from ltvcast.data.ledger import (
     classify_keys,
     key_strings,
 )
-from ltvcast.data.returns import is_cancellation, link_returns, reference_targets
-from ltvcast.data.staging import StagedTable
+from ltvcast.ingest.returns import is_cancellation, link_returns, reference_targets
+from ltvcast.ingest.staging import StagedTable
 
 #: Stands for "an order in the store without a key of its own" (derived from lines).
 DERIVED_HASH = "derived"
@@ -77,7 +77,7 @@ class StoreContext:
         keys: kind -> frame of ``key``, ``row_hash`` of every kept row so far.
         orders: ``order_id``, ``customer_id``, ``timestamp`` (UTC), ``currency``.
         customers: every known customer id (customers, orders, transactions).
-        rates: fx rates (:func:`ltvcast.data.fx.combine_rates` layout).
+        rates: fx rates (:func:`ltvcast.ingest.fx.combine_rates` layout).
     """
 
     keys: dict[str, pd.DataFrame] = field(default_factory=dict)
@@ -105,7 +105,7 @@ class ResolvedRun:
         counts: per staged table, the fate counts (checked:
             read = kept + quarantined + duplicates).
         quarantine: per staged table, its quarantine rows
-            (:meth:`ltvcast.data.ledger.Ledger.quarantine`).
+            (:meth:`ltvcast.ingest.ledger.Ledger.quarantine`).
         days: per staged table, (first, last) UTC day of its kept rows, or (None, None).
         customer_attributes: extra customer attribute columns mapped in the run.
     """
@@ -151,7 +151,7 @@ def _coalesce(*series: pd.Series) -> pd.Series:
 
 
 def _return_candidates(rows: pd.DataFrame, kind: str, ref: pd.Series, alt: pd.Series, line, discount) -> pd.DataFrame:
-    """Returns from any path in one layout (see :func:`ltvcast.data.returns.link_returns`)."""
+    """Returns from any path in one layout (see :func:`ltvcast.ingest.returns.link_returns`)."""
     return pd.DataFrame(
         {
             "_file": rows["_file"], "_row": rows["_row"], "_key": rows["_key"], "_hash": rows["_hash"], "_kind": kind,
@@ -232,7 +232,7 @@ class _Run:
         return out
 
     def references(self, rows: pd.DataFrame, cancel: np.ndarray, own_order_counts: bool) -> tuple[pd.Series, pd.Series]:
-        """:func:`~ltvcast.data.returns.reference_targets` per source prefix."""
+        """:func:`~ltvcast.ingest.returns.reference_targets` per source prefix."""
         ref = pd.Series(None, index=rows.index, dtype=object)
         alt = pd.Series(None, index=rows.index, dtype=object)
         for prefix, idx in rows.groupby("_prefix", sort=False).indices.items():

@@ -1,6 +1,6 @@
 """Column mapping: which source column holds each canonical field, and how to read it.
 
-A mapping goes from the *canonical* name (see :mod:`ltvcast.data.schema`) to
+A mapping goes from the *canonical* name (see :mod:`ltvcast.schema`) to
 the *source* column name in the file. Written on the command line::
 
     --map customer_id=CustomerID,amount=Sales,timestamp=InvoiceDate
@@ -37,8 +37,8 @@ from pathlib import Path
 
 import yaml
 
-from ltvcast.data.schema import TRANSACTION_COLUMNS
 from ltvcast.errors import DataError
+from ltvcast.schema import TRANSACTION_COLUMNS
 
 #: Canonical names a mapping may target: the transaction columns plus
 #: ``unit_price`` (used to derive ``amount``).

@@ -3,7 +3,7 @@
 The outcome, :class:`StagedTable`, holds the good rows with canonical,
 typed columns and the bad rows with a reason (first problem wins, in the
 kind's field order). Which rows are kept in the end is decided later, when
-all sources are seen (:mod:`ltvcast.data.resolve`).
+all sources are seen (:mod:`ltvcast.ingest.resolve`).
 
 Row-level reasons (besides the foundation's):
 
@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ltvcast.data.config import ShopConfig, SourceSpec
-from ltvcast.data.kinds import (
+from ltvcast.errors import DataError
+from ltvcast.ingest.config import ShopConfig, SourceSpec
+from ltvcast.ingest.kinds import (
     EVENT_TYPES,
     FIELD_TYPES,
     KIND_FIELDS,
@@ -40,7 +41,7 @@ from ltvcast.data.kinds import (
     extra_fields,
     resolve_fields,
 )
-from ltvcast.data.parse import (
+from ltvcast.ingest.parse import (
     as_text,
     missing_mask,
     normalise_ids,
@@ -48,13 +49,12 @@ from ltvcast.data.parse import (
     parse_text,
     parse_timestamps,
 )
-from ltvcast.data.privacy import (
+from ltvcast.ingest.privacy import (
     drop_personal_columns,
     personal_columns_in,
     pseudonymise,
 )
-from ltvcast.data.readers import RawTable
-from ltvcast.errors import DataError
+from ltvcast.ingest.readers import RawTable
 
 _BAD = {
     "timestamp": "bad_timestamp",
@@ -113,7 +113,7 @@ def normalise_event_type(values: pd.Series, synonyms: dict[str, str]) -> pd.Seri
     """Lower-case, ``-``/space -> ``_``, then ``synonyms`` (source value -> event type) applied.
 
     Returns:
-        Text series; values outside :data:`~ltvcast.data.kinds.EVENT_TYPES` are left as they are
+        Text series; values outside :data:`~ltvcast.ingest.kinds.EVENT_TYPES` are left as they are
         (the caller flags them).
     """
     def norm(s: pd.Series) -> pd.Series:
@@ -198,8 +198,8 @@ def stage_table(
     """Parse a source table for its kind.
 
     Args:
-        raw: the table as text (:func:`ltvcast.data.readers.read_table` or
-            :func:`ltvcast.data.sql_source.read_sql_source`).
+        raw: the table as text (:func:`ltvcast.ingest.readers.read_table` or
+            :func:`ltvcast.ingest.sql_source.read_sql_source`).
         spec: the source's settings (kind, mapping, zone, date format, currency).
         shop: the shop settings (zone default, personal columns).
         content_hash: hash of the file bytes / query result.

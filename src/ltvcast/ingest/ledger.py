@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ltvcast.data.staging import StagedTable
+from ltvcast.ingest.staging import StagedTable
 
 KEPT = "kept"
 DUPLICATE = "duplicate"

@@ -45,18 +45,23 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ltvcast.data.mapping import ColumnMapping
-from ltvcast.data.parse import (
-    UTC_US,
+from ltvcast.errors import DataError
+from ltvcast.ingest.mapping import ColumnMapping
+from ltvcast.ingest.parse import (
     missing_mask,
     normalise_ids,
     parse_numbers,
     parse_text,
     parse_timestamps,
 )
-from ltvcast.data.readers import RawTable
-from ltvcast.data.schema import REQUIRED_COLUMNS, TRANSACTION_COLUMNS
-from ltvcast.errors import DataError
+from ltvcast.ingest.readers import RawTable
+from ltvcast.schema import (
+    REQUIRED_COLUMNS,
+    TRANSACTION_COLUMNS,
+    canonical_dtype,
+    empty_quarantine,
+)
+from ltvcast.schema.quarantine import REASONS as ALL_REASONS
 
 #: Reason codes, in the order they are checked.
 REASONS: tuple[str, ...] = (
@@ -69,17 +74,7 @@ REASONS: tuple[str, ...] = (
     "bad_line",
     "duplicate_id",
 )
-#: Columns of the quarantine frame: source (file path), source_row (1-based
-#: data row, int64), reason (code), source_column (column name in the file),
-#: raw_value (the offending text), raw_row (the whole row as a JSON object of text).
-QUARANTINE_COLUMNS: tuple[str, ...] = (
-    "source",
-    "source_row",
-    "reason",
-    "source_column",
-    "raw_value",
-    "raw_row",
-)
+assert set(REASONS) <= set(ALL_REASONS)
 _ID_COLUMNS = ("customer_id", "order_id", "product_id")
 _TEXT_COLUMNS = ("category", "brand", "channel", "currency")
 
@@ -90,7 +85,7 @@ class ValidatedRows:
 
     Attributes:
         transactions: the good rows in file order, columns
-            :data:`~ltvcast.data.schema.TRANSACTION_COLUMNS` with canonical
+            :data:`~ltvcast.schema.TRANSACTION_COLUMNS` with canonical
             dtypes (:func:`empty_transactions`); index = 0-based data row.
         quarantine: the bad rows, columns :data:`QUARANTINE_COLUMNS`.
         ids_normalised: per id column, how many float-spelled ids were
@@ -100,33 +95,6 @@ class ValidatedRows:
     transactions: pd.DataFrame
     quarantine: pd.DataFrame
     ids_normalised: dict[str, int]
-
-
-def empty_transactions() -> pd.DataFrame:
-    """A zero-row canonical transactions frame with the canonical dtypes.
-
-    customer_id, order_id, product_id, category, brand, channel, currency:
-    ``str``; timestamp: ``datetime64[us, UTC]``; amount, quantity: float64;
-    line: Int64.
-    """
-    return pd.DataFrame({name: pd.Series(dtype=_dtype(name)) for name in TRANSACTION_COLUMNS})
-
-
-def empty_quarantine() -> pd.DataFrame:
-    """A zero-row quarantine frame (columns :data:`QUARANTINE_COLUMNS`)."""
-    return pd.DataFrame(
-        {c: pd.Series(dtype=np.int64 if c == "source_row" else str) for c in QUARANTINE_COLUMNS}
-    )
-
-
-def _dtype(name: str):
-    if name == "timestamp":
-        return UTC_US
-    if name in ("amount", "quantity"):
-        return np.float64
-    if name == "line":
-        return "Int64"
-    return str
 
 
 def resolve_columns(columns: Sequence[str], mapping: ColumnMapping, source: str) -> dict[str, str]:
@@ -240,7 +208,7 @@ def validate_rows(raw: RawTable, mapping: ColumnMapping) -> ValidatedRows:
     """Parse and check every row of ``raw`` against the canonical schema.
 
     Args:
-        raw: the file read as text (:func:`ltvcast.data.readers.read_table`).
+        raw: the file read as text (:func:`ltvcast.ingest.readers.read_table`).
         mapping: column names and date options.
 
     Returns:
@@ -301,9 +269,9 @@ def validate_rows(raw: RawTable, mapping: ColumnMapping) -> ValidatedRows:
     transactions = pd.DataFrame(
         {
             name: (
-                out[name][good].astype(_dtype(name))
+                out[name][good].astype(canonical_dtype(name))
                 if name in out
-                else pd.Series(index=index, dtype=_dtype(name))
+                else pd.Series(index=index, dtype=canonical_dtype(name))
             )
             for name in TRANSACTION_COLUMNS
         },
@@ -323,7 +291,7 @@ def find_duplicates(
 
     Args:
         transactions: canonical transactions (columns
-            :data:`~ltvcast.data.schema.TRANSACTION_COLUMNS`), any order:
+            :data:`~ltvcast.schema.TRANSACTION_COLUMNS`), any order:
             the first occurrence in frame order is the one kept.
         content: per row, a hash of the whole source row (every column of
             the file, mapped or not), aligned with ``transactions``. Rows

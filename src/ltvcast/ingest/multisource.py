@@ -1,6 +1,6 @@
 """Ingest every source of a ``sources.yaml`` into the store, in one database transaction.
 
->>> from ltvcast.data.config import load_config
+>>> from ltvcast.ingest.config import load_config
 >>> from ltvcast.store import Store
 >>> with Store.open("shop.duckdb") as store:                      # doctest: +SKIP
 ...     result = ingest_sources(load_config("sources.yaml"), store)
@@ -8,16 +8,15 @@
 
 Steps: read each source (a file, each file of a glob, or a database table /
 query) and hash its content; skip what the store has seen (same kind, same
-content hash); parse and stage (:mod:`ltvcast.data.staging`); then, in one
+content hash); parse and stage (:mod:`ltvcast.ingest.staging`); then, in one
 transaction, resolve all rows against the store
-(:mod:`ltvcast.data.resolve`), write them, rebuild orders' totals and the
+(:mod:`ltvcast.ingest.resolve`), write them, rebuild orders' totals and the
 derived ``transactions`` and commit. Any error before the commit leaves the
 store exactly as it was.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,16 +26,17 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ltvcast.data.config import ShopConfig, SourcesConfig, SourceSpec
-from ltvcast.data.cutoff import DateLike, declared_day
-from ltvcast.data.ledger import FileCounts
-from ltvcast.data.privacy import id_key
-from ltvcast.data.quarantine import reason_order
-from ltvcast.data.readers import SOURCE_FORMATS, read_table
-from ltvcast.data.resolve import resolve
-from ltvcast.data.sql_source import frame_hash, read_sql_source, source_label
-from ltvcast.data.staging import StagedTable, stage_table
 from ltvcast.errors import DataError
+from ltvcast.ingest.config import ShopConfig, SourcesConfig, SourceSpec
+from ltvcast.ingest.ledger import FileCounts
+from ltvcast.ingest.privacy import id_key
+from ltvcast.ingest.readers import SOURCE_FORMATS, file_sha256, read_table
+from ltvcast.ingest.resolve import resolve
+from ltvcast.ingest.sql_source import frame_hash, read_sql_source, source_label
+from ltvcast.ingest.staging import StagedTable, stage_table
+from ltvcast.ingest.write import ingest_context, write_run
+from ltvcast.schema.quarantine import reason_order
+from ltvcast.timeutil import DateLike, declared_day
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -95,22 +95,6 @@ class MultiSourceResult:
     shop: ShopConfig
     seconds: float = 0.0
     replaced: list[int] = field(default_factory=list)
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, 64 hex characters.
-
-    Raises:
-        DataError: the file cannot be read.
-    """
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return h.hexdigest()
 
 
 def source_files(spec: SourceSpec) -> list[Path]:
@@ -207,7 +191,7 @@ def ingest_sources(
     """Read every source of ``config`` and write it to ``store`` in one transaction.
 
     Args:
-        config: parsed ``sources.yaml`` (:func:`ltvcast.data.config.load_config`).
+        config: parsed ``sources.yaml`` (:func:`ltvcast.ingest.config.load_config`).
         store: an open, writable store.
         replace: re-ingest sources whose content (or path / database source)
             was ingested before, deleting the earlier ingest's rows first;
@@ -243,9 +227,9 @@ def ingest_sources(
         if staged:
             run_id = store.next_run_id()
             store.delete_ingests(replaced)
-            ctx = store.ingest_context({t.spec.kind for t in staged} | {"orders"})
+            ctx = ingest_context(store, {t.spec.kind for t in staged} | {"orders"})
             run = resolve(staged, ctx, shop)
-            ids = store.write_run(run, staged, run_id, started_at, declared)
+            ids = write_run(store, run, staged, run_id, started_at, declared)
             store.rebuild_derived()
         store.check_data_end(declared)
     reports: list[SourceReport] = []

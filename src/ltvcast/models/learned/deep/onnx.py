@@ -1,8 +1,10 @@
 """ONNX export of the deep model (``deep``, ``deep-lstm``, ``deep-transformer``) and prediction in onnxruntime.
 
-:func:`export_onnx` writes ``model.onnx`` beside a registered deep model's
-``model.pkl`` (``models/NAME/VERSION/``) and records it in the manifest's
-``onnx`` field; :func:`ltvcast.registry.load_model` then runs that model's
+:func:`export_checked` turns a fitted deep model's network into a checked
+ONNX graph (:class:`~ltvcast.models.base.OnnxGraph`), reached through the
+Forecaster hook :meth:`~ltvcast.models.base.Forecaster.to_onnx`;
+:func:`ltvcast.registry.export_onnx` stores it as ``model.onnx`` beside the
+version's ``model.pkl`` and :func:`ltvcast.registry.load_model` runs the
 network through onnxruntime (:class:`OnnxRunner`, via
 :meth:`~ltvcast.models.learned.deep.DeepForecaster.use_onnx`), so ``ltvcast
 score`` and ``ltvcast serve`` use it without being told. Only the network
@@ -37,51 +39,29 @@ horizon for two thirds of the rows and uniform in ``[1, H]`` for the rest
 (its share is exactly 0 in float32 and float64) and compares equal to
 another one; otherwise NaN equals only NaN.
 
-Manifest field ``onnx``: ``file`` (``model.onnx``), ``bytes``, ``sha256``,
-``opset``, ``exporter`` (``torch.onnx.export dynamo=True, torch <version>``),
-``onnxruntime`` (version used for the check), ``max_abs_diff`` (largest
-|ONNX − torch| over every output) and ``max_abs_diff_by_output``,
-``checked_rows``, ``atol``, ``created_at`` (UTC). Both files are written
-atomically (temporary file in the same folder, fsync, ``os.replace``):
-first ``model.onnx``, then the manifest. A reader that loads the version
-between the two replacements of a re-export sees a SHA-256 mismatch.
-
-**At load** (:func:`attach_onnx`): the file's SHA-256 must equal the
-manifest's, else the load is **refused** with a :class:`RegistryError`
-(a changed or corrupt network must not score silently; export again to
-repair it, ``load_model(..., use_onnx=False)`` loads the torch network). A
-``model.onnx`` the manifest does not record is ignored.
+The manifest field ``onnx`` and the load-time checks are the registry's
+(:func:`ltvcast.registry.export_onnx`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
-import json
 import logging
-import os
-import stat
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ltvcast.errors import LtvcastError, RegistryError
-from ltvcast.models.learned.deep import DeepForecaster
-from ltvcast.registry import ARTIFACT, MANIFEST, RegisteredModel
+from ltvcast.errors import LtvcastError
+from ltvcast.models.base import OnnxGraph
+from ltvcast.models.learned.deep.network import INPUT_NAMES, OUTPUT_NAMES
 
-__all__ = ["ONNX_FILE", "TOLERANCE", "OnnxExport", "OnnxRunner", "attach_onnx", "export_onnx"]
+__all__ = ["OnnxRunner", "export_checked"]
 
-ONNX_FILE = "model.onnx"
-#: Largest |ONNX − torch| accepted on any output at export (absolute, in each output's unit).
-TOLERANCE = 1e-4
-#: Keys of :meth:`DeepForecaster._run`'s dict, in ``DeepForecaster.OUTPUT_NAMES`` order.
+#: Keys of :meth:`DeepForecaster._run <ltvcast.models.learned.deep.DeepForecaster>`'s dict, in ``OUTPUT_NAMES`` order.
 _RAW_KEYS = ("ziln", "log_shares", "log_tx", "churn_logit", "next_days")
 _MASKED_BELOW = -1000.0  # a masked trajectory logit is -1e4: exp() of it and of anything below -1000 is 0
 _CHECK_BATCHES = (1, 2, 300)
@@ -90,33 +70,10 @@ _CHECK_BATCHES = (1, 2, 300)
 _RUN_ROWS = 1024
 
 
-@dataclass(frozen=True)
-class OnnxExport:
-    """What :func:`export_onnx` wrote.
-
-    Attributes:
-        path: the ``model.onnx`` file.
-        bytes: its size.
-        sha256: its SHA-256 (hex), as in the manifest.
-        opset: the ONNX opset of the graph.
-        max_abs_diff: largest |ONNX − torch| over every output and checked row.
-        max_abs_diff_by_output: the same per output name (``DeepForecaster.OUTPUT_NAMES``).
-        checked_rows: rows compared (all batch sizes together).
-    """
-
-    path: Path
-    bytes: int
-    sha256: str
-    opset: int
-    max_abs_diff: float
-    max_abs_diff_by_output: dict[str, float]
-    checked_rows: int
-
-
 class OnnxRunner:
     """A deep model's exported network in onnxruntime sessions (CPUExecutionProvider).
 
-    Called like :meth:`DeepForecaster._run` without the network:
+    Called like :meth:`DeepForecaster._run <ltvcast.models.learned.deep.DeepForecaster>` without the network:
     ``runner(sequence, numeric, categorical, label_days)`` with arrays of the
     shapes of :class:`~ltvcast.models.learned.deep.DeepNet` returns the raw
     outputs as a dict of float64 arrays (``ziln`` (n, 3), ``log_shares``
@@ -137,7 +94,7 @@ class OnnxRunner:
 
     Raises:
         LtvcastError: onnxruntime cannot load the model, or its inputs are
-            not ``DeepForecaster.INPUT_NAMES`` with this network's sizes.
+            not ``INPUT_NAMES`` with this network's sizes.
     """
 
     def __init__(self, model: str | Path | bytes, config: dict, n_threads: int = 2) -> None:
@@ -161,7 +118,7 @@ class OnnxRunner:
             "label_days": [],
         }
         got = {i.name: list(i.shape[1:]) for i in self.session.get_inputs()}
-        if list(got) != list(DeepForecaster.INPUT_NAMES) or got != expected:
+        if list(got) != list(INPUT_NAMES) or got != expected:
             raise LtvcastError(
                 f"{what} does not fit this network: its inputs are {got}, the network's {expected} (after the batch)"
             )
@@ -174,10 +131,10 @@ class OnnxRunner:
             np.asarray(categorical, dtype=np.int64),
             np.asarray(label_days, dtype=np.float32),
         )
-        names = list(DeepForecaster.OUTPUT_NAMES)
+        names = list(OUTPUT_NAMES)
 
         def run(lo: int) -> list[np.ndarray]:
-            feed = {k: np.ascontiguousarray(a[lo : lo + _RUN_ROWS]) for k, a in zip(DeepForecaster.INPUT_NAMES, arrays)}
+            feed = {k: np.ascontiguousarray(a[lo : lo + _RUN_ROWS]) for k, a in zip(INPUT_NAMES, arrays)}
             return self.session.run(names, feed)
 
         starts = range(0, len(arrays[0]), _RUN_ROWS)
@@ -190,48 +147,36 @@ class OnnxRunner:
 
 
 # ---------------------------------------------------------------------------- export
-def export_onnx(model: RegisteredModel, *, atol: float = TOLERANCE, seed: int = 0) -> OnnxExport:
-    """Export a registered deep model's network to ``model.onnx`` in its version folder, checked against torch.
+def export_checked(forecaster, label: str, *, atol: float, seed: int = 0) -> OnnxGraph:
+    """Export a fitted deep model's network to ONNX, checked against torch (module docstring).
 
     Args:
-        model: a registered deep model (:func:`ltvcast.registry.load_model`;
-            its folder ``model.path`` is written).
+        forecaster: a fitted :class:`~ltvcast.models.learned.deep.DeepForecaster`.
+        label: the model's name in messages (``NAME:VERSION``).
         atol: largest |ONNX − torch| accepted on any output (absolute).
-        seed: seed of the generated check inputs (module docstring).
+        seed: seed of the generated check inputs.
 
     Returns:
-        An :class:`OnnxExport`. ``model`` itself is not changed: load the
-        version again to predict through the export.
+        The serialized graph and what the check measured.
 
     Raises:
-        LtvcastError: the model is not a deep model (the message names its
-            kind); the export fails; or an output differs from torch's by
-            more than ``atol`` (nothing is written then).
-        RegistryError: the version's manifest cannot be read.
-        OSError: the folder cannot be written.
+        LtvcastError: the export fails, or an output differs from torch's by
+            more than ``atol``.
     """
     import onnxruntime
 
-    from ltvcast.registry import _read_manifest
-
-    forecaster, label = model.forecaster, f"{model.name}:{model.version}"
-    if not isinstance(forecaster, DeepForecaster):
-        kind = getattr(forecaster, "name", type(forecaster).__name__)
-        raise LtvcastError(
-            f"model {label} is a {kind!r} model; only deep models (deep, deep-lstm, deep-transformer) export to ONNX"
-        )
     module, sample = forecaster.export_module(n_rows=2)
     # the exporter gets a copy (it may touch the module); the check compares with the network predict runs
     blob, opset = _export(copy.deepcopy(module).eval(), sample, label)
     runner = OnnxRunner(blob, forecaster.config_, n_threads=forecaster.n_threads)
-    by_output = dict.fromkeys(DeepForecaster.OUTPUT_NAMES, 0.0)
+    by_output = dict.fromkeys(OUTPUT_NAMES, 0.0)
     rows = 0
     for n in _CHECK_BATCHES:
         inputs = _check_inputs(forecaster, n, np.random.default_rng([seed, n]))
         with torch.no_grad():
             expected = [o.numpy() for o in module(*(torch.from_numpy(a) for a in inputs))]
         got = runner(*inputs)
-        for name, key, a in zip(DeepForecaster.OUTPUT_NAMES, _RAW_KEYS, expected):
+        for name, key, a in zip(OUTPUT_NAMES, _RAW_KEYS, expected):
             by_output[name] = max(by_output[name], _max_abs_diff(name, a, got[key]))
         rows += n
     worst = max(by_output.values())
@@ -241,31 +186,21 @@ def export_onnx(model: RegisteredModel, *, atol: float = TOLERANCE, seed: int = 
             f"{label}: the ONNX export differs from torch by {worst:.3g} > {atol:g} (max |difference| per output: "
             f"{detail}); nothing was written"
         )
-    manifest = _read_manifest(model.path)
-    path = model.path / ONNX_FILE
-    _replace(path, blob, like=model.path / manifest["artifact"].get("file", ARTIFACT))
-    digest = hashlib.sha256(blob).hexdigest()
-    manifest["onnx"] = {
-        "file": ONNX_FILE,
-        "bytes": len(blob),
-        "sha256": digest,
-        "opset": opset,
-        "exporter": f"torch.onnx.export dynamo=True, torch {torch.__version__}",
-        "onnxruntime": onnxruntime.__version__,
-        "max_abs_diff": worst,
-        "max_abs_diff_by_output": by_output,
-        "checked_rows": rows,
-        "atol": atol,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    _replace(model.path / MANIFEST, json.dumps(manifest, indent=2, allow_nan=False).encode(), like=model.path / MANIFEST)
-    return OnnxExport(path, len(blob), digest, opset, worst, by_output, rows)
+    return OnnxGraph(
+        blob=blob,
+        opset=opset,
+        exporter=f"torch.onnx.export dynamo=True, torch {torch.__version__}",
+        onnxruntime=onnxruntime.__version__,
+        max_abs_diff=worst,
+        max_abs_diff_by_output=by_output,
+        checked_rows=rows,
+    )
 
 
 def _export(module: torch.nn.Module, sample: tuple[torch.Tensor, ...], label: str) -> tuple[bytes, int]:
     """The ONNX bytes and opset of ``module`` with a dynamic batch axis (the dynamo exporter)."""
     batch = torch.export.Dim("batch")
-    names = DeepForecaster.INPUT_NAMES
+    names = INPUT_NAMES
     chatty = logging.getLogger("torch.onnx")  # e.g. "torchvision is not installed" at WARNING
     level = chatty.level
     chatty.setLevel(logging.ERROR)
@@ -273,7 +208,7 @@ def _export(module: torch.nn.Module, sample: tuple[torch.Tensor, ...], label: st
         with warnings.catch_warnings(), contextlib.redirect_stdout(None):
             warnings.simplefilter("ignore")  # deprecation notes from inside torch.export
             program = torch.onnx.export(
-                module, sample, None, input_names=list(names), output_names=list(DeepForecaster.OUTPUT_NAMES),
+                module, sample, None, input_names=list(names), output_names=list(OUTPUT_NAMES),
                 dynamic_shapes=tuple({0: batch} for _ in names), dynamo=True, verbose=False,
                 report=False,
             )
@@ -287,7 +222,7 @@ def _export(module: torch.nn.Module, sample: tuple[torch.Tensor, ...], label: st
     return proto.SerializeToString(), int(opset)
 
 
-def _check_inputs(forecaster: DeepForecaster, n: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+def _check_inputs(forecaster, n: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """``n`` generated input rows in the range of the training inputs (module docstring)."""
     c = forecaster.config_
 
@@ -319,54 +254,3 @@ def _max_abs_diff(name: str, expected: np.ndarray, got: np.ndarray) -> float:
     both_nan = np.isnan(a) & np.isnan(b)
     diff = np.where(both_nan, 0.0, np.abs(a - b))
     return float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0))
-
-
-def _replace(path: Path, data: bytes, like: Path) -> None:
-    """Write ``data`` to ``path`` atomically (a temporary file in the same folder, fsync, ``os.replace``).
-
-    The file gets the permission bits of ``like`` (mkstemp's are 0600).
-    """
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        os.chmod(tmp, stat.S_IMODE(like.stat().st_mode))
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# ---------------------------------------------------------------------------- load
-def attach_onnx(forecaster, folder: Path, entry: dict) -> None:
-    """Make a loaded deep model predict through its recorded ONNX export (called by ``load_model``).
-
-    Args:
-        forecaster: the unpickled forecaster of the version.
-        folder: the version folder.
-        entry: the manifest's ``onnx`` field (module docstring).
-
-    Raises:
-        RegistryError: the manifest records an export for a model that is
-            not deep; the file is missing or unreadable; its SHA-256 differs
-            from the manifest's (changed or corrupt: the load is refused); or
-            onnxruntime cannot load it.
-    """
-    if not isinstance(forecaster, DeepForecaster) or not isinstance(entry, dict):
-        raise RegistryError(f"the manifest in {folder} records an ONNX export for a model that is not a deep model")
-    path = folder / str(entry.get("file", ONNX_FILE))
-    try:
-        blob = path.read_bytes()
-    except OSError as exc:
-        raise RegistryError(f"cannot read the ONNX export {path}: {exc.strerror or exc}") from None
-    if hashlib.sha256(blob).hexdigest() != entry.get("sha256"):
-        raise RegistryError(
-            f"the ONNX export {path} was changed or is corrupt: its SHA-256 differs from the manifest's; export it "
-            "again (`ltvcast export --model NAME:VERSION --format onnx`)"
-        )
-    try:
-        forecaster.use_onnx(blob)
-    except LtvcastError as exc:
-        raise RegistryError(str(exc)) from None

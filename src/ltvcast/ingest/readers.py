@@ -2,7 +2,7 @@
 
 Every value is read as text, so that ids such as ``00012`` keep their leading
 zeros; parsing into numbers and timestamps happens later
-(:mod:`ltvcast.data.validate`). Empty fields are the empty string ``""``,
+(:mod:`ltvcast.ingest.validate`). Empty fields are the empty string ``""``,
 never NaN.
 
 Formats (chosen from the file extension, or given explicitly):
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import lzma
 from dataclasses import dataclass
 from pathlib import Path
@@ -423,3 +424,19 @@ def read_table(
         raise DataError(f"cannot read {path} as excel: {str(exc).strip() or type(exc).__name__}") from None
     frame = frame.reset_index(drop=True)
     return RawTable(frame=frame, source=str(path), format=fmt, encoding=used)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, 64 hex characters.
+
+    Raises:
+        DataError: the file cannot be read.
+    """
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return h.hexdigest()

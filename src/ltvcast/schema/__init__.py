@@ -24,6 +24,11 @@ the columns of :data:`PREDICTION_COLUMNS`; columns a model cannot fill are null.
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
+#: dtype of every timestamp column of the canonical frames.
+UTC_US = "datetime64[us, UTC]"
 REQUIRED_COLUMNS: tuple[str, ...] = ("customer_id", "timestamp", "amount")
 OPTIONAL_STRING_COLUMNS: tuple[str, ...] = (
     "order_id",
@@ -52,3 +57,43 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "pred_spend_p90",
     "pred_next_purchase_days",
 )
+
+#: Columns of the quarantine frame: source (file path), source_row (1-based
+#: data row, int64), reason (code), source_column (column name in the file),
+#: raw_value (the offending text), raw_row (the whole row as a JSON object of text).
+QUARANTINE_COLUMNS: tuple[str, ...] = (
+    "source",
+    "source_row",
+    "reason",
+    "source_column",
+    "raw_value",
+    "raw_row",
+)
+
+
+def canonical_dtype(name: str):
+    """The dtype of canonical transactions column ``name`` (see the table above)."""
+    if name == "timestamp":
+        return UTC_US
+    if name in ("amount", "quantity"):
+        return np.float64
+    if name == "line":
+        return "Int64"
+    return str
+
+
+def empty_transactions() -> pd.DataFrame:
+    """A zero-row canonical transactions frame with the canonical dtypes.
+
+    customer_id, order_id, product_id, category, brand, channel, currency:
+    ``str``; timestamp: ``datetime64[us, UTC]``; amount, quantity: float64;
+    line: Int64.
+    """
+    return pd.DataFrame({name: pd.Series(dtype=canonical_dtype(name)) for name in TRANSACTION_COLUMNS})
+
+
+def empty_quarantine() -> pd.DataFrame:
+    """A zero-row quarantine frame (columns :data:`QUARANTINE_COLUMNS`)."""
+    return pd.DataFrame(
+        {c: pd.Series(dtype=np.int64 if c == "source_row" else str) for c in QUARANTINE_COLUMNS}
+    )

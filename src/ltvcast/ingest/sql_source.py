@@ -8,7 +8,7 @@ needs nothing). Keep passwords out of ``sources.yaml``: write
 set ``PGPASSWORD`` (libpq reads it).
 
 Values are turned into text the way the file readers do
-(:func:`ltvcast.data.readers.values_to_text`): date/time columns stay
+(:func:`ltvcast.ingest.readers.values_to_text`): date/time columns stay
 timestamps, numbers keep their spelling (``NUMERIC`` as written).
 """
 
@@ -19,8 +19,8 @@ import json
 
 import pandas as pd
 
-from ltvcast.data.readers import RawTable, values_to_text
 from ltvcast.errors import DataError
+from ltvcast.ingest.readers import RawTable, values_to_text
 
 
 def engine_url(url: str):

@@ -1,7 +1,7 @@
 """The canonical predictions frame (DESIGN.md): build it, write it.
 
 One row per customer and model with the columns of
-:data:`ltvcast.data.schema.PREDICTION_COLUMNS`; columns a model cannot fill
+:data:`ltvcast.schema.PREDICTION_COLUMNS`; columns a model cannot fill
 are null. Times: ``cutoff`` is a UTC timestamp at 00:00, ``horizon_days``
 and ``pred_next_purchase_days`` are days; spend columns are in the shop
 currency.
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ltvcast.data.schema import PREDICTION_COLUMNS
 from ltvcast.errors import LtvcastError
+from ltvcast.schema import PREDICTION_COLUMNS
 from ltvcast.timeutil import to_day
 
 

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import yaml
 
-from ltvcast.data.kinds import KINDS, check_mapping
-from ltvcast.data.parse import check_timezone
-from ltvcast.data.readers import SOURCE_FORMATS, detect_format
 from ltvcast.errors import DataError
+from ltvcast.ingest.kinds import KINDS, check_mapping
+from ltvcast.ingest.parse import check_timezone
+from ltvcast.ingest.readers import SOURCE_FORMATS, detect_format
 
 #: Column names treated as personal data when ``personal_columns`` is not given.
 DEFAULT_PERSONAL_COLUMNS: tuple[str, ...] = (
@@ -123,7 +123,7 @@ class SourceSpec:
     """One entry of ``sources:``.
 
     Attributes:
-        kind: one of :data:`ltvcast.data.kinds.KINDS`.
+        kind: one of :data:`ltvcast.ingest.kinds.KINDS`.
         path: file or glob, absolute (resolved against the YAML's folder), or None.
         url: SQLAlchemy database URL (environment variables expanded), or None.
         table: table name (``schema.table`` allowed) when ``url`` is given.

@@ -6,11 +6,10 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from ltvcast.data.cutoff import check_cutoff
 from ltvcast.data.datasets import History
 from ltvcast.errors import ConvergenceError, LtvcastError
 from ltvcast.models.catalog import MODEL_NAMES, make_forecaster
-from ltvcast.timeutil import horizon_window
+from ltvcast.timeutil import check_cutoff, horizon_window
 
 
 def forecast(

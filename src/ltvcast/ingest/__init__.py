@@ -1,0 +1,1 @@
+"""Sources to validated canonical rows: readers, column mapping, validation, quarantine, multi-source resolution, fx, returns, privacy."""

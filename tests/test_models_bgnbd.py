@@ -296,12 +296,15 @@ def test_optimiser_failure_raises_convergence_error(cdnow: pd.DataFrame) -> None
     assert "ITERATIONS REACHED LIMIT" in msg and "last parameters {r=" in msg and "log-likelihood -" in msg
 
 
-def test_unidentified_parameters_raise_convergence_error() -> None:
+def test_unidentified_parameters_fall_back_to_priors() -> None:
     # Nobody ever repeats: the likelihood rises towards its supremum as r/alpha -> 0 and
-    # a, b do not enter it at all, so there is no maximum to report.
+    # a, b do not enter it at all, so there is no maximum: the fit is MAP with weak priors, said so
+    # (issue 10; this test asserted a ConvergenceError before).
     summary = pd.DataFrame({"frequency": np.zeros(50), "recency": np.zeros(50), "T": np.linspace(5, 30, 50)})
-    with pytest.raises(ConvergenceError, match=r"^BG/NBD: parameters not identified by these data"):
-        BGNBD().fit(summary)
+    model = BGNBD().fit(summary)
+    assert model.fit_method_ == "map"
+    assert "50 customers and none with a repeat purchase" in model.notes_[0]
+    assert model.params_["a"] == pytest.approx(0.793, rel=1e-3)  # not in the likelihood: the prior's centre
 
 
 def test_fitted_hessian_is_positive_definite(fitted: BGNBD) -> None:

@@ -385,7 +385,9 @@ def test_optimiser_failure_raises_convergence_error(cdnow: pd.DataFrame) -> None
         ParetoNBD(maxiter=1).fit(cdnow)
 
 
-def test_unidentified_parameters_raise_convergence_error() -> None:
+def test_unidentified_parameters_fall_back_to_priors() -> None:
+    # issue 10: no repeat purchase anywhere -> MAP with weak priors and a note (was a ConvergenceError)
     summary = pd.DataFrame({"frequency": np.zeros(40), "recency": np.zeros(40), "T": np.linspace(5, 30, 40)})
-    with pytest.raises(ConvergenceError, match=r"^Pareto/NBD: parameters not identified"):
-        ParetoNBD().fit(summary)
+    model = ParetoNBD().fit(summary)
+    assert model.fit_method_ == "map"
+    assert "40 customers and none with a repeat purchase" in model.notes_[0]

@@ -179,3 +179,23 @@ def local_midnight(cutoff, timezone: str = "UTC") -> pd.Timestamp:
     """
     day = to_day(cutoff).tz_localize(None)
     return day.tz_localize(timezone, nonexistent="shift_forward", ambiguous=True).tz_convert("UTC")
+
+
+#: Time units of BTYD summaries (recency, T): days per unit. ``h`` hours
+#: (1/24 d) for fast-moving shops, ``d`` days, ``w`` weeks, ``m`` months of
+#: 30.4375 d. (Horizons, :func:`parse_horizon`, stay whole days or more.)
+SUMMARY_UNIT_DAYS: dict[str, float] = {"h": 1.0 / 24.0, "d": 1.0, "w": 7.0, "m": 30.4375}
+
+
+def unit_days(unit: str) -> float:
+    """Days per ``unit`` (``"h"``, ``"d"``, ``"w"``, ``"m"``, case-insensitive).
+
+    Raises:
+        DataError: an unknown unit (the message lists the known ones).
+    """
+    key = unit.lower() if isinstance(unit, str) else unit
+    if key not in SUMMARY_UNIT_DAYS:
+        raise DataError(
+            f"unit {unit!r} is not one of 'H' (hours), 'D' (days), 'W' (weeks), 'M' (months of 30.4375 days)"
+        )
+    return SUMMARY_UNIT_DAYS[key]

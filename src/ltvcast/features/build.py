@@ -323,6 +323,12 @@ class CustomerSubset:
 
 
 def _connection(store) -> duckdb.DuckDBPyConnection:
+    if isinstance(store, pd.DataFrame):
+        raise DataError(
+            "build() reads a store, not a frame: write the frame with `ltvcast ingest` (or "
+            "ltvcast.ingest.write) so it is validated once, or use ltvcast.features.rfm_summary, "
+            "which validates a frame itself"
+        )
     if isinstance(store, duckdb.DuckDBPyConnection):
         return store
     con = getattr(store, "connection", None)  # a public accessor, once Store has one
@@ -372,7 +378,9 @@ def build(
 
     Raises:
         CutoffError: the cutoff is not a calendar day.
-        DataError: the store has no transactions table or lacks a required
+        DataError: ``store`` is a DataFrame (build reads a store, whose rows
+            ingest validated; for a frame use :func:`ltvcast.features.rfm_summary`);
+            the store has no transactions table or lacks a required
             column; an unknown time zone, period, window, channel, population
             or revenue basis.
     """

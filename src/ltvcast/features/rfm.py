@@ -24,6 +24,13 @@ and the learned features share one definition:
 * ``monetary_value`` = mean value of the repeat occasions (the first occasion
   excluded); 0.0 when frequency is 0.
 
+Input checks (docs/data.md, "Frames handed to the library"): the frame goes
+through :func:`ltvcast.ingest.validate.validate_frame`, the checks of
+``ltvcast ingest``: a missing customer id, timestamp or amount is a
+:class:`~ltvcast.errors.DataError` naming the rows and column (or, with
+``on_invalid="drop"``, the row is dropped and counted); repeated order lines
+are dropped and counted. The counts are in ``result.attrs["validation"]``.
+
 Also returned: ``n_transactions`` (sale rows), ``total_spend`` (all spend
 before the cutoff in the revenue basis, returns on non-purchase days
 included; currency), ``first_purchase`` and ``last_purchase`` (local dates).
@@ -36,10 +43,16 @@ import pandas as pd
 
 from ltvcast.errors import DataError
 from ltvcast.features._sql import Context, check_timezone, cutoff_day, render, source_views, store_columns
+from ltvcast.ingest.validate import validate_frame
+from ltvcast.timeutil import DateLike, check_cutoff, observation_end, unit_days
 
-UNIT_DAYS = {"D": 1.0, "W": 7.0, "M": 30.4375}
+#: Days per unit of recency and T (``H`` hours, ``D`` days, ``W`` weeks, ``M`` months).
+UNIT_DAYS = {"H": 1.0 / 24.0, "D": 1.0, "W": 7.0, "M": 30.4375}
 _STEPS = ("history_lines", "history_orders", "history_daily")
 _COLUMNS = ("customer_id", "timestamp", "amount", "kind")
+#: Key of the input check report in ``rfm_summary(...).attrs``
+#: (:meth:`ltvcast.ingest.validate.FrameReport.as_dict`).
+REPORT_KEY = "validation"
 
 
 def rfm_summary(
@@ -49,38 +62,68 @@ def rfm_summary(
     *,
     timezone: str = "UTC",
     revenue_basis: str = "net",
+    on_invalid: str = "raise",
+    data_end: DateLike | None = None,
+    allow_future_cutoff: bool = False,
 ) -> pd.DataFrame:
     """BTYD summary of every customer with a purchase before ``cutoff``.
 
     Args:
-        tx: canonical transactions (``customer_id``, ``timestamp`` UTC,
-            ``amount``, optional ``kind``); other columns are ignored.
+        tx: transactions (``customer_id``, ``timestamp`` UTC — naive read as
+            UTC, or ISO 8601 text —, ``amount`` in currency, optional
+            ``kind``, ``order_id``, ``line``); other columns are ignored; any
+            index (the result is keyed by ``customer_id``, never by
+            position). Checked by
+            :func:`ltvcast.ingest.validate.validate_frame`.
         cutoff: calendar day (``"YYYY-MM-DD"``, date or midnight timestamp).
-        unit: time unit of recency and T: ``"D"`` days, ``"W"`` weeks,
-            ``"M"`` months of 30.4375 days.
+        unit: time unit of recency and T: ``"H"`` hours, ``"D"`` days,
+            ``"W"`` weeks, ``"M"`` months of 30.4375 days (case-insensitive).
+            Occasions are calendar days whatever the unit, so in hours
+            recency and T are whole days x 24.
         timezone: the shop's IANA time zone; it decides calendar days.
         revenue_basis: ``"net"`` (sales minus returns) or ``"gross"``.
+        on_invalid: ``"raise"`` (default): a row with a missing customer id,
+            timestamp or amount (or an unreadable one) is an error;
+            ``"drop"``: such rows are dropped and listed in the report.
+        data_end: the last observed day of the data (``YYYY-MM-DD``), as
+            ``--data-end`` of the CLI. When given, a cutoff later than the
+            day after it is refused as the CLI refuses it
+            (:func:`ltvcast.timeutil.check_cutoff`), and a ``data_end``
+            before the last transaction day is an error. When None the
+            cutoff is not checked against the data: ``tx`` may be history
+            already cut at the cutoff (the models pass it so), whose last
+            row says nothing about where the data ends.
+        allow_future_cutoff: with ``data_end``, accept a later cutoff anyway.
 
     Returns:
-        One row per customer, sorted by ``customer_id``: ``customer_id``,
-        ``frequency``, ``recency``, ``T`` (floats, ``unit``),
-        ``monetary_value``, ``total_spend`` (currency), ``n_transactions``,
-        ``first_purchase``, ``last_purchase`` (dates). Customers with no sale
-        before the cutoff are absent.
+        One row per customer, sorted by ``customer_id`` (pandas string):
+        ``customer_id``, ``frequency``, ``recency``, ``T`` (floats,
+        ``unit``), ``monetary_value``, ``total_spend`` (currency),
+        ``n_transactions``, ``first_purchase``, ``last_purchase`` (dates).
+        Customers with no sale before the cutoff are absent.
+        ``result.attrs["validation"]`` reports the input check as plain
+        values (:meth:`ltvcast.ingest.validate.FrameReport.as_dict`):
+        ``rows_in``, ``rows_kept``, ``dropped`` (reason -> rows),
+        ``duplicates_dropped``, ``invalid_rows`` (positions, reasons,
+        columns, values of the dropped rows).
 
     Raises:
-        DataError: a required column is missing, or the unit, time zone or
-            revenue basis is unknown.
-        CutoffError: ``cutoff`` is not a calendar day.
+        DataError: a required column is missing; the unit, time zone,
+            revenue basis or ``on_invalid`` is unknown; a row is invalid
+            (``on_invalid="raise"``; the message names reason, column and
+            0-based row positions); ``data_end`` is not a date or is before
+            the last transaction day.
+        CutoffError: ``cutoff`` is not a calendar day, or (``data_end``
+            given) it is after the day following ``data_end`` and
+            ``allow_future_cutoff`` is False.
     """
     missing = [c for c in _COLUMNS[:3] if c not in tx.columns]
     if missing:
         raise DataError(f"transactions lack column(s) {missing}; found {list(tx.columns)}")
-    unit_key = unit.upper()
-    if unit_key not in UNIT_DAYS:
-        raise DataError(f"unit {unit!r} is not one of {sorted(UNIT_DAYS)}")
+    per_unit = unit_days(unit)
     if revenue_basis not in ("net", "gross"):
         raise DataError(f"revenue basis {revenue_basis!r} is not 'net' or 'gross'")
+    tx, report = validate_frame(tx, on_invalid=on_invalid, what="transactions")
     day = cutoff_day(cutoff)
     ctx = Context(
         cutoff_day=day,
@@ -91,15 +134,14 @@ def rfm_summary(
         channels=(),
         first_day=day,
     )
+    if data_end is not None:
+        check_cutoff(day, observation_end(tx, data_end), allow_future=allow_future_cutoff)
     # The ids are encoded once (codes in sorted id order, so ORDER BY code is
     # ORDER BY customer_id) and the SQL groups integers; the ids come back at
     # the end by position. Only the needed columns are handed to DuckDB, as
     # views over the frame's own arrays (no copy into a table).
-    codes, ids = pd.factorize(tx["customer_id"], sort=True)
+    codes, ids = pd.factorize(tx["customer_id"], sort=True)  # no missing id: validated
     ids = pd.array(ids, dtype="string")
-    if len(ids) and (codes < 0).any():  # a missing id stays one group, sorted last as before
-        codes[codes < 0] = len(ids)
-        ids = pd.array([*ids, pd.NA], dtype="string")
     ts = tx["timestamp"]
     if isinstance(ts.dtype, pd.DatetimeTZDtype):
         ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -133,7 +175,7 @@ def rfm_summary(
             WHERE rfm.occasions > 0
             ORDER BY rfm.customer_id
             """,
-            {"unit": UNIT_DAYS[unit_key]},
+            {"unit": per_unit},
         )
         out = res.df()
     finally:
@@ -141,4 +183,6 @@ def rfm_summary(
     for col in ("first_purchase", "last_purchase"):
         out[col] = pd.to_datetime(out[col]).dt.date
     out["customer_id"] = pd.Series(ids.take(out["customer_id"].to_numpy()), dtype="string")
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    out.attrs[REPORT_KEY] = report.as_dict()
+    return out

@@ -48,6 +48,7 @@ import pandas as pd
 from ltvcast.errors import DataError
 from ltvcast.ingest.mapping import ColumnMapping
 from ltvcast.ingest.parse import (
+    NULL_TOKENS,
     missing_mask,
     normalise_ids,
     parse_numbers,
@@ -353,3 +354,285 @@ def conflict_quarantine(raw: pd.DataFrame, rows: pd.Index, source: str, line_col
             "raw_row": pd.Series(_raw_rows_json(picked), dtype=str),
         }
     )
+
+
+# -- frames handed to the library ---------------------------------------------------
+
+#: Reasons :func:`validate_frame` can give a row, in the order they are checked
+#: (the ingest codes of :data:`REASONS`; a row with several problems gets the first).
+FRAME_REASONS: tuple[str, ...] = (
+    "missing_customer_id",
+    "missing_timestamp",
+    "bad_timestamp",
+    "missing_amount",
+    "bad_amount",
+    "bad_line",
+    "duplicate_id",
+)
+_MAX_LISTED = 10
+
+
+@dataclass(frozen=True, eq=False)
+class FrameReport:
+    """What :func:`validate_frame` found in a transactions frame.
+
+    Attributes:
+        rows_in: rows of the frame handed in.
+        rows_kept: rows used (``rows_in - len(invalid) - duplicates_dropped``).
+        invalid: the invalid rows dropped (only with ``on_invalid="drop"``;
+            empty otherwise): columns ``row`` (0-based position in the frame
+            handed in, int64), ``index`` (its index label), ``reason`` (a code
+            of :data:`FRAME_REASONS`), ``column`` and ``value`` (the offending
+            value as text, ``""`` when missing).
+        dropped: reason -> number of invalid rows dropped (reasons that occurred).
+        duplicates_dropped: rows repeating an order line seen earlier in the
+            frame (same ``order_id`` and ``line`` and same canonical content;
+            without ``line``, same ``order_id`` and content): dropped, the
+            first kept — the rule of :func:`find_duplicates`.
+    """
+
+    rows_in: int
+    rows_kept: int
+    invalid: pd.DataFrame
+    dropped: dict[str, int]
+    duplicates_dropped: int
+
+    @property
+    def rows_dropped(self) -> int:
+        """Invalid rows plus duplicates dropped."""
+        return len(self.invalid) + self.duplicates_dropped
+
+    def as_dict(self, max_rows: int = 1000) -> dict[str, object]:
+        """The report as plain JSON-able values (for ``DataFrame.attrs``, which Parquet writes as JSON).
+
+        Keys: ``rows_in``, ``rows_kept``, ``dropped`` (reason -> rows),
+        ``duplicates_dropped``, ``invalid_rows`` (the first ``max_rows``
+        dropped rows as ``{"row", "reason", "column", "value"}``; ``row`` is
+        the 0-based position in the frame handed in) and
+        ``invalid_rows_listed_all`` (False when the list was cut).
+        """
+        head = self.invalid.head(max_rows)
+        return {
+            "rows_in": int(self.rows_in),
+            "rows_kept": int(self.rows_kept),
+            "dropped": {str(k): int(v) for k, v in self.dropped.items()},
+            "duplicates_dropped": int(self.duplicates_dropped),
+            "invalid_rows": [
+                {"row": int(r), "reason": str(why), "column": str(c), "value": str(v)}
+                for r, why, c, v in zip(head["row"], head["reason"], head["column"], head["value"], strict=True)
+            ],
+            "invalid_rows_listed_all": len(self.invalid) <= max_rows,
+        }
+
+
+def _blank_ids(ids: pd.Series) -> np.ndarray:
+    """True where an id is missing: NA, or text that is empty / a null token once stripped."""
+    missing = ids.isna().to_numpy()
+    if ids.dtype.kind in "iub":  # integers cannot be blank
+        return missing
+    if pd.api.types.is_string_dtype(ids.dtype) and ids.dtype != object:
+        # pandas strings (Arrow-backed in a store read): vectorised.
+        return missing | ids.str.strip().isin(NULL_TOKENS).to_numpy(dtype=bool, na_value=False)
+    # Python objects: checked on the distinct values only (ids repeat).
+    uniq = pd.unique(np.asarray(ids[~missing], dtype=object))
+    blank = [u for u in uniq if isinstance(u, str) and u.strip() in NULL_TOKENS]
+    if blank:
+        missing = missing | ids.isin(blank).to_numpy(dtype=bool, na_value=False)
+    return missing
+
+
+def _text_missing(values: pd.Series) -> np.ndarray:
+    missing = values.isna().to_numpy().copy()
+    if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+        text = values[~missing]
+        if len(text):
+            missing[~missing] = text.astype(str).str.strip().isin(NULL_TOKENS).to_numpy()
+    return missing
+
+
+def _frame_timestamps(values: pd.Series, what: str) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """(timestamps as UTC datetimes, missing, unreadable) of a timestamp column."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return values, values.isna().to_numpy(), np.zeros(len(values), dtype=bool)
+    if not (values.dtype == object or pd.api.types.is_string_dtype(values.dtype)):
+        raise DataError(
+            f"{what}: column timestamp has dtype {values.dtype}; give datetimes (naive = UTC) or ISO 8601 text"
+        )
+    missing = _text_missing(values)
+    parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
+    todo = ~missing
+    if todo.any():
+        text = values[todo].astype(str).str.strip()
+        parsed[todo] = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce").astype(
+            "datetime64[us, UTC]"
+        )
+    return parsed, missing, parsed.isna().to_numpy() & ~missing
+
+
+def _frame_amounts(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """(amounts as float64, missing, not a finite number) of an amount column."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values, np.zeros(len(values), dtype=bool), np.ones(len(values), dtype=bool)
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        missing = np.isnan(numbers)
+        return values, missing, ~np.isfinite(numbers) & ~missing
+    missing = _text_missing(values)
+    numbers = pd.to_numeric(values.where(~missing), errors="coerce").astype(np.float64)
+    arr = numbers.to_numpy()
+    return numbers, missing, ~np.isfinite(arr) & ~missing
+
+
+def validate_frame(
+    frame: pd.DataFrame, *, on_invalid: str = "raise", what: str = "transactions frame"
+) -> tuple[pd.DataFrame, FrameReport]:
+    """Check a transactions frame handed to the library, as :func:`validate_rows` checks a file.
+
+    The frame's own values are used (no text parsing of ids or numbers
+    beyond what is described here): ``customer_id`` is missing where NA or,
+    for text, empty / a null token (:data:`~ltvcast.ingest.parse.NULL_TOKENS`)
+    once stripped; ``timestamp`` must be datetimes (naive = UTC) or ISO 8601
+    text (missing -> ``missing_timestamp``, unreadable -> ``bad_timestamp``);
+    ``amount`` must be numbers or numeric text (missing -> ``missing_amount``,
+    not a finite number -> ``bad_amount``); ``line``, when present, whole
+    numbers (``bad_line``). Repeated order lines are de-duplicated by
+    :func:`find_duplicates` on the canonical columns present (rows without an
+    order id are never de-duplicated); an order line seen before with other
+    content is invalid (``duplicate_id``; the first is kept).
+
+    Cost on an already-canonical frame (a store read): a few vectorised
+    passes; the id check looks at distinct ids only, the duplicate check at
+    rows with an order id only; no copy is made when nothing changes.
+
+    Args:
+        frame: transactions with at least ``customer_id``, ``timestamp``,
+            ``amount``; any index (rows are reported by 0-based position).
+        on_invalid: ``"raise"`` (default): invalid rows are an error;
+            ``"drop"``: they are dropped and listed in the report.
+        what: the frame's name in messages.
+
+    Returns:
+        ``(clean, report)``: ``clean`` holds the kept rows in frame order,
+        same columns and index labels (the input itself when nothing was
+        dropped or converted; a text ``timestamp`` becomes
+        ``datetime64[us, UTC]``, a text ``amount`` float64); ``report`` a
+        :class:`FrameReport`.
+
+    Raises:
+        DataError: a required column is missing (the message lists the
+            columns found); ``on_invalid`` is unknown; a column has an
+            unusable dtype; or, with ``on_invalid="raise"``, some row is
+            invalid (the message gives reason, column and row positions).
+    """
+    if on_invalid not in ("raise", "drop"):
+        raise DataError(f"on_invalid {on_invalid!r} is not 'raise' or 'drop'")
+    missing_cols = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing_cols:
+        raise DataError(f"{what} lacks column(s) {missing_cols}; found {list(frame.columns)}")
+    n = len(frame)
+    # First problem wins: per row the 1-based index into `flags` (0 = fine).
+    first = np.zeros(n, dtype=np.int8)
+    flags: list[tuple[str, str]] = []
+
+    def flag(mask: np.ndarray, code: str, col: str) -> None:
+        if not mask.any():
+            return
+        flags.append((code, col))
+        first[mask & (first == 0)] = len(flags)
+
+    ts, ts_missing, ts_bad = _frame_timestamps(frame["timestamp"], what)
+    amount, amount_missing, amount_bad = _frame_amounts(frame["amount"])
+    flag(_blank_ids(frame["customer_id"]), "missing_customer_id", "customer_id")
+    flag(ts_missing, "missing_timestamp", "timestamp")
+    flag(ts_bad, "bad_timestamp", "timestamp")
+    flag(amount_missing, "missing_amount", "amount")
+    flag(amount_bad, "bad_amount", "amount")
+    line = None
+    if "line" in frame.columns:
+        line_values = frame["line"]
+        if pd.api.types.is_numeric_dtype(line_values.dtype) and not pd.api.types.is_bool_dtype(line_values.dtype):
+            numbers = line_values.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            numbers = pd.to_numeric(line_values.where(~_text_missing(line_values)), errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
+        present = ~_text_missing(line_values)
+        flag(present & ~(np.isfinite(numbers) & (numbers == np.floor(numbers))), "bad_line", "line")
+        line = numbers
+    original = frame
+    ts_converted = not pd.api.types.is_datetime64_any_dtype(frame["timestamp"].dtype)
+    amount_converted = not pd.api.types.is_numeric_dtype(frame["amount"].dtype)
+    if ts_converted or amount_converted:
+        frame = frame.assign(
+            **({"timestamp": ts.to_numpy()} if ts_converted else {}),
+            **({"amount": amount.to_numpy()} if amount_converted else {}),
+        )
+
+    # Repeated order lines: only sale rows with an order id can repeat one (a return of an order line
+    # shares its order id and line: a `kind` of 'return', or without `kind` a negative amount).
+    drop_dup = np.zeros(n, dtype=bool)
+    if "order_id" in frame.columns:
+        if "kind" in frame.columns:
+            sale = (frame["kind"].astype("string").fillna("sale") == "sale").to_numpy(dtype=bool)
+        else:
+            sale = ~(pd.to_numeric(frame["amount"], errors="coerce").to_numpy(dtype=np.float64) < 0)
+        has_order = frame["order_id"].notna().to_numpy() & (first == 0) & sale
+        if has_order.sum() > 1:
+            pos = np.flatnonzero(has_order)
+            sub = frame.iloc[pos]
+            canon = pd.DataFrame(
+                {
+                    c: (sub[c].to_numpy() if c in sub.columns else np.full(len(sub), None, dtype=object))
+                    for c in TRANSACTION_COLUMNS
+                }
+            )
+            if line is not None:
+                canon["line"] = pd.array(line[pos], dtype="Float64")
+            drop, _identical, conflict = find_duplicates(canon)
+            drop_dup[pos[drop]] = True
+            clash = np.zeros(n, dtype=bool)
+            clash[pos[conflict]] = True
+            flag(clash, "duplicate_id", "line" if "line" in frame.columns else "order_id")
+
+    bad = first > 0
+    positions = np.flatnonzero(bad)
+    reason = np.array([None] + [code for code, _ in flags], dtype=object)[first[positions]]
+    column = np.array([None] + [col for _, col in flags], dtype=object)[first[positions]]
+    invalid = pd.DataFrame(
+        {
+            "row": positions.astype(np.int64),
+            "index": pd.Series(frame.index[positions], dtype=object),
+            "reason": pd.Series(reason, dtype=object),
+            "column": pd.Series(column, dtype=object),
+            "value": pd.Series(
+                [
+                    "" if pd.isna(v) else str(v)
+                    for v in (original[c].iloc[p] for c, p in zip(column, positions, strict=True))
+                ],
+                dtype=object,
+            ),
+        }
+    )
+    found = pd.Series(reason, dtype=object).value_counts()
+    counts = {r: int(found[r]) for r in FRAME_REASONS if r in found.index}
+    if len(invalid) and on_invalid == "raise":
+        parts = []
+        for r in counts:
+            rows = invalid.loc[invalid["reason"] == r, ["row", "column"]]
+            listed = ", ".join(str(p) for p in rows["row"].head(_MAX_LISTED))
+            more = f" and {len(rows) - _MAX_LISTED} more" if len(rows) > _MAX_LISTED else ""
+            parts.append(f"{r} (column {rows['column'].iloc[0]}) at row(s) {listed}{more}")
+        raise DataError(
+            f"{what}: {len(invalid)} invalid row(s) of {n}: " + "; ".join(parts)
+            + " (rows are 0-based positions). Fix them, or pass on_invalid='drop' to drop and count them"
+        )
+    keep = ~bad & ~drop_dup
+    clean = frame if keep.all() else frame.iloc[np.flatnonzero(keep)]
+    report = FrameReport(
+        rows_in=n,
+        rows_kept=int(keep.sum()),
+        invalid=invalid if on_invalid == "drop" else invalid.iloc[:0],
+        dropped=counts,
+        duplicates_dropped=int(drop_dup.sum()),
+    )
+    return clean, report

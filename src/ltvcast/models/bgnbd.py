@@ -21,16 +21,39 @@ import numpy as np
 import pandas as pd
 from scipy.special import betaincinv, betaln, digamma, expit, gammaln, hyp2f1
 
+from ltvcast.errors import DataError
 from ltvcast.models._mle import (
+    Limit,
+    Prior,
     _FittedMixin,
+    adequacy,
     check_horizon,
     check_rft,
     compress,
-    fit_mle,
+    fit_nbd,
+    fit_robust,
+    nbd_expected,
+    nbd_log_likelihood,
     start_values,
 )
 
 PARAM_NAMES = ("r", "alpha", "a", "b")
+
+#: Weak priors of the MAP fallback: log-normal, centred on the CDNOW fit
+#: (FHL 2005: r 0.243, alpha 4.414 weeks, a 0.793, b 2.426) with alpha
+#: taken relative to mean T (32.72 weeks on CDNOW, so 0.135·mean T), sd 2 on
+#: the log scale. Weakly informative in the way PyMC-Marketing's CLV models
+#: put proper priors on the same four parameters; the values are ours.
+PRIOR = Prior(
+    mean=np.log([0.243, 4.414 / 32.716, 0.793, 2.426]),
+    text="log-normal priors centred on the CDNOW fit r=0.243, alpha=0.135·mean T, a=0.793, b=2.426, "
+    "sd 2 on the log scale",
+)
+#: What the NBD limit (no dropout) says in ``notes_``.
+NBD_LIMIT = (
+    "no dropout is visible in these data (a -> 0 or b -> infinity: the dropout probability goes to 0), "
+    "so BG/NBD reduces to the NBD; a and b are not identified (stored as a=0, b=1) and P(alive) = 1"
+)
 
 
 def bgnbd_log_likelihood(
@@ -92,9 +115,15 @@ class BGNBD(_FittedMixin):
             optimiser; ``alpha`` in the summary's time unit. ``None`` (the
             default) starts at r = a = b = 1 and alpha = mean(T).
         maxiter: iteration limit of each optimiser run.
+        time_unit: name of the summary's time unit (e.g. ``"weeks"``), used
+            only in notes; ``None`` says "time units".
 
     Attributes (after :meth:`fit`):
-        params_: dict ``r, alpha, a, b`` (alpha in the summary's time unit).
+        params_: dict ``r, alpha, a, b`` (alpha in the summary's time unit);
+            ``a = 0`` (and ``b = 1``) is the NBD limit: no dropout.
+        fit_method_: ``"mle"``, ``"boundary"`` (the NBD limit) or ``"map"``
+            (weak priors, see ``PRIOR``); docs/fitting.md.
+        notes_: sentences on data adequacy and on how the fit was obtained.
         log_likelihood_: total log-likelihood at ``params_`` (float).
         n_customers_: number of customers fitted on.
         converged_: True (a fit that does not converge raises instead).
@@ -104,13 +133,23 @@ class BGNBD(_FittedMixin):
 
     _model_name = "BG/NBD"
 
-    def __init__(self, initial_params: dict[str, float] | None = None, maxiter: int = 2000) -> None:
+    def __init__(
+        self, initial_params: dict[str, float] | None = None, maxiter: int = 2000, time_unit: str | None = None
+    ) -> None:
         self.initial_params = initial_params
         self.maxiter = maxiter
+        self.time_unit = time_unit
 
     # ------------------------------------------------------------------ fit
     def fit(self, summary: pd.DataFrame) -> BGNBD:
-        """Maximum-likelihood fit on a customer summary (FHL 2005 eq. 6).
+        """Fit on a customer summary: maximum likelihood (FHL 2005 eq. 6), else its NBD limit, else MAP.
+
+        The rules (:func:`ltvcast.models._mle.fit_robust`, docs/fitting.md):
+        an interior maximum is the answer; where the likelihood rises
+        towards a → 0 or b → ∞ (no dropout in the data) the NBD limit is
+        fitted instead (``params_["a"] = 0``); where the likelihood is flat
+        (too little data) the MAP estimate under ``PRIOR``. ``notes_`` says
+        which, with adequacy notes (counts; a span shorter than one unit).
 
         Args:
             summary: DataFrame with float columns ``frequency``, ``recency``,
@@ -121,11 +160,15 @@ class BGNBD(_FittedMixin):
 
         Raises:
             DataError: missing columns or invalid values (see
-                :func:`ltvcast.models._mle.check_rft`).
-            ConvergenceError: the optimiser did not converge, or the data do not
-                identify the parameters (see :func:`ltvcast.models._mle.fit_mle`).
+                :func:`ltvcast.models._mle.check_rft`); every T is 0.
+            ConvergenceError: maximum likelihood, the NBD limit and MAP all
+                failed (e.g. ``maxiter`` too small).
         """
         x, tx, T = check_rft(summary, self._model_name)
+        if np.max(T) <= 0:
+            raise DataError(f"{self._model_name}: every customer has T = 0 (all first purchases on the last day "
+                            "before the cutoff): no time observed to learn from")
+        self.notes_, too_few = adequacy(x, T, self._model_name, self.time_unit)
         scale = float(np.mean(T)) if np.mean(T) > 0 else 1.0
         comp = compress(x, tx / scale, T / scale)
         ux, utx, uT = comp.columns
@@ -147,10 +190,20 @@ class BGNBD(_FittedMixin):
             p = np.exp(z)
             return {"r": float(p[0]), "alpha": float(p[1] * scale), "a": float(p[2]), "b": float(p[3])}
 
-        res = fit_mle(nll, z0, model=self._model_name, names=PARAM_NAMES, to_params=to_params, n=n, jac=jac,
-                      maxiter=self.maxiter, ll_shift=-float(np.sum(x)) * np.log(scale))
-        self.params_ = to_params(res.x)
-        self.optimizer_result_ = res
+        shift = -float(np.sum(x)) * np.log(scale)
+
+        def fit_limit() -> tuple[dict[str, float], float, object]:
+            lres = fit_nbd(ux, uT, w, n, self._model_name, self.maxiter)
+            r, al = np.exp(lres.x)
+            return {"r": float(r), "alpha": float(al * scale), "a": 0.0, "b": 1.0}, -n * lres.fun + shift, lres
+
+        out = fit_robust(nll, z0, model=self._model_name, names=PARAM_NAMES, to_params=to_params, n=n, jac=jac,
+                         maxiter=self.maxiter, ll_shift=shift, prior=PRIOR, limit=Limit(fit_limit, NBD_LIMIT),
+                         too_few=too_few)
+        self.params_ = out.params
+        self.fit_method_ = out.method
+        self.notes_ += out.notes
+        self.optimizer_result_ = out.result
         self.n_customers_ = n
         self.converged_ = True
         self.log_likelihood_ = float(np.sum(self._ll(x, tx, T)))
@@ -158,6 +211,8 @@ class BGNBD(_FittedMixin):
 
     def _ll(self, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarray:
         p = self.params_
+        if p["a"] == 0.0:
+            return nbd_log_likelihood(p["r"], p["alpha"], x, T)
         return bgnbd_log_likelihood(p["r"], p["alpha"], p["a"], p["b"], x, tx, T)
 
     # ---------------------------------------------------------- predictions
@@ -183,7 +238,9 @@ class BGNBD(_FittedMixin):
         ``P = 1 / (1 + 1{x>0} a/(b+x−1) ((α+T)/(α+t_x))^(r+x))`` — Fader,
         Hardie & Lee (2008), "Computing P(alive) using the BG/NBD model"
         (note at brucehardie.com); customers with x = 0 get 1 (no repeat purchase, hence no
-        chance yet to drop out — the BG/NBD convention).
+        chance yet to drop out — the BG/NBD convention). In the NBD limit
+        (a = 0) every customer gets 1. Computed as a logistic of the log-odds,
+        so it stays in [0, 1] for thousands of purchases.
 
         Args:
             summary: DataFrame with ``frequency``, ``recency``, ``T`` (n rows).
@@ -208,6 +265,7 @@ class BGNBD(_FittedMixin):
         ``((α+T)/(α+T+t))^(r+x) ₂F₁(...) = (1−z)^(a−1) ₂F₁(a+b−1−r, a−1;
         a+b+x−1; z)``, z = t/(α+T+t), which stays O(1) for large x; at
         a = 1 exactly (removable singularity) the mean of a = 1 ± 1e−5 is used.
+        In the NBD limit (a = 0): ``(r+x)/(α+T) · t`` (:func:`~ltvcast.models._mle.nbd_expected`).
 
         Args:
             summary: DataFrame with ``frequency``, ``recency``, ``T`` (n rows).
@@ -231,7 +289,8 @@ class BGNBD(_FittedMixin):
         In the BG/NBD a customer can only drop out right after a purchase,
         and given that they are active at T their rate is λ | data ~
         Gamma(r+x, α+T) (FHL 2005, posterior from eq. 6), so
-        ``P = (1 − P(alive)) + P(alive) · ((α+T)/(α+T+t))^(r+x)``.
+        ``P = (1 − P(alive)) + P(alive) · ((α+T)/(α+T+t))^(r+x)``; in the NBD
+        limit P(alive) = 1 and this is the NBD zero class.
 
         Args:
             summary: DataFrame with ``frequency``, ``recency``, ``T`` (n rows).
@@ -256,7 +315,8 @@ class BGNBD(_FittedMixin):
         """Unconditional E[X(t)] for a customer's first t time units, FHL 2005 eq. (9).
 
         ``E[X(t)] = (a+b−1)/(a−1) · [1 − (α/(α+t))^r ₂F₁(r, b; a+b−1; t/(α+t))]``
-        (repeat purchases in (0, t] after the first purchase at 0).
+        (repeat purchases in (0, t] after the first purchase at 0); in the NBD
+        limit (a = 0) ``r t / α``.
 
         Args:
             t: scalar or (k,) array of times >= 0, in the fitted time unit.
@@ -278,7 +338,7 @@ class BGNBD(_FittedMixin):
 
 def _p_alive(p: dict[str, float], x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarray:
     r, alpha, a, b = p["r"], p["alpha"], p["a"], p["b"]
-    pos = x > 0
+    pos = (x > 0) & (a > 0)  # a = 0: the NBD limit, nobody drops out
     with np.errstate(divide="ignore"):
         log_odds = np.log(a) - np.log(np.where(pos, b + x - 1.0, 1.0)) + (r + x) * (
             np.log(alpha + T) - np.log(alpha + tx)
@@ -327,6 +387,9 @@ def _bracket_quadrature(r: float, alpha: float, a: float, b: float, x: np.ndarra
 
 def _conditional_expectation(p: dict[str, float], x, tx, T, t) -> np.ndarray:
     r, alpha, a, b = p["r"], p["alpha"], p["a"], p["b"]
+    if a == 0.0:  # NBD limit: no dropout
+        x, T, t = np.broadcast_arrays(np.asarray(x, float), np.asarray(T, float), np.asarray(t, float))
+        return nbd_expected(r, alpha, x, T, t)
     if abs(a - 1.0) < 1e-7:
         h = 1e-5
         bracket = 0.5 * (_bracket_over_a1(r, alpha, 1 + h, b, x, T, t) + _bracket_over_a1(r, alpha, 1 - h, b, x, T, t))

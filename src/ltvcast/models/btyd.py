@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ltvcast.data.datasets import History
-from ltvcast.errors import DataError, NotFittedError
+from ltvcast.errors import ConvergenceError, DataError, NotFittedError
 from ltvcast.features import rfm_summary
 from ltvcast.models.base import Forecaster, feature_schema
 from ltvcast.models.bgnbd import BGNBD
@@ -41,7 +41,12 @@ class BTYDForecaster(Forecaster):
     Attributes (after ``fit``):
         count_model_: the fitted count model (time unit: weeks).
         spend_model_: the fitted :class:`GammaGamma`, or ``None`` for naive
-            (which keeps each repeat buyer's own mean repeat value).
+            (which keeps each repeat buyer's own mean repeat value) and where
+            Gamma-Gamma cannot be fitted (no repeat buyer with a positive
+            value, or all with the same value): then every customer gets
+            ``fill_value_`` per purchase occasion, with a note.
+        notes_: the forecaster's notes plus the count and spend models' own
+            (adequacy, boundary, priors: docs/fitting.md).
         summary_: the RFM summary (weeks) the models were fitted on.
 
     Non-positive values (one rule for all three): under the net revenue
@@ -95,9 +100,20 @@ class BTYDForecaster(Forecaster):
             self.count_model_ = Naive().fit(self._with_fill(summary))
             self.spend_model_ = None
         else:
-            self.count_model_ = COUNT_MODELS[self.name]().fit(summary)
+            self.count_model_ = COUNT_MODELS[self.name](time_unit="weeks").fit(summary)
+            self.notes_ += self.count_model_.notes_
             usable = (summary["frequency"] > 0).to_numpy() & ~unknown
-            self.spend_model_ = GammaGamma().fit(summary[usable])
+            try:
+                self.spend_model_ = GammaGamma().fit(summary[usable])
+                self.notes_ += self.spend_model_.notes_
+            except (DataError, ConvergenceError) as exc:
+                # No spend distribution to learn: one value per occasion for everybody.
+                self.spend_model_ = None
+                repeat = summary.loc[usable, "monetary_value"]
+                first = summary["total_spend"] / (summary["frequency"] + 1.0) if "total_spend" in summary else repeat
+                self.fill_value_ = float(repeat.mean() if len(repeat) else max(float(first.mean()), 0.0))
+                self.notes_.append(f"{self.name}: Gamma-Gamma not fitted ({exc}); every customer gets "
+                                   f"{self.fill_value_:.2f} per purchase occasion")
         self.summary_ = summary
         self.feature_schema_ = feature_schema(summary.filter(items=RFM_INPUTS))
         return self
@@ -178,7 +194,11 @@ class BTYDForecaster(Forecaster):
         model = self.count_model_
         pred_tx = model.expected_transactions(summary, t)
         value = None
-        if self.spend_model_ is None:
+        if self.name != "naive" and self.spend_model_ is None:  # Gamma-Gamma could not be fitted
+            value = np.full(len(summary), self.fill_value_)
+            pred_spend = pred_tx * value
+            p_alive = model.p_alive(summary)
+        elif self.spend_model_ is None:
             value = model.expected_value(self._with_fill(summary))
             pred_spend = model.expected_spend(self._with_fill(summary), t)
             p_alive = None

@@ -21,9 +21,11 @@ from scipy.special import digamma, gammaln
 
 from ltvcast.errors import DataError, LtvcastError
 from ltvcast.models._mle import (
+    MIN_REPEAT_BUYERS,
+    Prior,
     _FittedMixin,
     compress,
-    fit_mle,
+    fit_robust,
     numeric_column,
     require_columns,
     row_labels,
@@ -31,6 +33,16 @@ from ltvcast.models._mle import (
 )
 
 PARAM_NAMES = ("p", "q", "gamma")
+
+#: Weak priors of the MAP fallback: log-normal, centred on the CDNOW fit
+#: (FHL 2005 JMR: p 6.25, q 3.74, gamma 15.44 $) with gamma relative to the
+#: mean repeat value z̄ (35.08 $ on CDNOW, so 0.440·mean z̄), sd 2 on the log
+#: scale. Weakly informative in the way PyMC-Marketing's Gamma-Gamma model
+#: puts proper priors on p, q and v; the values are ours.
+PRIOR = Prior(
+    mean=np.log([6.25, 3.74, 15.44 / 35.08]),
+    text="log-normal priors centred on the CDNOW fit p=6.25, q=3.74, gamma=0.440·mean spend, sd 2 on the log scale",
+)
 
 
 class _CountModel(Protocol):
@@ -85,6 +97,11 @@ class GammaGamma(_FittedMixin):
     Attributes (after :meth:`fit`):
         params_: dict ``p, q, gamma`` (``gamma`` is the paper's γ, "v" in
             some software).
+        fit_method_: ``"mle"`` or ``"map"`` (weak priors, see ``PRIOR``;
+            used when the likelihood is flat, a parameter runs to 0 or
+            infinity, or there are fewer than MIN_REPEAT_BUYERS repeat
+            buyers); docs/fitting.md.
+        notes_: sentences on how the fit was obtained.
         log_likelihood_: total log-likelihood over the repeat buyers.
         n_customers_: number of repeat buyers fitted on.
         converged_: True (a fit that does not converge raises instead).
@@ -127,7 +144,14 @@ class GammaGamma(_FittedMixin):
         return rep, x[rep], z[rep]
 
     def fit(self, summary: pd.DataFrame) -> GammaGamma:
-        """Maximum-likelihood fit on the repeat buyers (``frequency > 0``).
+        """Fit on the repeat buyers (``frequency > 0``): maximum likelihood, else MAP.
+
+        Maximum likelihood of the FHL 2005 JMR spend density; where it has no
+        interior, identified maximum (e.g. q → ∞ when spend hardly varies
+        between customers, p → ∞ when it hardly varies within them) or
+        there are fewer than MIN_REPEAT_BUYERS repeat buyers, the MAP
+        estimate under ``PRIOR`` (:func:`ltvcast.models._mle.fit_robust`);
+        ``notes_`` says which.
 
         Args:
             summary: DataFrame with ``frequency`` and ``monetary_value`` (n
@@ -139,13 +163,19 @@ class GammaGamma(_FittedMixin):
         Raises:
             DataError: missing columns; a repeat buyer with monetary_value
                 <= 0 or NaN (named by customer_id, else row index); no repeat
-                buyers.
-            ConvergenceError: the optimiser did not converge, or the data do not
-                identify the parameters (see :func:`ltvcast.models._mle.fit_mle`).
+                buyers; all repeat buyers with the same value (degenerate).
+            ConvergenceError: maximum likelihood and MAP both failed (e.g.
+                ``maxiter`` too small).
         """
         _, x, z = self._repeat_buyers(summary)
         if x.size == 0:
             raise DataError(f"{self._model_name}: no customer with frequency > 0 to fit on")
+        if np.ptp(np.log(z)) < 1e-9:
+            raise DataError(
+                f"{self._model_name}: all {x.size:,} repeat buyers have the same mean repeat value {z[0]:.6g}: "
+                "spend does not vary, so its distribution cannot be fitted (the likelihood grows without bound); "
+                "use that value per purchase"
+            )
         scale = float(np.mean(z))
         comp = compress(x, z / scale)
         ux, uz = comp.columns
@@ -166,10 +196,15 @@ class GammaGamma(_FittedMixin):
             v = np.exp(th)
             return {"p": float(v[0]), "q": float(v[1]), "gamma": float(v[2] * scale)}
 
-        res = fit_mle(nll, z0, model=self._model_name, names=PARAM_NAMES, to_params=to_params, n=n, jac=jac,
-                      maxiter=self.maxiter, ll_shift=-n * np.log(scale))
-        self.params_ = to_params(res.x)
-        self.optimizer_result_ = res
+        too_few = None
+        if n < MIN_REPEAT_BUYERS:
+            too_few = f"{n:,} repeat buyers: too few to estimate Gamma-Gamma (want at least {MIN_REPEAT_BUYERS})"
+        out = fit_robust(nll, z0, model=self._model_name, names=PARAM_NAMES, to_params=to_params, n=n, jac=jac,
+                         maxiter=self.maxiter, ll_shift=-n * np.log(scale), prior=PRIOR, too_few=too_few)
+        self.params_ = out.params
+        self.fit_method_ = out.method
+        self.notes_ = out.notes
+        self.optimizer_result_ = out.result
         self.n_customers_ = int(n)
         self.converged_ = True
         pr = self.params_

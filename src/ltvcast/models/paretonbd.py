@@ -29,16 +29,40 @@ import numpy as np
 import pandas as pd
 from scipy.special import betaln, gammaln, hyp2f1, logsumexp
 
+from ltvcast.errors import DataError
 from ltvcast.models._mle import (
+    Limit,
+    Prior,
     _FittedMixin,
+    adequacy,
     check_horizon,
     check_rft,
     compress,
-    fit_mle,
+    fit_nbd,
+    fit_robust,
+    nbd_expected,
+    nbd_log_likelihood,
+    nbd_p_none,
     start_values,
 )
 
 PARAM_NAMES = ("r", "alpha", "s", "beta")
+
+#: Weak priors of the MAP fallback: log-normal, centred on the CDNOW fit
+#: (FHL 2005 comparison: r 0.553, alpha 10.578 weeks, s 0.606, beta 11.669
+#: weeks) with alpha and beta relative to mean T (32.72 weeks on CDNOW), sd 2
+#: on the log scale. Weakly informative in the way PyMC-Marketing's CLV
+#: models put proper priors on the same four parameters; the values are ours.
+PRIOR = Prior(
+    mean=np.log([0.553, 10.578 / 32.716, 0.606, 11.669 / 32.716]),
+    text="log-normal priors centred on the CDNOW fit r=0.553, alpha=0.323·mean T, s=0.606, beta=0.357·mean T, "
+    "sd 2 on the log scale",
+)
+#: What the NBD limit (no dropout) says in ``notes_``.
+NBD_LIMIT = (
+    "no dropout is visible in these data (s -> 0 or beta -> infinity: the dropout rate goes to 0), "
+    "so Pareto/NBD reduces to the NBD; s and beta are not identified (stored as s=0, beta=1) and P(alive) = 1"
+)
 
 #: Up to this argument scipy's ``hyp2f1(1, b; c; z)`` (Cephes power series)
 #: is used; beyond it the quadrature below (see :func:`log_hyp2f1_a1`).
@@ -206,9 +230,15 @@ class ParetoNBD(_FittedMixin):
             beta in the summary's time unit); ``None`` starts at r = s = 1 and
             alpha = beta = mean(T).
         maxiter: iteration limit of each optimiser run.
+        time_unit: name of the summary's time unit (e.g. ``"weeks"``), used
+            only in notes; ``None`` says "time units".
 
     Attributes (after :meth:`fit`):
-        params_: dict ``r, alpha, s, beta``.
+        params_: dict ``r, alpha, s, beta``; ``s = 0`` (and ``beta = 1``) is
+            the NBD limit: no dropout.
+        fit_method_: ``"mle"``, ``"boundary"`` (the NBD limit) or ``"map"``
+            (weak priors, see ``PRIOR``); docs/fitting.md.
+        notes_: sentences on data adequacy and on how the fit was obtained.
         log_likelihood_: total log-likelihood at ``params_``.
         n_customers_: number of customers fitted on.
         converged_: True (a fit that does not converge raises instead).
@@ -218,12 +248,20 @@ class ParetoNBD(_FittedMixin):
 
     _model_name = "Pareto/NBD"
 
-    def __init__(self, initial_params: dict[str, float] | None = None, maxiter: int = 2000) -> None:
+    def __init__(
+        self, initial_params: dict[str, float] | None = None, maxiter: int = 2000, time_unit: str | None = None
+    ) -> None:
         self.initial_params = initial_params
         self.maxiter = maxiter
+        self.time_unit = time_unit
 
     def fit(self, summary: pd.DataFrame) -> ParetoNBD:
-        """Maximum-likelihood fit (FH 2005 note, Section 3 likelihood); numerical gradient.
+        """Fit: maximum likelihood (FH 2005 note, Section 3; numerical gradient), else the NBD limit, else MAP.
+
+        Same rules as :meth:`ltvcast.models.bgnbd.BGNBD.fit` (docs/fitting.md):
+        the NBD limit (no dropout: s → 0 or β → ∞) is stored as
+        ``params_["s"] = 0``; a flat likelihood or too little data gives the
+        MAP estimate under ``PRIOR``; ``notes_`` says which.
 
         Args:
             summary: DataFrame with float columns ``frequency``, ``recency``,
@@ -233,11 +271,15 @@ class ParetoNBD(_FittedMixin):
             self.
 
         Raises:
-            DataError: missing columns or invalid values.
-            ConvergenceError: the optimiser did not converge, or the data do not
-                identify the parameters (see :func:`ltvcast.models._mle.fit_mle`).
+            DataError: missing columns or invalid values; every T is 0.
+            ConvergenceError: maximum likelihood, the NBD limit and MAP all
+                failed (e.g. ``maxiter`` too small).
         """
         x, tx, T = check_rft(summary, self._model_name)
+        if np.max(T) <= 0:
+            raise DataError(f"{self._model_name}: every customer has T = 0 (all first purchases on the last day "
+                            "before the cutoff): no time observed to learn from")
+        self.notes_, too_few = adequacy(x, T, self._model_name, self.time_unit)
         scale = float(np.mean(T)) if np.mean(T) > 0 else 1.0
         comp = compress(x, tx / scale, T / scale)
         ux, utx, uT = comp.columns
@@ -257,10 +299,20 @@ class ParetoNBD(_FittedMixin):
             p = np.exp(z)
             return {"r": float(p[0]), "alpha": float(p[1] * scale), "s": float(p[2]), "beta": float(p[3] * scale)}
 
-        res = fit_mle(nll, z0, model=self._model_name, names=PARAM_NAMES, to_params=to_params, n=n,
-                      maxiter=self.maxiter, ll_shift=-float(np.sum(x)) * np.log(scale))
-        self.params_ = to_params(res.x)
-        self.optimizer_result_ = res
+        shift = -float(np.sum(x)) * np.log(scale)
+
+        def fit_limit() -> tuple[dict[str, float], float, object]:
+            lres = fit_nbd(ux, uT, w, n, self._model_name, self.maxiter)
+            r, al = np.exp(lres.x)
+            return {"r": float(r), "alpha": float(al * scale), "s": 0.0, "beta": 1.0}, -n * lres.fun + shift, lres
+
+        out = fit_robust(nll, z0, model=self._model_name, names=PARAM_NAMES, to_params=to_params, n=n,
+                         maxiter=self.maxiter, ll_shift=shift, prior=PRIOR, limit=Limit(fit_limit, NBD_LIMIT),
+                         too_few=too_few)
+        self.params_ = out.params
+        self.fit_method_ = out.method
+        self.notes_ += out.notes
+        self.optimizer_result_ = out.result
         self.n_customers_ = n
         self.converged_ = True
         self.log_likelihood_ = float(np.sum(self._ll(x, tx, T)))
@@ -268,6 +320,8 @@ class ParetoNBD(_FittedMixin):
 
     def _ll(self, x, tx, T) -> np.ndarray:
         p = self.params_
+        if p["s"] == 0.0:
+            return nbd_log_likelihood(p["r"], p["alpha"], x, T)
         return paretonbd_log_likelihood(p["r"], p["alpha"], p["s"], p["beta"], x, tx, T)
 
     def log_likelihood(self, summary: pd.DataFrame) -> np.ndarray:
@@ -288,6 +342,8 @@ class ParetoNBD(_FittedMixin):
 
     def _p_alive(self, x, tx, T) -> np.ndarray:
         p = self.params_
+        if p["s"] == 0.0:  # NBD limit: nobody drops out
+            return np.ones(np.shape(x))
         _, log_alive, log_dead = _log_terms(p["r"], p["alpha"], p["s"], p["beta"], x, tx, T)
         return np.exp(log_alive - np.logaddexp(log_alive, log_dead))
 
@@ -295,7 +351,9 @@ class ParetoNBD(_FittedMixin):
         """P(customer alive at T | x, t_x, T), FH 2005 note, Section 5.
 
         ``P = 1 / (1 + s/(r+s+x) (α+T)^(r+x) (β+T)^s A0)`` — the share of the
-        likelihood that comes from "still alive at T".
+        likelihood that comes from "still alive at T"; computed as a ratio of
+        log-terms, so it stays in [0, 1] for thousands of purchases. 1 in the
+        NBD limit (s = 0).
 
         Args:
             summary: DataFrame with ``frequency``, ``recency``, ``T`` (n rows).
@@ -315,7 +373,8 @@ class ParetoNBD(_FittedMixin):
 
         ``E = (r+x)(β+T) / ((α+T)(s−1)) · [1 − ((β+T)/(β+T+t))^(s−1)] · P(alive)``
         (also SMC 1987); at s = 1 the bracket over (s−1) is its limit
-        ln(1 + t/(β+T)).
+        ln(1 + t/(β+T)). In the NBD limit (s = 0): ``(r+x)/(α+T) · t``
+        (:func:`~ltvcast.models._mle.nbd_expected`).
 
         Args:
             summary: DataFrame with ``frequency``, ``recency``, ``T`` (n rows).
@@ -332,11 +391,15 @@ class ParetoNBD(_FittedMixin):
         x, tx, T = check_rft(summary, self._model_name)
         t = check_horizon(t, len(x), self._model_name)
         r, alpha, s, beta = p["r"], p["alpha"], p["s"], p["beta"]
+        if s == 0.0:
+            return nbd_expected(r, alpha, x, T, t)
         mean_rate = (r + x) / (alpha + T)
         return mean_rate * _mean_lifetime_in(s, beta + T, t) * self._p_alive(x, tx, T)
 
     def population_expected_transactions(self, t: float | np.ndarray) -> np.ndarray:
         """Unconditional E[X(t)] = rβ/(α(s−1)) · [1 − (β/(β+t))^(s−1)], FH 2005 note, Section 4.
+
+        In the NBD limit (s = 0) it is ``r t / α`` (the formula's own limit).
 
         Args:
             t: scalar or (k,) array of times >= 0 (fitted time unit).
@@ -351,6 +414,8 @@ class ParetoNBD(_FittedMixin):
         p = self._check_fitted()
         t_arr = np.asarray(t, dtype=float)
         check_horizon(t_arr.ravel(), t_arr.size, self._model_name)
+        if p["s"] == 0.0:
+            return p["r"] / p["alpha"] * t_arr
         return p["r"] / p["alpha"] * _mean_lifetime_in(p["s"], p["beta"], t_arr)
 
     def p_no_purchase(self, summary: pd.DataFrame, t: float | np.ndarray) -> np.ndarray:
@@ -372,7 +437,8 @@ class ParetoNBD(_FittedMixin):
 
         Returns:
             (n,) probabilities; 1 at t = 0; (1 − P(alive)) + P(alive)
-            E[μ/(λ+μ)] as t → ∞.
+            E[μ/(λ+μ)] as t → ∞. In the NBD limit (s = 0)
+            ``((α+T)/(α+T+t))^(r+x)`` (:func:`~ltvcast.models._mle.nbd_p_none`).
 
         Raises:
             NotFittedError: called before :meth:`fit`.
@@ -382,6 +448,8 @@ class ParetoNBD(_FittedMixin):
         x, tx, T = check_rft(summary, self._model_name)
         t = check_horizon(t, len(x), self._model_name)
         r, alpha, s, beta = p["r"], p["alpha"], p["s"], p["beta"]
+        if s == 0.0:
+            return nbd_p_none(r, alpha, x, T, t)
         k = r + x
         A, B = alpha + T, beta + T
         frac_now = _frac_rate(k, s, A, B)

@@ -116,7 +116,8 @@ def simulate_btyd(
         seed: random seed.
         quantiles: spend quantile levels in (0, 1).
         value: (n,) value per occasion for ``naive`` (currency; default
-            ``count_model.expected_value(summary)``).
+            ``count_model.expected_value(summary)``), and for BG/NBD or
+            Pareto/NBD without a spend model (``spend_model=None``).
 
     Each customer's futures are drawn from :func:`_stream` keyed by
     ``customer_keys([customer_id])`` and ``seed`` (the row position where the
@@ -177,17 +178,22 @@ def simulate_btyd(
             lam[j] = rng.gamma(par["r"] + x[i], 1.0 / (par["alpha"] + T[i]), size=n_draws)
             alive = rng.random(n_draws) < pa[i]
             if pareto:
-                mu = rng.gamma(par["s"], 1.0 / (par["beta"] + T[i]), size=n_draws)
-                span[j] = np.minimum(rng.exponential(1.0, size=n_draws) / mu, t)
+                # s = 0 is the NBD limit (no dropout): mu = 0, the lifetime outlasts the horizon
+                mu = rng.gamma(par["s"], 1.0 / (par["beta"] + T[i]), size=n_draws) if par["s"] > 0 else 0.0
+                with np.errstate(divide="ignore"):
+                    span[j] = np.minimum(rng.exponential(1.0, size=n_draws) / mu, t)
                 counts = np.where(alive, rng.poisson(lam[j] * span[j]), 0)
             else:
-                p_drop = rng.beta(par["a"], par["b"] + x[i], size=n_draws)
+                # a = 0 is the NBD limit (no dropout): p = 0
+                p_drop = rng.beta(par["a"], par["b"] + x[i], size=n_draws) if par["a"] > 0 else np.zeros(n_draws)
                 arrivals = rng.poisson(lam[j] * t)
                 survive = rng.geometric(np.clip(p_drop, 1e-12, 1.0))
                 counts = np.where(alive, np.minimum(arrivals, survive), 0)
             if gg is not None:
                 nu = rng.gamma(nu_shape[i], 1.0 / nu_rate[i], size=n_draws)
                 spend[j] = np.where(counts > 0, rng.gamma(np.maximum(gg["p"] * counts, 1e-12), 1.0) / nu, 0.0)
+            elif value is not None:  # no spend model: a fixed value per occasion
+                spend[j] = counts * value[i]
         qv = np.quantile(spend, quantiles, axis=1, method="inverted_cdf")
         for k, row in zip(keys_q, qv):
             out[k][lo:hi] = row

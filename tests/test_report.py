@@ -175,3 +175,20 @@ def test_report_notes_and_context_aliases(tmp_path):
     assert "Customers who bought in the horizon" in html
     with pytest.raises(DataError):
         write_report(pred, act, None, tmp_path / "r.html", title="t", notes="not a list")
+
+
+def test_report_shows_added_sections_escaped(tmp_path):
+    from ltvcast.evaluate.report import ReportSection
+
+    pred, act = _frames()
+    table = pd.DataFrame({"segment <b>": ["champions", "lost"], "customers": [12, 3]})
+    section = ReportSection(
+        "Decisions", intro="how to read", tables=[("Segments", table)], figures=["<svg id='x'></svg>"], notes=["a & b"]
+    )
+    html = write_report(pred, act.drop(columns="cutoff"), None, tmp_path / "r.html", title="t", sections=[section])
+    text = html.read_text(encoding="utf-8")
+    assert "<h2>Decisions</h2>" in text and "<h3>Segments</h3>" in text
+    assert "<td>champions</td><td>12</td>" in text and "segment &lt;b&gt;" in text and "a &amp; b" in text
+    assert "<svg id='x'></svg>" in text
+    with pytest.raises(DataError, match="ReportSection"):
+        write_report(pred, act.drop(columns="cutoff"), None, tmp_path / "r2.html", title="t", sections=["x"])

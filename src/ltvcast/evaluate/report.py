@@ -385,6 +385,54 @@ def _render(**values: Any) -> str:
     return env.get_template("report.html.j2").render(**values)
 
 
+@dataclass(frozen=True)
+class ReportSection:
+    """A section a room above ``evaluate`` adds to the report (decisions, model health, ...).
+
+    Everything is escaped except ``figures``, which must be SVG markup made
+    by ltvcast itself (e.g. with :func:`svg_figure`).
+
+    Attributes:
+        title: the section heading.
+        intro: one "how to read" paragraph (may be empty).
+        tables: (caption, frame) pairs, shown as given (values formatted with
+            ``str``; format numbers before, e.g. with ``DataFrame.round``).
+        figures: inline SVG charts.
+        notes: lines listed under the tables.
+    """
+
+    title: str
+    intro: str = ""
+    tables: Sequence[tuple[str, pd.DataFrame]] = ()
+    figures: Sequence[str] = ()
+    notes: Sequence[str] = ()
+
+
+def svg_figure(fig: Any, key: str) -> str:
+    """A matplotlib figure as self-contained inline SVG (ids prefixed by ``key``), the figure closed."""
+    return _svg(fig, key)
+
+
+def _section(section: ReportSection) -> dict[str, Any]:
+    if not isinstance(section, ReportSection):
+        raise DataError(f"sections must be ReportSection objects, got {type(section).__name__}")
+    tables = [
+        {
+            "caption": str(caption),
+            "columns": [str(c) for c in frame.columns],
+            "rows": [["" if _is_missing(v) else str(v) for v in row] for row in frame.itertuples(index=False)],
+        }
+        for caption, frame in section.tables
+    ]
+    return {
+        "title": str(section.title),
+        "intro": str(section.intro),
+        "tables": tables,
+        "figures": [Markup(f) for f in section.figures],
+        "notes": [str(n) for n in section.notes],
+    }
+
+
 def write_report(
     predictions: pd.DataFrame,
     actuals: pd.DataFrame,
@@ -394,6 +442,7 @@ def write_report(
     title: str,
     context: Mapping[str, str] | None = None,
     notes: Sequence[str] | None = None,
+    sections: Sequence[ReportSection] = (),
 ) -> Path:
     """Write the backtest report as one self-contained HTML file.
 
@@ -414,6 +463,8 @@ def write_report(
             spend) are added unless a key of the same name is given.
         notes: optional lines (e.g. model warnings: a fit that hit a bound)
             listed under the context; escaped like everything else.
+        sections: extra sections after the charts (:class:`ReportSection`),
+            built by the rooms above (decisions, model health).
 
     Returns:
         The path written.
@@ -516,6 +567,7 @@ def write_report(
         decile_charts=[
             {**c, "svg": Markup(c["svg"]) if c["svg"] else None} for c in decile_charts
         ],
+        sections=[_section(s) for s in sections],
     )
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

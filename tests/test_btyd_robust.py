@@ -264,3 +264,31 @@ def test_backtest_on_a_no_dropout_shop_keeps_every_model() -> None:
     assert np.all(np.isfinite(p[["pred_transactions", "pred_spend", "p_churn"]].to_numpy(float)))
     assert p["p_churn"].between(0, 1).all()
     assert p.loc[p["model"] != "naive", "p_alive"].between(0, 1).all()
+
+
+# ------------------------------------------------------------------ the simulator, small to medium shops
+@pytest.mark.parametrize(("customers", "seed"), [(20, 1), (20, 2), (60, 3), (300, 4)])
+def test_simulated_shops_from_20_customers_get_finite_btyd_predictions(tmp_path, customers, seed) -> None:
+    """Issue 10's goal: every BTYD model answers on the simulator at several seeds and sizes from 20 customers up."""
+    from ltvcast.data.datasets import open_history
+    from ltvcast.ingest.config import load_config
+    from ltvcast.ingest.multisource import ingest_sources
+    from ltvcast.models.catalog import make_forecaster
+    from ltvcast.simulate import simulate_shop
+    from ltvcast.store import Store
+
+    simulate_shop(tmp_path / "sim", customers=customers, months=12, seed=seed)
+    db = tmp_path / "shop.duckdb"
+    with Store.open(db) as store:
+        ingest_sources(load_config(tmp_path / "sim" / "sources.yaml"), store)
+    history = open_history(db=db)
+    cutoff = (history.observation_end - pd.Timedelta(days=90)).strftime("%Y-%m-%d")
+    for name in ("bgnbd", "paretonbd"):
+        model = make_forecaster(name).fit(history, cutoff, 90.0)
+        p = model.predict(history, cutoff, 90.0)
+        assert len(p) > 0, name
+        values = p[["pred_transactions", "pred_spend", "p_churn", "p_alive"]].to_numpy(float)
+        assert np.isfinite(values).all(), (name, customers, seed)
+        assert p["p_churn"].between(0, 1).all() and p["p_alive"].between(0, 1).all(), name
+        if customers < 100:
+            assert any("too few" in n for n in model.notes_), (name, model.notes_)

@@ -4,14 +4,21 @@ Cutoff C = 2024-03-01 (UTC shop, net revenue basis). 2024 is a leap year.
 Window starts: C-30 = 2024-01-31, C-90 = 2023-12-02, C-180 = 2023-09-03,
 C-365 = 2023-03-02; trend window from C-360 = 2023-03-07.
 
-Daily history (local day: sale rows / orders / items / sales / returned -> value):
+Daily history (local day: sale rows / orders / items / sales / returned -> value).
+Refunds are netted by order (features/sql/README.md, "Refunds"): the rows carry
+order ids, so a refund of an earlier order counts on that order's day, and a day
+whose sales those refunds bring to <= 0 is no purchase occasion (sale rows and
+orders read 0 in h_daily; items and sales stay):
   A 2023-06-10  o1: P1 2x10.00 + P2 1x5.50-0.50  -> 2 rows, 1 order, 3 items, 25.00
     2023-12-20  o2: P3 1x40.00-4.00              -> 1, 1, 1, 36.00
+                r1 (2024-02-20) returns o2 (36.00): counted here -> given back:
+                                                 -> 0 rows, 0 orders, 1 item, 36 - 36 = 0.00
     2024-02-15  o3: P1 10.00 ; o4: P4 3x2.00     -> 2, 2, 4, 16.00
-    2024-02-20  r1 returns o2 (36.00)            -> return-only day, value -36.00
     (o5 2024-03-05, r2 2024-03-02: after the cutoff)
   B 2024-02-28 23:30 o6: P2 0.10 + P4 0.20       -> 2, 1, 2, 0.30
-    2024-02-29  r3 + r4 return all of o6         -> value -0.30
+                r3 + r4 (2024-02-29) return all of o6: counted here -> given back:
+                                                 -> 0 rows, 0 orders, 2 items, 0.30 - 0.30 = 0.00
+                B has no purchase occasion: not a buyer (present in population 'all')
   C 2023-01-15  o7: P3 50.00 ; 2023-03-15 o8: P1 12.00 ;
     2023-09-10  o9: P1 2x12.00 + P3 50.00-5.00 (= 69.00)
   F 2024-01-05  o10: P4 8.00 (signs up 2024-03-20, after the cutoff)
@@ -58,30 +65,33 @@ def check(rows, expected: dict[str, dict[str, object]]):
 
 
 def test_population_and_order(tmp_path, fs_all):
-    # buyers: a sale before the cutoff -> A, B, C, F (E buys after it, D never).
+    # buyers: a purchase occasion before the cutoff -> A, C, F (B's only order was refunded in full
+    # before the cutoff, E buys after it, D never).
     con = write_store(tmp_path / "t.duckdb", tiny_shop())
     buyers = build(con, "2024-03-01")
     con.close()
-    assert buyers.customers["customer_id"].tolist() == ["A", "B", "C", "F"]
-    # all: + D (signup and events before the cutoff); E only after it.
+    assert buyers.customers["customer_id"].tolist() == ["A", "C", "F"]
+    # all: + B (a sale and its returns) and D (signup and events before the cutoff); E only after it.
     assert fs_all.customers["customer_id"].tolist() == ["A", "B", "C", "D", "F"]
     # Same features for the buyers either way.
     pd.testing.assert_frame_equal(
-        buyers.customers, fs_all.customers[fs_all.customers.customer_id != "D"].reset_index(drop=True)
+        buyers.customers, fs_all.customers[~fs_all.customers.customer_id.isin(["B", "D"])].reset_index(drop=True)
     )
 
 
 def test_rfm(rows):
     check(rows, {
-        # A: occasions 06-10, 12-20, 02-15 (02-20 is a return-only day: not an occasion).
-        # recency 06-10 -> 02-15 = 250 d; C - 06-10 = 265 d, T = 265 - 1 = 264 d.
-        # monetary: repeat occasions 36 and 16 -> 26. spend net 25+36+16-36 = 41, gross 77.
-        "A": {"occasions": 3, "frequency": 2.0, "recency_days": 250.0, "recency": 250 / 7,
+        # A: occasions 06-10, 02-15 (12-20 was given back by r1; before netting by order: 3 occasions,
+        # monetary (36 + 16) / 2 = 26). recency 06-10 -> 02-15 = 250 d; C - 06-10 = 265 d, T = 264 d.
+        # monetary: the one repeat occasion, 16. spend net 25 + (36 - 36) + 16 = 41, gross 77.
+        "A": {"occasions": 2, "frequency": 1.0, "recency_days": 250.0, "recency": 250 / 7,
               "T_days": 264.0, "T": 264 / 7, "days_since_last_purchase": 15.0,
-              "monetary_value": 26.0, "spend_total": 41.0, "gross_spend": 77.0},
-        # B: one occasion 02-28; C - 02-28 = 2 -> T = 1 d. Fully returned: net exactly 0.
-        "B": {"occasions": 1, "frequency": 0.0, "recency": 0.0, "T_days": 1.0, "T": 1 / 7,
-              "days_since_last_purchase": 2.0, "monetary_value": 0.0, "spend_total": 0.0, "gross_spend": 0.3},
+              "monetary_value": 16.0, "spend_total": 41.0, "gross_spend": 77.0,
+              "unmatched_refunds": 0, "unmatched_refund_amount": 0.0},
+        # B: 02-28 given back by r3 + r4 (before: one occasion, T 1 d): no occasion, BTYD NULL; net 0.
+        "B": {"occasions": 0, "frequency": None, "recency": None, "T_days": None, "T": None,
+              "days_since_last_purchase": None, "monetary_value": None, "spend_total": 0.0, "gross_spend": 0.3,
+              "unmatched_refunds": 0},
         # C: 01-15 -> 03-15 = 59 d, -> 09-10 = 179 d: recency 238; C - 01-15 = 411, T 410;
         # C - 09-10 = 173. monetary (12 + 69) / 2 = 40.5.
         "C": {"occasions": 3, "frequency": 2.0, "recency_days": 238.0, "T_days": 410.0,
@@ -96,9 +106,9 @@ def test_rfm(rows):
 
 def test_inter_purchase_time(rows):
     check(rows, {
-        # A gaps 193 (06-10 -> 12-20) and 57 (12-20 -> 02-15): mean 125,
-        # sample std |193 - 57| / sqrt(2) = 96.17, cv = std / mean.
-        "A": {"ipt_mean_days": 125.0, "ipt_std_days": 136 / math.sqrt(2), "ipt_cv": 136 / math.sqrt(2) / 125},
+        # A: occasions 06-10 and 02-15 (12-20 given back): one gap of 250 d; std and cv need 2 gaps
+        # (before netting by order: gaps 193 and 57, mean 125).
+        "A": {"ipt_mean_days": 250.0, "ipt_std_days": None, "ipt_cv": None},
         # C gaps 59 and 179: mean 119, std 120 / sqrt(2).
         "C": {"ipt_mean_days": 119.0, "ipt_std_days": 120 / math.sqrt(2), "ipt_cv": 120 / math.sqrt(2) / 119},
         # one occasion: all NULL
@@ -109,11 +119,13 @@ def test_inter_purchase_time(rows):
 
 def test_windows(rows):
     check(rows, {
-        # A: 30d (>= 01-31): 02-15 (+16), 02-20 (-36) -> 1 occasion, -20.
-        #    90d (>= 12-02): + 12-20 (+36) -> 2, 16. 180d: same. 365d: + 06-10 -> 3, 41.
-        "A": {"occasions_30d": 1, "spend_30d": -20.0, "occasions_90d": 2, "spend_90d": 16.0,
-              "occasions_180d": 2, "spend_180d": 16.0, "occasions_365d": 3, "spend_365d": 41.0},
-        "B": {"occasions_30d": 1, "spend_30d": 0.0, "occasions_365d": 1, "spend_365d": 0.0},
+        # A: 30d (>= 01-31): 02-15 (+16) -> 1 occasion, 16 (r1 on 02-20 counts on o2's day 12-20;
+        #    before netting by order: 16 - 36 = -20). 90d (>= 12-02): + 12-20 (36 - 36 = 0, no
+        #    occasion) -> 1, 16. 180d: same. 365d: + 06-10 -> 2, 41.
+        "A": {"occasions_30d": 1, "spend_30d": 16.0, "occasions_90d": 1, "spend_90d": 16.0,
+              "occasions_180d": 1, "spend_180d": 16.0, "occasions_365d": 2, "spend_365d": 41.0},
+        # B: 02-28 given back (0.30 - 0.30): no occasion, spend 0.
+        "B": {"occasions_30d": 0, "spend_30d": 0.0, "occasions_365d": 0, "spend_365d": 0.0},
         # C: 09-10 (69) is in 180d; 03-15 (12) also in 365d (>= 2023-03-02); 01-15 in none.
         "C": {"occasions_30d": 0, "spend_30d": 0.0, "occasions_90d": 0, "occasions_180d": 1,
               "spend_180d": 69.0, "occasions_365d": 2, "spend_365d": 81.0},
@@ -126,11 +138,11 @@ def test_windows(rows):
 def test_trend(rows):
     # block r = floor((C - day - 1) / 30), weight 11 - 2r, slope = sum(weight * spend) / 286.
     check(rows, {
-        # A: 06-10 C-day 265 r 8 w -5 (25); 12-20 C-day 72 r 2 w 7 (36);
-        #    02-15 r 0 w 11 (16); 02-20 r 0 w 11 (-36): -125 + 252 + 176 - 396 = -93.
-        #    last 180 d: 36 + 16 - 36 = 16; days C-360 .. C-181: 25 -> ratio 0.64.
-        "A": {"spend_trend_slope": -93 / 286, "spend_recent_ratio": 0.64},
-        # B: +0.30 and -0.30 in block 0 -> 0; no earlier spend -> NULL ratio.
+        # A: 06-10 C-day 265 r 8 w -5 (25); 12-20 C-day 72 r 2 w 7 (36 - 36 = 0, r1 netted onto o2's day);
+        #    02-15 r 0 w 11 (16): -125 + 0 + 176 = 51 (before netting by order: -93).
+        #    last 180 d: 0 + 16 = 16; days C-360 .. C-181: 25 -> ratio 0.64.
+        "A": {"spend_trend_slope": 51 / 286, "spend_recent_ratio": 0.64},
+        # B: +0.30 and -0.30 on 02-28 in block 0 -> 0; no earlier spend -> NULL ratio.
         "B": {"spend_trend_slope": 0.0, "spend_recent_ratio": None},
         # C: 03-15 C-day 352 r 11 w -11 (12); 09-10 C-day 173 r 5 w 1 (69); 01-15 outside.
         #    -132 + 69 = -63; ratio 69 / 12.
@@ -145,8 +157,9 @@ def test_tenure(rows):
     check(rows, {
         # A: first sale 06-10 -> 265; earliest activity = signup 2023-05-01 -> 305.
         "A": {"tenure_days": 265.0, "days_since_first_activity": 305.0},
-        # B: no signup time; first sale 02-28.
-        "B": {"tenure_days": 2.0, "days_since_first_activity": 2.0},
+        # B: no signup time; its only sale day 02-28 was given back (no occasion): tenure NULL;
+        #    first activity 02-28 (the returns count on o6's day).
+        "B": {"tenure_days": None, "days_since_first_activity": 2.0},
         # C: first sale 2023-01-15 -> 411; signup 2022-12-01 -> 456.
         "C": {"tenure_days": 411.0, "days_since_first_activity": 456.0},
         # F: signup after the cutoff is not known: first sale 01-05 -> 56.
@@ -158,14 +171,16 @@ def test_tenure(rows):
 
 def test_basket(rows):
     check(rows, {
-        # A: orders o1..o4, 5 rows, items 2+1+1+1+3 = 8, gross 77.
-        #    discount 0.50 + 4.00 = 4.50 of 77 + 4.50 = 81.50 (o5 after the cutoff not counted).
+        # A: occasion days only (12-20, o2, was given back): o1, o3, o4 -> 3 orders, 2 + 2 = 4 rows,
+        #    items 2+1 + 1+3 = 7, gross 25 + 16 = 41 (before netting by order: 4 orders, 8 items, 77).
+        #    discount (h_items, every order before the cutoff) 0.50 + 4.00 = 4.50 of 77 + 4.50 = 81.50.
         #    products P1..P4; categories shoes, socks, hats; brands acme, bolt (P4 none).
-        "A": {"orders": 4, "items_total": 8.0, "items_per_order": 2.0, "lines_per_order": 1.25,
-              "order_value_mean": 19.25, "mean_unit_price": 77 / 8, "discount_share": 4.5 / 81.5,
+        "A": {"orders": 3, "items_total": 7.0, "items_per_order": 7 / 3, "lines_per_order": 4 / 3,
+              "order_value_mean": 41 / 3, "mean_unit_price": 41 / 7, "discount_share": 4.5 / 81.5,
               "distinct_products": 4, "distinct_categories": 3, "distinct_brands": 2},
-        "B": {"orders": 1, "items_total": 2.0, "order_value_mean": 0.3, "mean_unit_price": 0.15,
-              "discount_share": 0.0, "distinct_products": 2, "distinct_categories": 2, "distinct_brands": 1},
+        # B: no occasion -> no basket row: counts filled with 0, means NULL.
+        "B": {"orders": 0, "items_total": 0.0, "order_value_mean": None, "mean_unit_price": None,
+              "discount_share": None, "distinct_products": 0, "distinct_categories": 0, "distinct_brands": 0},
         # C: 3 orders, 4 rows, items 1+1+2+1 = 5, gross 131, discount 5 of 136.
         "C": {"orders": 3, "items_total": 5.0, "items_per_order": 5 / 3, "lines_per_order": 4 / 3,
               "order_value_mean": 131 / 3, "mean_unit_price": 131 / 5, "discount_share": 5 / 136,
@@ -206,9 +221,11 @@ def test_category_diversity(rows):
 
 def test_returns(rows):
     check(rows, {
-        # A: r1 (36.00) counts; r2 is after the cutoff. 1 of 5 sale rows, 36 of 77.
-        "A": {"returns_count": 1, "returned_value": 36.0, "return_rate_lines": 0.2, "return_rate_value": 36 / 77},
-        "B": {"returns_count": 2, "returned_value": 0.3, "return_rate_lines": 1.0, "return_rate_value": 1.0},
+        # A: r1 (36.00) counts; r2 is after the cutoff. Sale rows of occasions: 4 (o2's row is on a
+        # given-back day; before netting by order 5, rate 0.2) -> 1 / 4; 36 of gross 77.
+        "A": {"returns_count": 1, "returned_value": 36.0, "return_rate_lines": 0.25, "return_rate_value": 36 / 77},
+        # B: no sale row of an occasion -> line rate NULL; 0.30 of 0.30.
+        "B": {"returns_count": 2, "returned_value": 0.3, "return_rate_lines": None, "return_rate_value": 1.0},
         "C": {"returns_count": 0, "returned_value": 0.0, "return_rate_lines": 0.0, "return_rate_value": 0.0},
         "D": {"returns_count": 0, "return_rate_lines": None, "return_rate_value": None},
     })

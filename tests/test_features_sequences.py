@@ -42,11 +42,13 @@ def test_weekly_tensor_by_hand(tiny):
     assert ids == ["A", "B", "C", "D", "F"]
     want = np.zeros((5, 4, 7), dtype=np.float32)
     # A, period 1: o3 + o4 on 02-15 (2 orders, 16.00, 4 items); sessions s1 (02-10) and
-    #   s2 (02-15): 2 sessions, 3 views, 2 carts. Period 2: return r1 on 02-20 (-36.00).
+    #   s2 (02-15): 2 sessions, 3 views, 2 carts. Return r1 (02-20) of o2 counts on o2's day
+    #   2023-12-20, before the first period (refunds netted by order; before: period 2 read
+    #   [0, -36, 0, 1, 0, 0, 0]).
     want[0, 1] = [2, 16, 4, 0, 2, 3, 2]
-    want[0, 2] = [0, -36, 0, 1, 0, 0, 0]
-    # B, period 3: o6 on 02-28 (1 order, 2 items) fully returned 02-29 (2 returns): spend 0.
-    want[1, 3] = [1, 0, 2, 2, 0, 0, 0]
+    # B, period 3: o6 on 02-28 (2 items) fully returned 02-29 (2 returns, counted on 02-28): the
+    #   day is given back, so 0 orders (before: 1); spend 0.30 - 0.30 = 0.
+    want[1, 3] = [0, 0, 2, 2, 0, 0, 0]
     # C, F: nothing in the last 4 weeks; D's session on 02-01 is before the first period.
     np.testing.assert_array_equal(fs.sequences, want)
     assert fs.sequences[1, 3, 1] == 0.0  # exact, not 2.8e-17
@@ -57,10 +59,13 @@ def test_monthly_tensor_by_hand(tiny):
     assert [str(d) for d in fs.period_starts] == ["2023-12-01", "2024-01-01", "2024-02-01"]
     ch = {c: j for j, c in enumerate(fs.channels)}
     seq = fs.sequences
-    # A: December o2 (36.00); February 16.00 - 36.00 = -20.00, 2 occasions? no: one day (02-15).
-    assert seq[0, 0, ch["spend"]] == 36 and seq[0, 0, ch["orders"]] == 1
-    assert seq[0, 2, ch["spend"]] == -20 and seq[0, 2, ch["occasions"]] == 1
-    assert seq[0, 2, ch["returned_value"]] == 36 and seq[0, 2, ch["purchase_events"]] == 1
+    # A: December o2 (36.00) refunded in full by r1 (02-20), which counts on o2's day: spend
+    # 36 - 36 = 0, no order, returned 36 in December (before netting by order: December 36 and
+    # 1 order; February 16 - 36 = -20, returned 36). February: o3 + o4 on 02-15, one occasion, 16.
+    assert seq[0, 0, ch["spend"]] == 0 and seq[0, 0, ch["orders"]] == 0 and seq[0, 0, ch["occasions"]] == 0
+    assert seq[0, 0, ch["returned_value"]] == 36 and seq[0, 0, ch["returns"]] == 1
+    assert seq[0, 2, ch["spend"]] == 16 and seq[0, 2, ch["occasions"]] == 1
+    assert seq[0, 2, ch["returned_value"]] == 0 and seq[0, 2, ch["purchase_events"]] == 1
     # D: February session with one view; F: January order 8.00.
     assert seq[3, 2, ch["sessions"]] == 1 and seq[3, 2, ch["views"]] == 1
     assert seq[4, 1, ch["spend"]] == 8 and seq[4, 1, ch["items"]] == 1

@@ -68,15 +68,18 @@ def test_a_fully_returned_order_nets_to_exactly_zero(tmp_path):
         for line in (1, 2, 3):
             shop.returns.append((f"r{k}_{line}", f"o{k}", line, f"2024-01-{k + 2:02d} 18:00:00", 1))
     con = write_store(tmp_path / "m.duckdb", shop)
-    fs = build(con, "2024-02-01", channels=("spend",))
+    # Every order is given back (refunds netted by order, features/sql/README.md): z has no purchase
+    # occasion, so it is in population 'all' only.
+    fs = build(con, "2024-02-01", channels=("spend",), population="all")
     z = fs.customers.iloc[0]
+    assert z["occasions"] == 0
     assert z["spend_total"] == 0.0 and z["spend_365d"] == 0.0
-    # The last 30 days (from 01-02) hold the return of o0 but not its sale (01-01).
-    assert z["spend_30d"] == -1.0
+    # Each return counts on its order's day: every day of the last 30 (from 01-02) nets to exactly 0
+    # (before netting by order, the window held o0's return but not its sale: -1.0).
+    assert z["spend_30d"] == 0.0
     assert z["gross_spend"] == 20.0 and z["returned_value"] == 20.0 and z["return_rate_value"] == 1.0
-    # Trend: only o0 straddles a 30-day block (sale 01-01 in block r=1, weight 9; return 01-02 in r=0,
-    # weight 11): (9 * 1 - 11 * 1) / 286.
-    assert z["spend_trend_slope"] == -2 / 286
+    # Trend: every day nets to 0, so every block does (before: o0 straddled two blocks, -2 / 286).
+    assert z["spend_trend_slope"] == 0.0
     assert fs.sequences[0, :, 0].sum() == 0.0
     # As floats, one such order would not cancel exactly.
     assert 0.1 + 0.2 - 0.3 != 0.0

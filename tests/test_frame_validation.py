@@ -16,6 +16,10 @@ from ltvcast.features import build, rfm_summary
 from ltvcast.ingest.validate import validate_frame
 from ltvcast.timeutil import unit_days
 
+# The frames below end before the cutoff; the shop is observed through the day before it
+# (rfm_summary refuses, as the CLI does, a cutoff after the data's end).
+END = "2020-01-09"
+
 
 def _tx(rows, index=None):
     """rows: (customer_id, timestamp, amount[, order_id, line])."""
@@ -45,12 +49,12 @@ def _row(summary: pd.DataFrame, customer: str) -> tuple:
 def test_missing_customer_id_is_an_error_naming_row_and_column():
     tx = _tx([("a", "2020-01-01", 10), (None, "2020-01-02", 5), ("a", "2020-01-08", 20), ("  ", "2020-01-03", 1)])
     with pytest.raises(DataError, match=r"missing_customer_id \(column customer_id\) at row\(s\) 1, 3"):
-        rfm_summary(tx, "2020-01-10", unit="D")
+        rfm_summary(tx, "2020-01-10", data_end=END, unit="D")
 
 
 def test_missing_customer_id_dropped_and_counted_with_on_invalid_drop():
     tx = _tx([("a", "2020-01-01", 10), (None, "2020-01-02", 5), ("a", "2020-01-08", 20), ("NA", "2020-01-03", 1)])
-    s = rfm_summary(tx, "2020-01-10", unit="D", on_invalid="drop")
+    s = rfm_summary(tx, "2020-01-10", data_end=END, unit="D", on_invalid="drop")
     assert list(s["customer_id"]) == ["a"]  # no <NA> customer
     # a: occasions 01-01 and 01-08 -> x = 1, t_x = 7 d, T = 8 d, repeat value 20, spend 30
     assert _row(s, "a") == (1, 7, 8, 20, 30, 2)
@@ -67,7 +71,7 @@ def test_missing_customer_id_dropped_and_counted_with_on_invalid_drop():
 def test_missing_timestamp_and_amount_are_errors_listing_rows():
     tx = _tx([("a", "2020-01-01", 10), ("a", None, 5), ("b", "2020-01-02", None), ("b", "2020-01-05", 4)])
     with pytest.raises(DataError) as err:
-        rfm_summary(tx, "2020-01-10", unit="D")
+        rfm_summary(tx, "2020-01-10", data_end=END, unit="D")
     msg = str(err.value)
     assert "missing_timestamp (column timestamp) at row(s) 1" in msg
     assert "missing_amount (column amount) at row(s) 2" in msg
@@ -75,7 +79,7 @@ def test_missing_timestamp_and_amount_are_errors_listing_rows():
 
 def test_missing_timestamp_and_amount_dropped_with_on_invalid_drop():
     tx = _tx([("a", "2020-01-01", 10), ("a", None, 5), ("b", "2020-01-02", None), ("b", "2020-01-05", 4)])
-    s = rfm_summary(tx, "2020-01-10", unit="D", on_invalid="drop")
+    s = rfm_summary(tx, "2020-01-10", data_end=END, unit="D", on_invalid="drop")
     # a: one occasion (01-01) -> (0, 0, T = 8, 0, spend 10, 1 row)
     assert _row(s, "a") == (0, 0, 8, 0, 10, 1)
     # b: only 01-05 counts (the row without amount is dropped, it makes no occasion) -> T = 4
@@ -92,8 +96,8 @@ def test_text_columns_are_parsed_and_unreadable_values_reported():
         }
     )
     with pytest.raises(DataError, match=r"bad_timestamp \(column timestamp\) at row\(s\) 2.*bad_amount"):
-        rfm_summary(tx, "2020-01-10", unit="D")
-    s = rfm_summary(tx, "2020-01-10", unit="D", on_invalid="drop")
+        rfm_summary(tx, "2020-01-10", data_end=END, unit="D")
+    s = rfm_summary(tx, "2020-01-10", data_end=END, unit="D", on_invalid="drop")
     # kept: 01-01 (10) and 01-04 (2.5): x = 1, t_x = 3, T = 8, repeat value 2.5
     assert _row(s, "a") == (1, 3, 8, 2.5, 12.5, 2)
     assert s.attrs["validation"]["invalid_rows"][0]["value"] == "yesterday"
@@ -118,7 +122,7 @@ def test_repeated_order_lines_are_summed_once_and_counted():
             ("b", "2020-01-03", 3, None, None),  # no order id: two coffees, both kept
         ]
     )
-    s = rfm_summary(tx, "2020-01-10", unit="D")
+    s = rfm_summary(tx, "2020-01-10", data_end=END, unit="D")
     # a: 01-01 (10) and 01-05 (20) -> x = 1, t_x = 4, T = 8, value 20, spend 30, 2 rows (not 60 / 4)
     assert _row(s, "a") == (1, 4, 8, 20, 30, 2)
     # b: one occasion of 6 from two rows
@@ -130,8 +134,8 @@ def test_repeated_order_lines_are_summed_once_and_counted():
 def test_same_order_line_with_other_content_is_a_conflict():
     tx = _tx([("a", "2020-01-01", 10, "o1", 1), ("a", "2020-01-01", 12, "o1", 1), ("a", "2020-01-05", 5, "o2", 1)])
     with pytest.raises(DataError, match=r"duplicate_id \(column line\) at row\(s\) 1"):
-        rfm_summary(tx, "2020-01-10", unit="D")
-    s = rfm_summary(tx, "2020-01-10", unit="D", on_invalid="drop")
+        rfm_summary(tx, "2020-01-10", data_end=END, unit="D")
+    s = rfm_summary(tx, "2020-01-10", data_end=END, unit="D", on_invalid="drop")
     assert _row(s, "a") == (1, 4, 8, 5, 15, 2)  # the first o1/1 is kept
     assert s.attrs["validation"]["dropped"] == {"duplicate_id": 1}
 
@@ -162,14 +166,14 @@ def test_data_end_before_the_last_transaction_is_refused():
 def test_output_is_keyed_by_customer_id_whatever_the_index_and_row_order():
     rows = [("b", "2020-01-02", 5), ("a", "2020-01-01", 10), (None, "2020-01-03", 99), ("a", "2020-01-08", 20)]
     tx = _tx(rows, index=pd.Index([7, 7, 3, 0]))  # shuffled, repeated labels
-    s = rfm_summary(tx, "2020-01-10", unit="D", on_invalid="drop")
+    s = rfm_summary(tx, "2020-01-10", data_end=END, unit="D", on_invalid="drop")
     assert list(s["customer_id"]) == ["a", "b"]
     assert list(s.index) == [0, 1]
     assert _row(s, "a") == (1, 7, 8, 20, 30, 2)
     assert _row(s, "b") == (0, 0, 7, 0, 5, 1)
     # the dropped row is reported by position (2), not by its label (3)
     assert s.attrs["validation"]["invalid_rows"][0]["row"] == 2
-    reversed_ = rfm_summary(tx.iloc[::-1], "2020-01-10", unit="D", on_invalid="drop")
+    reversed_ = rfm_summary(tx.iloc[::-1], "2020-01-10", data_end=END, unit="D", on_invalid="drop")
     reversed_.attrs = {}
     s.attrs = {}
     pd.testing.assert_frame_equal(reversed_, s)
@@ -181,7 +185,7 @@ def test_output_is_keyed_by_customer_id_whatever_the_index_and_row_order():
 def test_unit_hours():
     tx = _tx([("a", "2020-01-01 09:00", 10), ("a", "2020-01-08 18:00", 20)])
     for unit in ("h", "H"):
-        s = rfm_summary(tx, "2020-01-10", unit=unit)
+        s = rfm_summary(tx, "2020-01-10", data_end=END, unit=unit)
         # occasions are days: t_x = 7 d = 168 h, T = 8 d = 192 h
         assert _row(s, "a")[:3] == (1, 168, 192)
     assert unit_days("h") == pytest.approx(1 / 24)
@@ -201,7 +205,7 @@ def test_clean_frame_is_passed_through_without_copy():
 
 def test_report_survives_parquet(tmp_path):
     tx = _tx([("a", "2020-01-01", 10), (None, "2020-01-02", 5)])
-    s = rfm_summary(tx, "2020-01-10", on_invalid="drop")
+    s = rfm_summary(tx, "2020-01-10", data_end=END, on_invalid="drop")
     s.to_parquet(tmp_path / "s.parquet")  # attrs are written as JSON: they must be plain values
     assert pd.read_parquet(tmp_path / "s.parquet")["customer_id"].tolist() == ["a"]
 

@@ -84,8 +84,10 @@ def test_hand_computed_customer_with_same_day_merge_and_cutoff_exclusion():
 def test_rows_at_or_after_cutoff_never_change_the_summary():
     tx = _tx([("a", "2020-01-01", 10), ("a", "2020-01-05", 20), ("b", "2020-01-03", 5)])
     later = _tx([("a", "2020-01-10", 1000), ("z", "2020-01-10", 1)])
-    base = rfm_summary(tx, "2020-01-10")
-    with_future = rfm_summary(pd.concat([tx, later]), "2020-01-10")
+    # data_end: both frames describe a shop observed through 2020-01-10; without it the first frame's
+    # end would be its last row (2020-01-05) and the cutoff would be refused as after the data.
+    base = rfm_summary(tx, "2020-01-10", data_end="2020-01-10")
+    with_future = rfm_summary(pd.concat([tx, later]), "2020-01-10", data_end="2020-01-10")
     pd.testing.assert_frame_equal(base, with_future)
 
 
@@ -125,25 +127,28 @@ def test_returns_reduce_net_value_but_make_no_occasion_and_sum_exactly():
         ]
     )
     tx["kind"] = ["sale", "sale", "sale", "return", "return"]
-    net = rfm_summary(tx, "2020-01-20", unit="D").iloc[0]
+    # data_end: the shop is observed through 2020-01-19 (the cutoff is after the last row).
+    net = rfm_summary(tx, "2020-01-20", unit="D", data_end="2020-01-19").iloc[0]
     assert (net["frequency"], net["recency"], net["T"]) == (1, 4, 18)
     assert net["monetary_value"] == 0.0  # exactly, not 1e-17
     assert net["total_spend"] == 0.2  # 0.1 + 0.2 + 0.7 - 0.1 - 0.7, exact
     assert net["n_transactions"] == 3
-    gross = rfm_summary(tx, "2020-01-20", unit="D", revenue_basis="gross").iloc[0]
+    gross = rfm_summary(tx, "2020-01-20", unit="D", revenue_basis="gross", data_end="2020-01-19").iloc[0]
     assert gross["monetary_value"] == 0.7 and gross["total_spend"] == 1.0
 
 
 def test_customer_with_only_returns_is_not_a_buyer():
     tx = _tx([("a", "2020-01-01", 5), ("r", "2020-01-02", -5)])
-    assert list(rfm_summary(tx, "2020-02-01")["customer_id"]) == ["a"]
+    # data_end: observed through 2020-01-31 (the cutoff is after the last row).
+    assert list(rfm_summary(tx, "2020-02-01", data_end="2020-01-31")["customer_id"]) == ["a"]
 
 
 def test_shop_time_zone_decides_the_day():
     # 23:30 UTC on 1 Jan is 00:30 on 2 Jan in Berlin: two occasions there, one in UTC.
     tx = _tx([("a", "2020-01-01 10:00", 5), ("a", "2020-01-01 23:30", 5)])
-    utc = rfm_summary(tx, "2020-01-10", unit="D").iloc[0]
-    berlin = rfm_summary(tx, "2020-01-10", unit="D", timezone="Europe/Berlin").iloc[0]
+    # data_end: observed through 2020-01-09 (the cutoff is after the last row).
+    utc = rfm_summary(tx, "2020-01-10", unit="D", data_end="2020-01-09").iloc[0]
+    berlin = rfm_summary(tx, "2020-01-10", unit="D", timezone="Europe/Berlin", data_end="2020-01-09").iloc[0]
     assert utc["frequency"] == 0
     assert (berlin["frequency"], berlin["recency"]) == (1, 1)
     # The cutoff is local midnight too: a purchase at 23:30 UTC on 9 Jan is on the 10th in Berlin.

@@ -76,6 +76,15 @@ def _close(a, b, rel):
 
 
 def test_online_inputs_and_predictions_equal_offline(env):
+    _stream_and_check(env)
+
+
+def _stream_and_check(env) -> None:
+    """The parity check; it leaves the store holding synced online events. Once per module fixture: the
+    tests that read those events call it too, so they hold when pytest-xdist runs them on another worker."""
+    if env.get("streamed"):
+        return
+    env["streamed"] = True
     server, db, folder, model = env["server"], env["db"], env["folder"], env["model"]
     assert server.client.get("/readyz").json() == {"status": "ready", "model": "ltv:1", "kind": "gbm"}
     side = open_online(db.with_name("shop.online.sqlite"))  # the server's online store (SQLite, WAL)
@@ -142,7 +151,7 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_sync_rebuilds_only_touched_customers_as_a_full_rebuild_would(env, tmp_path):
-    # runs after the parity test: the store holds synced online events (orders, lines, returns, browse)
+    _stream_and_check(env)  # the store holds synced online events (orders, lines, returns, browse)
     copy_db = tmp_path / "copy.duckdb"
     shutil.copy(env["db"], copy_db)
     with Store.open(copy_db) as store:
@@ -156,6 +165,7 @@ def test_sync_rebuilds_only_touched_customers_as_a_full_rebuild_would(env, tmp_p
 
 
 def test_subset_features_equal_the_whole_store(env):
+    _stream_and_check(env)  # n2 is a customer of the stream
     ids = ("c001", "c017", "n2", "nobody")
     with Store.open(env["db"], read_only=True) as store:
         full = build(store, "2024-08-01")

@@ -58,7 +58,8 @@ def test_sync_writes_each_event_once_and_the_base_excludes_it(stores):
         tx = store.transactions()
     # online = offline after sync, with the base reloaded from the store that now holds the events
     cutoff = date(2024, 7, 10)
-    offline = rfm_summary(tx, cutoff, unit="W", timezone=TZ).set_index("customer_id").loc["c001"]
+    # the online summary answers at any cutoff, so the offline one is asked past the data's end too
+    offline = rfm_summary(tx, cutoff, unit="W", timezone=TZ, allow_future_cutoff=True).set_index("customer_id").loc["c001"]
     s = summarize(online.days(["c001"])["c001"], cutoff, "W", "net")
     assert (s.frequency, s.T, s.n_transactions) == (offline["frequency"], offline["T"], offline["n_transactions"])
     assert s.monetary_value == pytest.approx(offline["monetary_value"], rel=1e-12)
@@ -76,3 +77,61 @@ def test_an_order_id_of_the_store_stops_sync_with_nothing_written(stores):
             sync(store, online)
         assert store.connection.execute("SELECT count(*) FROM transactions").fetchone()[0] == n
         assert store.connection.execute("SELECT count(*) FROM ingest_log WHERE kind = 'online'").fetchone()[0] == 0
+
+
+def test_refunds_net_by_order_online_as_offline_base_and_log_together(stores):
+    """The refund rule (features/sql/README.md, "Refunds") across the base and the log: an online refund
+    of a batch order, of an unknown order, of another customer's order, and one that arrives before its
+    order; the online summaries equal rfm_summary of the store after the sync at every cutoff."""
+    db, online = stores
+    with Store.open(db, read_only=True) as store:
+        base = store.connection.execute(
+            "SELECT customer_id, order_id, CAST(gross_amount AS VARCHAR), timestamp FROM orders "
+            "WHERE customer_id IN ('c002', 'c006') ORDER BY timestamp"
+        ).fetchall()
+    c002 = next(b for b in base if b[0] == "c002")
+    c006 = next(b for b in base if b[0] == "c006")
+    online.append(events(
+        # c002: its first batch order refunded in full online -> that day is no occasion any more
+        {"type": "return", "id": "f1", "customer_id": "c002", "order_id": c002[1], "timestamp": "2024-07-03T09:00:00Z",
+         "amount": c002[2]},
+        # c003: a refund of an order nobody knows -> unmatched (total spend only)
+        {"type": "return", "id": "f2", "customer_id": "c003", "order_id": "NOPE", "timestamp": "2024-07-03T09:00:00Z",
+         "amount": "4.25"},
+        # c005: names c006's order -> unmatched for c005
+        {"type": "return", "id": "f3", "customer_id": "c005", "order_id": c006[1], "timestamp": "2024-07-03T09:00:00Z",
+         "amount": "2"},
+        # c004: a partial refund that arrives before its order (matched once the order is known)
+        {"type": "return", "id": "f4", "customer_id": "c004", "order_id": "N4", "timestamp": "2024-07-05T09:00:00Z",
+         "amount": "15"},
+        {"type": "order", "id": "f5", "order_id": "N4", "customer_id": "c004", "timestamp": "2024-07-02T21:30:00Z",
+         "amount": "40"},
+        # n1: a new customer whose only order is refunded in full the next day -> cold start
+        {"type": "order", "id": "f6", "order_id": "N5", "customer_id": "n1", "timestamp": "2024-07-02T10:00:00Z",
+         "amount": "25"},
+        {"type": "return", "id": "f7", "customer_id": "n1", "order_id": "N5", "timestamp": "2024-07-03T10:00:00Z",
+         "amount": "25"},
+    ), TZ)
+    ids = ["c002", "c003", "c004", "c005", "n1"]
+    before = {c: summarize(online.days([c]).get(c, ()), date(2024, 7, 10), "D", "net") for c in ids}
+    with Store.open(db) as store:
+        assert sync(store, online).written == 7
+        tx = store.transactions()
+    assert online.days(["c002", "c003", "c004", "c005", "n1"]).keys() == set(ids)
+    for cutoff in (date(2024, 7, 3), date(2024, 7, 4), date(2024, 7, 6), date(2024, 8, 1)):
+        offline = rfm_summary(tx, cutoff, unit="D", timezone=TZ, allow_future_cutoff=True).set_index("customer_id")
+        for cid in ids:
+            s = summarize(online.days([cid])[cid], cutoff, "D", "net")
+            if cid not in offline.index:
+                assert s is None, (cutoff, cid)
+                continue
+            o = offline.loc[cid]
+            for col in ("frequency", "recency", "T", "monetary_value", "total_spend", "unmatched_refund_amount"):
+                assert getattr(s, col) == pytest.approx(o[col], rel=1e-12, abs=1e-9), (cutoff, cid, col)
+            assert (s.n_transactions, s.unmatched_refunds) == (o["n_transactions"], o["unmatched_refunds"])
+    assert before["n1"] is None  # N5 refunded in full
+    assert (before["c003"].unmatched_refunds, before["c003"].unmatched_refund_amount) == (1, 4.25)
+    assert (before["c005"].unmatched_refunds, before["c005"].unmatched_refund_amount) == (1, 2.0)
+    # c002 lost the occasion of its first order (or its whole day): fewer occasions than the gross basis has
+    gross = summarize(online.days(["c002"])["c002"], date(2024, 7, 10), "D", "gross")
+    assert before["c002"] is None or before["c002"].frequency < gross.frequency

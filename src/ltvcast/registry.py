@@ -4,6 +4,8 @@ Layout under ``root`` (default ``./models``)::
 
     root/NAME/VERSION/model.pkl      the fitted Forecaster (pickle)
     root/NAME/VERSION/manifest.json  what the model is and what it was trained on
+    root/NAME/VERSION/reference.json the drift reference: inputs and predictions at the cutoff, sketched
+    root/NAME/decisions.jsonl        champion/challenger decisions of ``ltvcast retrain``
     root/NAME/PROMOTED               the promoted version as text, e.g. ``3``
 
 ``NAME`` is letters, digits, ``.``, ``_`` and ``-`` (starting with a letter
@@ -108,6 +110,9 @@ __all__ = [
     "promote",
     "promoted_version",
     "save_model",
+    "feature_sketch",
+    "data_fingerprint",
+    "read_reference",
 ]
 
 DEFAULT_ROOT = Path("models")
@@ -115,6 +120,10 @@ ARTIFACT = "model.pkl"
 MANIFEST = "manifest.json"
 PROMOTED = "PROMOTED"
 ONNX_FILE = "model.onnx"
+REFERENCE = "reference.json"
+#: Probability grid of the reference quantiles (0, 0.01, ..., 1) and the PSI bins (deciles).
+SKETCH_QUANTILES = 101
+SKETCH_BINS = 10
 #: Largest |ONNX − torch| accepted on any output at export (absolute, in each output's unit).
 TOLERANCE = 1e-4
 FORMAT = 1
@@ -233,9 +242,11 @@ def save_model(
     blob = buffer.getvalue()
     manifest = _manifest(forecaster, name, cutoff, horizon_days, history, metrics, tuning, seed)
     manifest["artifact"] = {"file": ARTIFACT, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+    reference = _reference(forecaster, history, cutoff, horizon_days)  # the drift baseline (ltvcast.monitor)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=model_dir))
     try:
         _write_file(tmp / ARTIFACT, blob)
+        _write_file(tmp / REFERENCE, json.dumps(reference, allow_nan=False).encode())
         while True:
             version = max(_versions(model_dir), default=0) + 1
             manifest["version"] = version
@@ -249,6 +260,87 @@ def save_model(
             return RegisteredModel(name, version, model_dir / str(version), manifest, forecaster)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def feature_sketch(values, edges=None) -> dict:
+    """A compact sketch of one numeric column: quantiles and a histogram (the drift reference, no raw rows).
+
+    Args:
+        values: numbers, shape (n,); NaN/None count as missing.
+        edges: inner bin edges (ascending) of the histogram; default: the
+            distinct deciles of ``values`` (:data:`SKETCH_BINS` bins).
+
+    Returns:
+        ``{"n", "missing" (share), "mean", "std", "quantiles" (the values at
+        probabilities 0, 0.01, ..., 1: :data:`SKETCH_QUANTILES`), "edges",
+        "shares" (fraction of the non-missing values per bin
+        ``(-inf, e0], (e0, e1], ..., (e_k, inf)``)}``; quantiles/mean/std are
+        null for an all-missing column.
+    """
+    x = pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce").to_numpy(np.float64)
+    finite = x[np.isfinite(x)]
+    out: dict = {"n": int(x.size), "missing": float(1.0 - finite.size / x.size) if x.size else 0.0}
+    if finite.size == 0:
+        return {**out, "mean": None, "std": None, "quantiles": None, "edges": [], "shares": [1.0]}
+    grid = np.linspace(0.0, 1.0, SKETCH_QUANTILES)
+    if edges is None:
+        edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, SKETCH_BINS + 1)[1:-1]))
+    edges = np.asarray(edges, dtype=np.float64)
+    counts = np.bincount(np.searchsorted(edges, finite, side="left"), minlength=edges.size + 1)
+    return {
+        **out,
+        "mean": float(finite.mean()),
+        "std": float(finite.std()),
+        "quantiles": [float(v) for v in np.quantile(finite, grid)],
+        "edges": [float(e) for e in edges],
+        "shares": [float(c) for c in counts / finite.size],
+    }
+
+
+def _reference(forecaster: Forecaster, history: History, cutoff, horizon_days: float) -> dict:
+    """The model's inputs and predictions at its training cutoff, sketched per numeric column (``reference.json``).
+
+    ``inputs``: :meth:`Forecaster.inputs` at ``cutoff`` (the RFM summary for
+    BTYD models, the feature table for learned ones); ``predictions``:
+    ``pred_spend``, ``p_churn``, ``pred_transactions`` of
+    :meth:`Forecaster.predict_inputs` on them. A model whose inputs cannot
+    be computed again (e.g. data missing) gets ``{"error": text}``.
+    """
+    start, end = horizon_window(cutoff, horizon_days)
+    days = float((end - start).days)
+    try:
+        inputs = forecaster.inputs(history, start, days)
+        preds = forecaster.predict_inputs(inputs, start, days)
+    except LtvcastError as exc:
+        return {"format": 1, "cutoff": start.date().isoformat(), "error": str(exc)}
+    numeric = [c for c in inputs.columns if c != "customer_id" and pd.api.types.is_numeric_dtype(inputs[c])
+               and not pd.api.types.is_bool_dtype(inputs[c])]
+    return _jsonable({
+        "format": 1,
+        "cutoff": start.date().isoformat(),
+        "horizon_days": days,
+        "customers": int(len(inputs)),
+        "inputs": {c: feature_sketch(inputs[c]) for c in numeric},
+        "predictions": {c: feature_sketch(preds[c]) for c in ("pred_spend", "p_churn", "pred_transactions")
+                        if c in preds.columns},
+    })
+
+
+def read_reference(model: RegisteredModel) -> dict | None:
+    """The drift reference of a registered model (``reference.json``, see :func:`feature_sketch`); None if absent.
+
+    Models registered before the reference existed have none.
+
+    Raises:
+        RegistryError: the file exists but is not valid JSON.
+    """
+    path = model.path / REFERENCE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RegistryError(f"cannot read {path}: {exc}") from None
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -349,6 +441,11 @@ def _packages() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+def data_fingerprint(history: History, cutoff) -> dict:
+    """The fingerprint and summary of the transactions before ``cutoff`` (the manifest's ``data``; module doc)."""
+    return _data_fingerprint(history, cutoff)
 
 
 def _data_fingerprint(history: History, cutoff) -> dict:

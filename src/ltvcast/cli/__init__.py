@@ -5,7 +5,24 @@ Each command lives in its own module, which registers itself on :data:`app`.
 
 from __future__ import annotations
 
-from ltvcast.cli import backtest, demo, export, ingest, quarantine, registry, serve, simulate, tune  # noqa: F401  (register commands)
+from ltvcast.cli import (  # noqa: F401  (register commands)
+    backtest,
+    clv,
+    demo,
+    experiment,
+    explain,
+    export,
+    ingest,
+    monitor,
+    quarantine,
+    registry,
+    retrain,
+    segments,
+    serve,
+    simulate,
+    target,
+    tune,
+)
 from ltvcast.cli._app import app
 
 

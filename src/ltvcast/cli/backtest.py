@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ltvcast.actions.report import backtest_decisions
 from ltvcast.cli._app import app, console, user_errors
 from ltvcast.cli._show import METRIC_ROWS, forecast_table, metrics_table, progress, summary_table
 from ltvcast.data.datasets import open_history
@@ -111,7 +112,13 @@ def backtest(
         return
     with progress(console, total=2 * len(names) + 1) as step:
         result = run_backtest(history, cutoff, parse_horizon(horizon), names, step)
-    paths = write_backtest(result, out, dataset=history.origin)
+    sections = backtest_decisions(result, history)
+    if db is not None:
+        from ltvcast.monitor.report import health_section  # only when the store may hold monitoring runs
+
+        health = health_section(db)
+        sections += [health] if health is not None else []
+    paths = write_backtest(result, out, dataset=history.origin, sections=sections)
     console.print(metrics_table(result.metrics, f"Backtest — cutoff {result.cutoff.date()}, {result.horizon_days:g} days"))
     extra = _uncertainty_table(result.metrics)
     if extra is not None:

@@ -25,7 +25,7 @@ from ltvcast.registry import (
     save_model,
 )
 from ltvcast.schema.predictions import FORECAST_COLUMNS, read_predictions
-from ltvcast.serve.score import score
+from ltvcast.serve.score import log_score, score
 from ltvcast.timeutil import check_cutoff, horizon_window, parse_horizon
 
 Registry = Annotated[Path, typer.Option("--registry", help="Model registry folder.")]
@@ -103,6 +103,9 @@ def predict_command(
         bool, typer.Option("--allow-future-cutoff", help="Accept a cutoff after the day following the data end.")
     ] = False,
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="Customers predicted and written at a time.")] = 100_000,
+    log: Annotated[
+        bool, typer.Option("--log/--no-log", help="With --db: log the run in the store for `ltvcast monitor`.")
+    ] = True,
 ) -> None:
     """Score every customer's next HORIZON after CUTOFF with a registered model (in chunks; `score` is the same)."""
     registered = load_model(model, registry)
@@ -112,6 +115,10 @@ def predict_command(
     with chunk_progress(console, "scoring") as advance:
         result = score(registered, history, cutoff, days, out, chunk_size=chunk_size, progress=advance)
     console.print(forecast_table(read_predictions(out, FORECAST_COLUMNS)))
+    if db is not None and log:  # live-accuracy monitoring (docs/monitoring.md)
+        history.store.close()
+        run_id = log_score(db, result, registered, cutoff, days)
+        console.print(f"logged as scoring run {run_id} in {db}")
     rate = result.customers / max(result.predict_seconds, 1e-9)
     console.print(
         f"{result.customers:,} customers scored by {result.model}"

@@ -132,7 +132,7 @@ def serve_command(
         store_online.close()
         raise
     holder.start(watch_interval)
-    service = Service(store_online, holder, settings, ring, max_body, mirror)
+    service = Service(store_online, holder, settings, ring, max_body, mirror, monitor_db=db)
     console.print(
         f"serving {holder.current.label} ({holder.current.forecaster.name}) on http://{host}:{port} "
         f"[{'auth' if ring else 'NO AUTH'}; online store {store_online.description}]",

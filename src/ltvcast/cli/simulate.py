@@ -17,6 +17,7 @@ from rich.table import Table
 
 from ltvcast.cli._app import app, console, user_errors
 from ltvcast.simulate import simulate_shop
+from ltvcast.simulate.campaigns import Campaign
 from ltvcast.simulate.writer import DEFAULT_CHUNK_CUSTOMERS, DEFAULT_DIRTY_RATE, KINDS
 
 
@@ -45,6 +46,17 @@ def simulate_command(
         ),
     ] = DEFAULT_CHUNK_CUSTOMERS,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier simulation in OUT.")] = False,
+    campaign_start: Annotated[
+        str | None,
+        typer.Option("--campaign-start", metavar="YYYY-MM-DD", show_default=False,
+                     help="Run a randomised campaign from this day (ltvcast.simulate.campaigns): truth columns, "
+                     "OUT/campaign_assignments.csv, OUT/campaign.json."),
+    ] = None,
+    campaign_days: Annotated[int, typer.Option("--campaign-days", min=1, help="Campaign effect window in days.")] = 90,
+    campaign_share: Annotated[float, typer.Option("--campaign-share", help="Share of customers treated.")] = 0.5,
+    campaign_lift: Annotated[
+        float, typer.Option("--campaign-lift", help="Base lift: extra purchase rate in units of the mean rate.")
+    ] = 0.5,
 ) -> None:
     """Simulate an online shop: customers, products, orders, order items, returns, events, FX rates.
 
@@ -80,6 +92,9 @@ def simulate_command(
             chunk_customers=chunk_customers,
             overwrite=overwrite,
             on_chunk=on_chunk,
+            campaign=None
+            if campaign_start is None
+            else Campaign(campaign_start, campaign_days, campaign_share, campaign_lift),
         )
     table = Table(title=f"simulated shop: {summary.start.date()} to {summary.end.date()} (exclusive)")
     table.add_column("kind")
@@ -99,3 +114,5 @@ def simulate_command(
     console.print(f"config: {summary.sources_yaml}", soft_wrap=True, highlight=False)
     console.print(f"truth:  {summary.truth}", soft_wrap=True, highlight=False)
     console.print(f"dirty:  {summary.dirty_manifest}", soft_wrap=True, highlight=False)
+    if summary.campaign_assignments is not None:
+        console.print(f"campaign: {summary.campaign_assignments}", soft_wrap=True, highlight=False)

@@ -21,11 +21,13 @@ import pandas as pd
 
 from ltvcast.data.datasets import History
 from ltvcast.errors import CutoffError, DataError
-from ltvcast.evaluate.report import write_report
+from ltvcast.evaluate.report import ReportSection, write_report
 from ltvcast.features import horizon_labels
 from ltvcast.features.labels import next_purchase_labels
 from ltvcast.metrics import evaluate, summarize_backtest
+from ltvcast.models.base import Forecaster
 from ltvcast.models.forecast import fit_predict
+from ltvcast.models.level import LevelForecast, top_down_level
 from ltvcast.schema.predictions import write_predictions
 from ltvcast.timeutil import horizon_window, to_day
 
@@ -46,6 +48,10 @@ class BacktestResult:
         cutoff: the prediction date (UTC midnight).
         horizon_days: the evaluated window length in days (after clipping).
         notes: remarks for the report (clipped window, left-out customers).
+        level: the top-down level of the horizon from the daily revenue
+            before the cutoff (:func:`ltvcast.models.level.top_down_level`),
+            None when it cannot be made.
+        models: the fitted forecasters by model name (for explanations).
     """
 
     predictions: pd.DataFrame
@@ -54,6 +60,8 @@ class BacktestResult:
     cutoff: pd.Timestamp
     horizon_days: float
     notes: list[str] = field(default_factory=list)
+    level: LevelForecast | None = None
+    models: dict[str, Forecaster] = field(default_factory=dict)
 
 
 def evaluation_window(cutoff, horizon_days: float, observation_end) -> tuple[float, list[str]]:
@@ -112,7 +120,9 @@ def horizon_actuals(data: History, customers: pd.Series, cutoff, horizon_days: f
     actuals = horizon_labels(
         data.transactions, customers, cutoff, horizon_days, timezone=data.timezone, revenue_basis=data.revenue_basis
     )
-    nxt = next_purchase_labels(data.transactions, customers, cutoff, horizon_days, timezone=data.timezone)
+    nxt = next_purchase_labels(
+        data.transactions, customers, cutoff, horizon_days, timezone=data.timezone, revenue_basis=data.revenue_basis
+    )
     actuals["customer_id"] = actuals["customer_id"].astype("string")
     return actuals.merge(
         nxt.rename(columns={"next_purchase_days": "actual_next_purchase_days"}), on="customer_id", how="left"
@@ -147,7 +157,7 @@ def run_backtest(
     """
     step = on_step or (lambda _msg: None)
     days, notes = evaluation_window(cutoff, horizon_days, data.observation_end)
-    predictions, fit_notes = fit_predict(data, cutoff, days, models, step)
+    predictions, fit_notes, fitted = fit_predict(data, cutoff, days, models, step)
     notes.extend(fit_notes)
     if predictions.empty:
         raise DataError(f"no customer has a purchase before the cutoff {to_day(cutoff).date()}")
@@ -163,11 +173,55 @@ def run_backtest(
     order = {name: i for i, name in enumerate(models)}
     metrics = evaluate(predictions, actuals).sort_values("model", key=lambda m: m.map(order), kind="stable")
     metrics = metrics.reset_index(drop=True)
-    return BacktestResult(predictions, actuals, metrics, to_day(cutoff), days, notes)
+    try:
+        level = top_down_level(data.transactions, cutoff, days, data.timezone)
+    except DataError:
+        level = None
+    return BacktestResult(predictions, actuals, metrics, to_day(cutoff), days, notes, level, fitted)
 
 
-def write_backtest(result: BacktestResult, out_dir: str | Path, *, dataset: str) -> dict[str, Path]:
+def backtest_context(result: BacktestResult, dataset: str) -> dict[str, str]:
+    """The report's context block of one backtest: dataset, cutoff, horizon, customers, then :func:`level_context`.
+
+    Returns:
+        Ordered mapping of label -> text.
+    """
+    return {
+        "dataset": dataset,
+        "cutoff": str(result.cutoff.date()),
+        "horizon": f"{result.horizon_days:g} days",
+        "customers": f"{result.actuals.shape[0]:,}",
+        **level_context(result),
+    }
+
+
+def level_context(result: BacktestResult) -> dict[str, str]:
+    """The report's context rows for the level: seasonal index, top-down total, each model's bottom-up total.
+
+    Returns:
+        Ordered mapping of label -> text (empty without a top-down level).
+    """
+    lf = result.level
+    if lf is None:
+        return {}
+    si = "n/a (less than a year and a quarter of history)" if pd.isna(lf.seasonal_index) else f"{lf.seasonal_index:.2f}"
+    out = {
+        "Seasonal index of the horizon": si,
+        "Top-down total (shop)": f"{lf.total:,.0f} [{lf.low:,.0f}, {lf.high:,.0f}] by {lf.method}"
+        + (" — short history: interval doubled" if lf.short_history else ""),
+        "Top-down total (existing customers)": f"{lf.existing_total:,.0f} (share {lf.existing_share:.2f})",
+    }
+    totals = result.predictions.groupby("model", sort=False)["pred_spend"].sum()
+    out["Bottom-up totals"] = ", ".join(f"{m} {v:,.0f}" for m, v in totals.items())
+    return out
+
+
+def write_backtest(
+    result: BacktestResult, out_dir: str | Path, *, dataset: str, sections: Sequence[ReportSection] = ()
+) -> dict[str, Path]:
     """Write ``predictions.parquet``, ``metrics.csv`` and ``report.html`` into ``out_dir``.
+
+    ``sections`` are added to the report (decisions, model health: built by the rooms above).
 
     Returns:
         The written paths by kind (``predictions``, ``metrics``, ``report``).
@@ -181,12 +235,7 @@ def write_backtest(result: BacktestResult, out_dir: str | Path, *, dataset: str)
     }
     write_predictions(result.predictions, paths["predictions"])
     result.metrics.to_csv(paths["metrics"], index=False)
-    context = {
-        "dataset": dataset,
-        "cutoff": str(result.cutoff.date()),
-        "horizon": f"{result.horizon_days:g} days",
-        "customers": f"{result.actuals.shape[0]:,}",
-    }
+    context = backtest_context(result, dataset)
     write_report(
         result.predictions,
         result.actuals,
@@ -195,6 +244,7 @@ def write_backtest(result: BacktestResult, out_dir: str | Path, *, dataset: str)
         title=f"ltvcast backtest — {dataset}, cutoff {result.cutoff.date()}",
         context=context,
         notes=result.notes,
+        sections=sections,
     )
     return paths
 

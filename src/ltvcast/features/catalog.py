@@ -10,13 +10,18 @@ from it. Conventions for every family:
   is everything strictly before 00:00 of ``C`` in that zone. "Day" always
   means a local calendar day in the shop's time zone.
 * A *purchase occasion* is a local day with at least one ``sale`` row in
-  ``transactions``; a day with only returns is not an occasion. The sale
-  rows of one order are dated by the order's earliest sale row (an order
-  never spans two days); rows without ``order_id`` are grouped by timestamp.
+  ``transactions``; a day with only returns is not an occasion, nor (net
+  basis) a day whose sales the refunds of its own orders bring to <= 0. The
+  sale rows of one order are dated by the order's earliest sale row (an
+  order never spans two days); rows without ``order_id`` are grouped by
+  timestamp.
 * "Spend" is in the revenue basis (``store_meta.revenue_basis``): ``net``
-  (default) = sale amounts + return amounts (returns are negative and count
-  on the day of their own timestamp, never back-dated to the order);
-  ``gross`` = sale amounts only. "Gross sales" is always sales only. Money is
+  (default) = sale amounts + return amounts; ``gross`` = sale amounts only.
+  Refunds are netted by order (``sql/README.md``, "Refunds"): a refund that
+  names an earlier order of the same customer counts on that order's day; a
+  refund of no known order (while the customer's rows have order ids)
+  lowers total and window spend only; without order ids a refund counts on
+  its own day (the rule before order ids). "Gross sales" is always sales only. Money is
   summed exactly as DECIMAL(18,4) in SQL and cast to float at the end.
 * A window ``Nd`` is the last N local days before the cutoff: days
   ``C-N .. C-1``.
@@ -104,11 +109,18 @@ def feature_specs(windows: tuple[int, ...] = DEFAULT_WINDOWS) -> tuple[FeatureSp
            "C minus the day of the last occasion (1 = bought the day before the cutoff); NULL without a sale"),
         _f("monetary_value", "rfm", "float", None, "currency",
            "Gamma-Gamma monetary value: mean spend of the repeat occasions (first occasion excluded), an "
-           "occasion's spend being the customer's rows of that day in the revenue basis (a return on another "
-           "day is not attributed back); 0.0 when frequency is 0; NULL without a sale"),
+           "occasion's spend being the value of that day's orders in the revenue basis (net: less the refunds "
+           "of those orders, whenever they happened before the cutoff; unmatched refunds excluded); 0.0 when "
+           "frequency is 0; NULL without a sale"),
         _f("spend_total", "rfm", "float", 0, "currency",
-           "spend in the revenue basis over all history before the cutoff (net: sales + returns)"),
+           "spend in the revenue basis over all history before the cutoff (net: sales + returns, unmatched "
+           "refunds included)"),
         _f("gross_spend", "rfm", "float", 0, "currency", "sum of sale amounts over all history"),
+        _f("unmatched_refunds", "rfm", "int", 0, "count",
+           "refund rows before the cutoff that name no sale order of the customer before the cutoff (or "
+           "name none) while the customer's rows have order ids; they lower spend_total only"),
+        _f("unmatched_refund_amount", "rfm", "float", 0, "currency",
+           "money given back by those unmatched refunds (positive)"),
         # -- ipt: inter-purchase time -----------------------------------------
         _f("ipt_mean_days", "ipt", "float", None, "days",
            "mean gap between consecutive occasions; NULL with fewer than 2 occasions"),

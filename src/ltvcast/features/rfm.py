@@ -13,9 +13,16 @@ and the learned features share one definition:
   (``kind = 'sale'``; without a ``kind`` column a negative amount is a
   return); zero-value sales still make an occasion, a day with only returns
   does not;
-* an occasion's value is that day's spend in the revenue basis (``net``:
-  sales minus returns that day; ``gross``: sales), summed exactly in
-  DECIMAL(18,4);
+* refunds are netted by order (``features/sql/README.md``, "Refunds"): with
+  an ``order_id`` column, a refund naming a sale order of the same customer
+  before the cutoff counts on that order's day, and (``net``) a day whose
+  sales such refunds bring to <= 0 is no occasion; a refund naming no such
+  order lowers ``total_spend`` only and is reported in
+  ``unmatched_refunds`` / ``unmatched_refund_amount``; without order ids a
+  refund counts on its own day;
+* an occasion's value is the spend of that day's orders in the revenue
+  basis (``net``: sales minus their refunds; ``gross``: sales), summed
+  exactly in DECIMAL(18,4);
 * ``frequency`` x = occasions − 1 (repeat occasions);
 * ``recency`` t_x = days from the first to the last occasion, in ``unit``;
 * ``T`` = days from the first occasion to the last day *before* the cutoff,
@@ -31,9 +38,11 @@ through :func:`ltvcast.ingest.validate.validate_frame`, the checks of
 ``on_invalid="drop"``, the row is dropped and counted); repeated order lines
 are dropped and counted. The counts are in ``result.attrs["validation"]``.
 
-Also returned: ``n_transactions`` (sale rows), ``total_spend`` (all spend
-before the cutoff in the revenue basis, returns on non-purchase days
-included; currency), ``first_purchase`` and ``last_purchase`` (local dates).
+Also returned: ``n_transactions`` (sale rows of the occasions), ``total_spend``
+(all spend before the cutoff in the revenue basis, returns on non-purchase
+days and unmatched refunds included; currency), ``first_purchase`` and
+``last_purchase`` (local dates), ``unmatched_refunds`` (count) and
+``unmatched_refund_amount`` (currency, positive).
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ from ltvcast.timeutil import DateLike, check_cutoff, observation_end, unit_days
 #: Days per unit of recency and T (``H`` hours, ``D`` days, ``W`` weeks, ``M`` months).
 UNIT_DAYS = {"H": 1.0 / 24.0, "D": 1.0, "W": 7.0, "M": 30.4375}
 _STEPS = ("history_lines", "history_orders", "history_daily")
-_COLUMNS = ("customer_id", "timestamp", "amount", "kind")
+_COLUMNS = ("customer_id", "timestamp", "amount", "kind", "order_id")
 #: Key of the input check report in ``rfm_summary(...).attrs``
 #: (:meth:`ltvcast.ingest.validate.FrameReport.as_dict`).
 REPORT_KEY = "validation"
@@ -71,7 +80,8 @@ def rfm_summary(
     Args:
         tx: transactions (``customer_id``, ``timestamp`` UTC — naive read as
             UTC, or ISO 8601 text —, ``amount`` in currency, optional
-            ``kind``, ``order_id``, ``line``); other columns are ignored; any
+            ``kind``, ``order_id`` (refunds are netted by it), ``line``);
+            other columns are ignored; any
             index (the result is keyed by ``customer_id``, never by
             position). Checked by
             :func:`ltvcast.ingest.validate.validate_frame`.
@@ -86,20 +96,22 @@ def rfm_summary(
             timestamp or amount (or an unreadable one) is an error;
             ``"drop"``: such rows are dropped and listed in the report.
         data_end: the last observed day of the data (``YYYY-MM-DD``), as
-            ``--data-end`` of the CLI. When given, a cutoff later than the
-            day after it is refused as the CLI refuses it
+            ``--data-end`` of the CLI; None: the day of the last
+            transaction (the CLI's rule). A cutoff later than the day after
+            it is refused as the CLI refuses it
             (:func:`ltvcast.timeutil.check_cutoff`), and a ``data_end``
-            before the last transaction day is an error. When None the
-            cutoff is not checked against the data: ``tx`` may be history
-            already cut at the cutoff (the models pass it so), whose last
-            row says nothing about where the data ends.
-        allow_future_cutoff: with ``data_end``, accept a later cutoff anyway.
+            before the last transaction day is an error. History already
+            cut at the cutoff (the models hold it so) says nothing about
+            where the data ends: pass its ``observation_end``. An empty
+            frame without ``data_end`` is not checked (its summary is empty).
+        allow_future_cutoff: accept a cutoff after the data's end anyway.
 
     Returns:
         One row per customer, sorted by ``customer_id`` (pandas string):
         ``customer_id``, ``frequency``, ``recency``, ``T`` (floats,
         ``unit``), ``monetary_value``, ``total_spend`` (currency),
-        ``n_transactions``, ``first_purchase``, ``last_purchase`` (dates).
+        ``n_transactions``, ``first_purchase``, ``last_purchase`` (dates),
+        ``unmatched_refunds`` (int), ``unmatched_refund_amount`` (currency).
         Customers with no sale before the cutoff are absent.
         ``result.attrs["validation"]`` reports the input check as plain
         values (:meth:`ltvcast.ingest.validate.FrameReport.as_dict`):
@@ -113,9 +125,9 @@ def rfm_summary(
             (``on_invalid="raise"``; the message names reason, column and
             0-based row positions); ``data_end`` is not a date or is before
             the last transaction day.
-        CutoffError: ``cutoff`` is not a calendar day, or (``data_end``
-            given) it is after the day following ``data_end`` and
-            ``allow_future_cutoff`` is False.
+        CutoffError: ``cutoff`` is not a calendar day, or it is after the
+            day following the data's end (``data_end``, else the last
+            transaction day) and ``allow_future_cutoff`` is False.
     """
     missing = [c for c in _COLUMNS[:3] if c not in tx.columns]
     if missing:
@@ -134,7 +146,7 @@ def rfm_summary(
         channels=(),
         first_day=day,
     )
-    if data_end is not None:
+    if data_end is not None or len(tx):
         check_cutoff(day, observation_end(tx, data_end), allow_future=allow_future_cutoff)
     # The ids are encoded once (codes in sorted id order, so ORDER BY code is
     # ORDER BY customer_id) and the SQL groups integers; the ids come back at
@@ -148,6 +160,8 @@ def rfm_summary(
     frame = {"customer_id": codes.astype("int32", copy=False), "timestamp": ts.to_numpy(), "amount": tx["amount"].to_numpy()}
     if "kind" in tx.columns:
         frame["kind"] = tx["kind"].to_numpy()
+    if "order_id" in tx.columns:  # refunds are netted by order (features/sql/README.md, "Refunds")
+        frame["order_id"] = tx["order_id"].astype("string").array
     frame = pd.DataFrame(frame, copy=False)
     con = duckdb.connect(":memory:")
     try:
@@ -170,7 +184,9 @@ def rfm_summary(
                    rfm.spend_total AS total_spend,
                    sales.n_transactions,
                    DATE '{day.isoformat()}' - CAST(rfm."T_days" AS INTEGER) - 1 AS first_purchase,
-                   DATE '{day.isoformat()}' - CAST(rfm.days_since_last_purchase AS INTEGER) AS last_purchase
+                   DATE '{day.isoformat()}' - CAST(rfm.days_since_last_purchase AS INTEGER) AS last_purchase,
+                   rfm.unmatched_refunds,
+                   rfm.unmatched_refund_amount
             FROM rfm JOIN sales USING (customer_id)
             WHERE rfm.occasions > 0
             ORDER BY rfm.customer_id

@@ -69,8 +69,11 @@ class BTYDForecaster(Forecaster):
 
     @staticmethod
     def _summary(data: History, cutoff) -> pd.DataFrame:
+        # The cutoff was checked against the data's end by the History's owner
+        # (models.forecast / the CLI, with the user's --allow-future-cutoff).
         return rfm_summary(
-            data.transactions, cutoff, unit="W", timezone=data.timezone, revenue_basis=data.revenue_basis
+            data.transactions, cutoff, unit="W", timezone=data.timezone, revenue_basis=data.revenue_basis,
+            data_end=data.observation_end, allow_future_cutoff=True,
         )
 
     @staticmethod

@@ -8,6 +8,7 @@ import pandas as pd
 
 from ltvcast.data.datasets import History
 from ltvcast.errors import ConvergenceError, LtvcastError
+from ltvcast.models.base import Forecaster
 from ltvcast.models.catalog import MODEL_NAMES, make_forecaster
 from ltvcast.timeutil import check_cutoff, horizon_window
 
@@ -34,7 +35,8 @@ def forecast(
         on_step: progress callback, called with a short text before each step.
 
     Returns:
-        The canonical predictions frame (models stacked) and notes from the fits.
+        The canonical predictions frame (models stacked), notes from the fits,
+        and the fitted forecasters by model name (the models left out are not in it).
 
     Raises:
         CutoffError: the cutoff is after the day following the observation end.
@@ -42,7 +44,8 @@ def forecast(
     """
     check_cutoff(cutoff, data.observation_end, allow_future=allow_future_cutoff)
     start, end = horizon_window(cutoff, horizon_days)
-    return fit_predict(data, cutoff, float((end - start).days), models, on_step)
+    predictions, notes, _ = fit_predict(data, cutoff, float((end - start).days), models, on_step)
+    return predictions, notes
 
 
 def fit_predict(
@@ -51,14 +54,15 @@ def fit_predict(
     horizon_days: float,
     models: Sequence[str],
     on_step: Callable[[str], None] | None = None,
-) -> tuple[pd.DataFrame, list[str]]:
+) -> tuple[pd.DataFrame, list[str], dict[str, Forecaster]]:
     """Fit each model on history before ``cutoff`` and predict ``horizon_days`` after it.
 
     No check of the cutoff against the data: callers do that
     (:func:`forecast`, :func:`ltvcast.evaluate.backtest.run_backtest`).
 
     Returns:
-        The canonical predictions frame (models stacked) and notes from the fits.
+        The canonical predictions frame (models stacked), notes from the fits,
+        and the fitted forecasters by model name (the models left out are not in it).
 
     A model whose fit does not converge is left out with a note; the others
     still predict.
@@ -72,7 +76,7 @@ def fit_predict(
     if not names:
         raise LtvcastError(f"no model given; choose from {', '.join(MODEL_NAMES)}")
     forecasters = [make_forecaster(name) for name in names]  # unknown names fail before any fit
-    frames, notes, failures = [], [], []
+    frames, notes, failures, fitted = [], [], [], {}
     for model in forecasters:
         step(f"fit {model.name}")
         try:
@@ -84,6 +88,7 @@ def fit_predict(
         step(f"predict {model.name}")
         frames.append(model.predict(data, cutoff, horizon_days))
         notes.extend(model.notes_)
+        fitted[model.name] = model
     if not frames:
         raise ConvergenceError("no model could be fitted: " + " | ".join(failures))
-    return pd.concat(frames, ignore_index=True), notes
+    return pd.concat(frames, ignore_index=True), notes, fitted

@@ -139,6 +139,50 @@ TABLES: dict[str, list[tuple[str, str, str]]] = {
     ],
 }
 
+# The monitoring loop's tables (ltvcast.monitor, docs/monitoring.md): created on first write by
+# Store.ensure_monitor_tables, not with the store, so stores without monitoring stay as they were.
+MONITOR_TABLE_LAYOUTS: dict[str, list[tuple[str, str, str]]] = {
+    "score_log": [
+        ("run_id", "INTEGER PRIMARY KEY", "1, 2, ... per logged scoring run"),
+        ("logged_at", "TIMESTAMP NOT NULL", "when the run was logged, UTC"),
+        ("model", "VARCHAR NOT NULL", "`NAME:VERSION` of the registered model"),
+        ("model_name", "VARCHAR NOT NULL", "registry name"),
+        ("model_version", "INTEGER NOT NULL", "registry version"),
+        ("model_kind", "VARCHAR", "model family (`bgnbd`, `gbm`, ...)"),
+        ("cutoff", "DATE NOT NULL", "prediction date (first day of the horizon)"),
+        ("horizon_days", "DOUBLE NOT NULL", "horizon length, days"),
+        ("customers", "BIGINT NOT NULL", "customers scored"),
+        ("pred_spend_total", "DOUBLE", "sum of `pred_spend`, shop currency"),
+        ("source", "VARCHAR NOT NULL", "`score` (`ltvcast score`/`predict`) or `service` (batch predictions)"),
+        ("output", "VARCHAR", "the predictions file written, if any"),
+    ],
+    "score_log_predictions": [
+        ("run_id", "INTEGER NOT NULL", "the run (`score_log.run_id`)"),
+        ("customer_id", "VARCHAR NOT NULL", "customer id"),
+        ("pred_transactions", "DOUBLE", "predicted purchase occasions in the horizon"),
+        ("pred_spend", "DOUBLE", "predicted spend in the horizon, shop currency"),
+        ("p_churn", "DOUBLE", "predicted probability of no purchase in the horizon"),
+        ("", "PRIMARY KEY (run_id, customer_id)", ""),
+    ],
+    "monitor_log": [
+        ("checked_at", "TIMESTAMP NOT NULL", "when `ltvcast monitor` ran, UTC"),
+        ("model", "VARCHAR NOT NULL", "`NAME:VERSION` monitored"),
+        ("at", "DATE NOT NULL", "the monitored cutoff (`--at`)"),
+        ("check_kind", "VARCHAR NOT NULL", "`input_drift`, `prediction_drift`, `live_accuracy`, `data_health`, `model_age`"),
+        ("subject", "VARCHAR NOT NULL", "feature, prediction column, run or source checked"),
+        ("statistic", "VARCHAR NOT NULL", "`psi`, `ks`, `wasserstein`, `total_error_pct`, ..."),
+        ("value", "DOUBLE", "the statistic's value"),
+        ("warn", "DOUBLE", "the policy's warn threshold"),
+        ("alert", "DOUBLE", "the policy's alert threshold"),
+        ("status", "VARCHAR NOT NULL", "`ok`, `warn`, `alert` or `info` (reported, not judged)"),
+        ("detail", "VARCHAR", "a sentence: what was compared"),
+    ],
+}
+
+#: Tables of the monitoring loop (:mod:`ltvcast.monitor`; docs/monitoring.md).
+MONITOR_TABLES: tuple[str, ...] = tuple(MONITOR_TABLE_LAYOUTS)
+_LAYOUTS = {**TABLES, **MONITOR_TABLE_LAYOUTS}
+
 #: Tables written by the foundation's single-file ingest.
 FOUNDATION_TABLES: tuple[str, ...] = ("transactions", "quarantine", "ingest_log")
 #: Canonical tables written by ``ingest --config`` (besides the three above).
@@ -149,7 +193,7 @@ SOURCE_TABLES: tuple[str, ...] = (
 
 def columns(table: str) -> tuple[str, ...]:
     """Column names of ``table`` in DDL order (extra customer attributes not included)."""
-    return tuple(c for c, _, _ in TABLES[table] if c)
+    return tuple(c for c, _, _ in _LAYOUTS[table] if c)
 
 
 def _q(name: str) -> str:
@@ -158,7 +202,7 @@ def _q(name: str) -> str:
 
 def create_statement(table: str) -> str:
     """``CREATE TABLE IF NOT EXISTS`` for ``table``."""
-    parts = [f"{_q(c)} {t}" if c else t for c, t, _ in TABLES[table]]
+    parts = [f"{_q(c)} {t}" if c else t for c, t, _ in _LAYOUTS[table]]
     return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(parts)})"
 
 
@@ -167,7 +211,7 @@ def tables_doc(tables: tuple[str, ...] = tuple(TABLES)) -> str:
     out = []
     for table in tables:
         out.append(f"**`{table}`**\n\n| column | type | meaning |\n|---|---|---|")
-        for c, t, meaning in TABLES[table]:
+        for c, t, meaning in _LAYOUTS[table]:
             if c:
                 out.append(f"| {c} | {t} | {meaning} |")
             else:

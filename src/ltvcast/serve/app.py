@@ -6,6 +6,7 @@ route                                       scope   what
 ``POST /v1/events``                         write   a batch of 1..1,000 events (:mod:`.events`)
 ``GET /v1/customers/{id}/prediction``       read    the canonical prediction row
 ``GET /v1/customers/{id}/summary``          read    the online RFM summary (weeks)
+``GET /v1/customers/{id}/explanation``      read    top reasons of pred_spend and p_churn (``top``)
 ``POST /v1/predict``                        read    prediction rows for 1..10,000 ids
 ``GET /healthz``, ``/readyz``, ``/metrics``  none    liveness, readiness, Prometheus text
 ==========================================  ======  ========================================
@@ -29,11 +30,13 @@ NAME:VERSION`` and name the version in the body.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -45,6 +48,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from ltvcast.errors import LtvcastError
+from ltvcast.monitor.report import latest_run
 from ltvcast.serve.auth import KeyRing
 from ltvcast.serve.events import EventBatch, OrderEvent
 from ltvcast.serve.metrics import Metrics
@@ -76,6 +80,9 @@ class Service:
         mirror: the store's mirror for learned models (:mod:`.mirror`), or
             None when only BTYD models are served; every acknowledged batch
             is written to it.
+        monitor_db: the DuckDB store whose ``monitor_log`` (``ltvcast monitor``)
+            feeds the drift and live-accuracy gauges of ``/metrics``, re-read
+            at most every :data:`MONITOR_REFRESH_S` seconds; None: no gauges.
     """
 
     online: OnlineStore
@@ -84,6 +91,11 @@ class Service:
     keys: KeyRing | None
     max_body: int = DEFAULT_MAX_BODY
     mirror: Mirror | None = None
+    monitor_db: Path | None = None
+
+
+#: Seconds between two reads of the store's monitoring log for ``/metrics``.
+MONITOR_REFRESH_S = 60.0
 
 
 class ApiError(Exception):
@@ -251,8 +263,24 @@ def create_app(service: Service):
             body["runtime"] = served.forecaster.runtime
         return JSONResponse(body)
 
+    monitor_read = {"at": -math.inf}
+
+    def refresh_monitoring() -> None:
+        """Copy the served model's latest monitoring run into the gauges (throttled; a locked store is skipped)."""
+        if service.monitor_db is None or time.monotonic() - monitor_read["at"] < MONITOR_REFRESH_S:
+            return
+        monitor_read["at"] = time.monotonic()
+        served = service.models.current
+        try:
+            run = latest_run(service.monitor_db, served.label)
+        except LtvcastError:  # the store is being written (ltvcast sync/monitor): keep the last values
+            return
+        if run is not None:
+            metrics.set_monitoring(served.label, *run)
+
     @app.get("/metrics")
     def prometheus() -> Response:
+        refresh_monitoring()
         return Response(metrics.text(), media_type=metrics.content_type)
 
     @app.post("/v1/events")
@@ -282,6 +310,31 @@ def create_app(service: Service):
         row = await batcher.predict(served, customer_id, summaries[0], day, days)
         metrics.predictions.labels(served.label).inc()
         return JSONResponse(row, headers={"X-Ltvcast-Model": served.label})
+
+    @app.get("/v1/customers/{customer_id}/explanation")
+    def get_explanation(customer_id: str, horizon: str | None = None, cutoff: str | None = None,
+                        top: Annotated[int, Query(ge=1, le=20)] = 3) -> JSONResponse:
+        # the batch path's numbers (ltvcast.explain) on the inputs the prediction route builds
+        from ltvcast.explain import explain_inputs, explanation_record
+        from ltvcast.models.learned.examples import history_before
+        from ltvcast.serve.model import summary_frame
+
+        served, summaries, day, days = inputs([customer_id], horizon, cutoff)
+        frame = None
+        if not served.learned:
+            frame = summary_frame([customer_id], summaries)
+        elif service.mirror is None or not service.mirror.loaded:
+            raise ApiError(503, "not_ready", "the store's mirror for learned models is not loaded")
+        else:
+            with service.mirror.history([customer_id], day) as history:
+                if not history_before(history.transactions, day, history.timezone).empty:
+                    frame = served.forecaster.inputs(history, day, days)
+        body = {"customer_id": customer_id, "pred_spend": None, "p_churn": None, "reasons": {}, "notes": []}
+        if frame is not None and len(frame):
+            body = explanation_record(explain_inputs(served.forecaster, frame, day, days, k=top), customer_id)
+        body.update({"model_name": served.name, "model_version": served.version, "cutoff": day.isoformat(),
+                     "horizon_days": days, "cold_start": frame is None or summaries[0] is None and not served.learned})
+        return JSONResponse(body, headers={"X-Ltvcast-Model": served.label})
 
     @app.get("/v1/customers/{customer_id}/summary")
     def get_summary(customer_id: str, cutoff: Annotated[str | None, Query()] = None) -> dict:

@@ -49,6 +49,7 @@ from ltvcast.serve.events import Event, event_json, parse_event
 from ltvcast.serve.online_store import OnlineStore
 from ltvcast.serve.sync import store_rows
 from ltvcast.store import Store
+from ltvcast.timeutil import to_day
 
 log = logging.getLogger("ltvcast.serve")
 
@@ -203,7 +204,8 @@ class Mirror:
         ``transactions`` holds their rows, ``store`` the mirror seen through
         :class:`~ltvcast.features.build.CustomerSubset`; ``observation_end``
         is the day before ``cutoff`` (a prediction at ``cutoff`` reads the
-        history before it).
+        history before it), or the day of their last transaction when that
+        is later (a cutoff in the past: the data are observed beyond it).
 
         Raises:
             LtvcastError: the mirror is not loaded.
@@ -215,8 +217,11 @@ class Mirror:
                 raise LtvcastError("the store's mirror for learned models is not loaded yet")
             tz, basis = self._settings
             end = pd.Timestamp(cutoff).tz_localize(None).tz_localize("UTC") - pd.Timedelta(days=1)
+            tx = store.transactions(customers=ids)
+            if len(tx):
+                end = max(end, to_day(tx["timestamp"].max()))
             yield History(
-                store.transactions(customers=ids), end, f"online mirror of {self.db}",
+                tx, end, f"online mirror of {self.db}",
                 CustomerSubset(store, ids), tz, basis,
             )
 

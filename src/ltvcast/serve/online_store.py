@@ -12,12 +12,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ltvcast.serve.events import Event, parse_event
-from ltvcast.serve.state import Applied, MemoryState, Snapshot
+from ltvcast.serve.state import STATE_VERSION, Applied, DayRow, MemoryState, Snapshot
 
-#: Rows of a customer's days: ``(day, sales, returned, sale_rows)`` (1/10,000 units).
-DayRow = tuple[int, int, int, int]
-#: A base row: ``(customer_id, day, sales, returned, sale_rows, orders)``.
-BaseRow = tuple[str, int, int, int, int, int]
+__all__ = ["BaseRow", "DayRow", "LogEntry", "OnlineStore"]
+
+#: A base row: ``(customer_id, day, order_id, sales, returned, sale_rows, orders, return_rows)``
+#: (a :class:`~ltvcast.serve.state.DayRow` with its customer; 1/10,000 units).
+BaseRow = tuple[str, int, str, int, int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def days(self, customer_ids: Sequence[str]) -> dict[str, list[DayRow]]:
-        """Each known customer's day rows (online and base; a day may appear twice); unknown ids are absent."""
+        """Each known customer's :class:`~ltvcast.serve.state.DayRow` rows (online and base; a day and
+        order id may appear twice); unknown ids are absent."""
 
     @abstractmethod
     def log(self, after: int = 0, limit: int = 10_000) -> list[LogEntry]:
@@ -117,3 +119,18 @@ class OnlineStore(ABC):
         """Recompute the online state from the log in ``timezone`` (after the shop's zone changed)."""
         self._replace_state(self.replay(timezone))
         self.set_meta({"state_timezone": timezone})
+
+    def check_version(self) -> None:
+        """Bring a state of an older row shape up to :data:`~ltvcast.serve.state.STATE_VERSION`.
+
+        The online part is rebuilt from the log (in the zone it was built
+        in) and the base fingerprint cleared, so the next
+        :func:`ltvcast.serve.sync.refresh_base` reloads the base. A new,
+        empty store only records the version.
+        """
+        meta = self.meta()
+        if meta.get("state_version") == STATE_VERSION:
+            return
+        if self.log(0, 1):
+            self.rebuild_state(meta.get("state_timezone") or meta.get("timezone") or "UTC")
+        self.set_meta({"state_version": STATE_VERSION, "base_fingerprint": ""})

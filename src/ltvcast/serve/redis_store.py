@@ -3,8 +3,12 @@
 Keys under a prefix (default ``ltvcast:``): ``log`` (a list of
 ``[event_id, json]``; seq = position + 1), ``ev:<event id>``,
 ``order:<order id>`` and ``lines:<order id>`` (JSON), ``days:<customer>``
-(a hash, fields ``<day>:s|r|n|o`` = sales, returned, sale rows, orders in
-1/10,000 units), ``base:<generation>:<customer>`` (same fields) and ``meta``.
+(a hash, fields ``<day>:<order id>:s|r|n|o|k`` = sales, returned, sale rows,
+orders, return rows of that local day and order id — ``""`` for none —, a
+:class:`~ltvcast.serve.state.DayRow`, money in 1/10,000 units),
+``base:<generation>:<customer>`` (same fields) and ``meta``. A state of an
+older row shape is rebuilt from the log when opened
+(:meth:`~ltvcast.serve.online_store.OnlineStore.check_version`).
 
 A batch is an optimistic transaction: WATCH the keys it reads (its event
 ids, orders and lines), read them, compute the writes with the shared logic
@@ -28,10 +32,10 @@ import redis
 
 from ltvcast.errors import LtvcastError
 from ltvcast.serve.events import Event, event_json
-from ltvcast.serve.online_store import BaseRow, DayRow, LogEntry, OnlineStore
-from ltvcast.serve.state import Applied, Fetched, OrderRec, Snapshot, apply_batch, needed
+from ltvcast.serve.online_store import BaseRow, LogEntry, OnlineStore
+from ltvcast.serve.state import Applied, DayRow, Fetched, OrderRec, Snapshot, apply_batch, needed
 
-_FIELDS = ("s", "r", "n", "o")
+_FIELDS = ("s", "r", "n", "o", "k")
 _RETRIES = 200
 
 
@@ -39,12 +43,18 @@ def _mask(url: str) -> str:
     return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)
 
 
-def _parse_days(fields: dict[str, str]) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
+def _parse_days(fields: dict[str, str]) -> dict[tuple[int, str], list[int]]:
+    """``{(day, order_id): [sales, returned, sale_rows, orders, return_rows]}`` of a days hash."""
+    out: dict[tuple[int, str], list[int]] = {}
     for name, value in fields.items():
-        day, _, what = name.partition(":")
-        out.setdefault(int(day), [0, 0, 0, 0])[_FIELDS.index(what)] = int(value)
+        day, _, rest = name.partition(":")
+        order_id, _, what = rest.rpartition(":")
+        out.setdefault((int(day), order_id), [0] * len(_FIELDS))[_FIELDS.index(what)] = int(value)
     return out
+
+
+def _fields(day: int, order_id: str, values) -> dict[str, int]:
+    return {f"{day}:{order_id}:{f}": v for f, v in zip(_FIELDS, values) if v}
 
 
 class RedisOnline(OnlineStore):
@@ -62,6 +72,7 @@ class RedisOnline(OnlineStore):
             self._r.ping()
         except (redis.RedisError, ValueError) as exc:
             raise LtvcastError(f"cannot reach Redis at {_mask(url)}: {exc}") from None
+        self.check_version()
 
     def _k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -105,11 +116,10 @@ class RedisOnline(OnlineStore):
             touched.setdefault(oid, dict(fetched.lines.get(oid, {})))[line] = amount
         for oid, lines in touched.items():
             pipe.set(self._k("lines", oid), json.dumps(lines))
-        for (cid, day), delta in applied.days.items():
+        for (cid, day, order_id), delta in applied.days.items():
             key = self._k("days", cid)
-            for f, v in zip(_FIELDS, delta.as_tuple()):
-                if v:
-                    pipe.hincrby(key, f"{day}:{f}", v)
+            for name, v in _fields(day, order_id, delta.as_tuple()).items():
+                pipe.hincrby(key, name, v)
 
     def days(self, customer_ids: Sequence[str]) -> dict[str, list[DayRow]]:
         """See :meth:`OnlineStore.days`."""
@@ -122,9 +132,9 @@ class RedisOnline(OnlineStore):
         out: dict[str, list[DayRow]] = {}
         for i, cid in enumerate(customer_ids):
             rows = [
-                (day, v[0], v[1], v[2])
+                DayRow(day, order_id, *v)
                 for part in (replies[2 * i], replies[2 * i + 1])
-                for day, v in _parse_days(part).items()
+                for (day, order_id), v in _parse_days(part).items()
             ]
             if rows:
                 out[cid] = rows
@@ -163,8 +173,8 @@ class RedisOnline(OnlineStore):
         old = self._r.hget(self._k("meta"), "base_gen")
         gen = uuid.uuid4().hex[:12]
         with self._r.pipeline(transaction=False) as pipe:
-            for n, (cid, day, sales, returned, sale_rows, orders) in enumerate(rows, start=1):
-                values = {f"{day}:{f}": v for f, v in zip(_FIELDS, (sales, returned, sale_rows, orders)) if v}
+            for n, (cid, day, order_id, *counts) in enumerate(rows, start=1):
+                values = _fields(day, order_id, counts)
                 if values:
                     pipe.hset(self._k("base", gen, cid), mapping=values)
                 if n % 5000 == 0:
@@ -185,8 +195,8 @@ class RedisOnline(OnlineStore):
         for key in self._r.scan_iter(match=self._k("lines", "*"), count=1000):
             snap.lines[key[n + 6:]] = {int(k): v for k, v in json.loads(self._r.get(key)).items()}
         for key in self._r.scan_iter(match=self._k("days", "*"), count=1000):
-            for day, v in _parse_days(self._r.hgetall(key)).items():
-                snap.days[(key[n + 5:], day)] = tuple(v)
+            for (day, order_id), v in _parse_days(self._r.hgetall(key)).items():
+                snap.days[(key[n + 5:], day, order_id)] = tuple(v)
         return snap
 
     def _replace_state(self, snapshot: Snapshot) -> None:
@@ -197,8 +207,8 @@ class RedisOnline(OnlineStore):
                 pipe.set(self._k("order", oid), json.dumps([rec.customer_id, rec.day, rec.stated_e4]))
             for oid, lines in snapshot.lines.items():
                 pipe.set(self._k("lines", oid), json.dumps(lines))
-            for (cid, day), v in snapshot.days.items():
-                values = {f"{day}:{f}": x for f, x in zip(_FIELDS, v) if x}
+            for (cid, day, order_id), v in snapshot.days.items():
+                values = _fields(day, order_id, v)
                 if values:
                     pipe.hset(self._k("days", cid), mapping=values)
             pipe.execute()

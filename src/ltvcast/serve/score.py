@@ -23,9 +23,10 @@ import pyarrow.parquet as pq
 from ltvcast.data.datasets import History
 from ltvcast.errors import LtvcastError
 from ltvcast.registry import RegisteredModel, check_registered
+from ltvcast.store import Store
 from ltvcast.timeutil import horizon_window
 
-__all__ = ["ScoreResult", "score", "write_scores"]
+__all__ = ["ScoreResult", "log_score", "score", "write_scores"]
 
 
 @dataclass(frozen=True)
@@ -157,3 +158,56 @@ def write_scores(
         if writer is not None:
             writer.close()
     return out
+
+
+def log_score(
+    db: str | Path,
+    result: ScoreResult,
+    model: RegisteredModel,
+    cutoff,
+    horizon_days: float,
+    *,
+    source: str = "score",
+) -> int:
+    """Log a scoring run in the store for live-accuracy monitoring (``score_log``, ``score_log_predictions``).
+
+    Reads ``customer_id, pred_transactions, pred_spend, p_churn`` back from
+    ``result.path`` and writes them with the run's model, cutoff and horizon
+    (docs/monitoring.md). Open the store for writing only after any
+    read-only handle on it is closed (DuckDB allows one configuration per
+    file and process).
+
+    Args:
+        db: the store file the run scored.
+        result: what :func:`score` returned.
+        model: the registered model that scored.
+        cutoff, horizon_days: as given to :func:`score`.
+        source: ``score`` (batch) or ``service``.
+
+    Returns:
+        The new ``run_id``.
+
+    Raises:
+        DataError: the store cannot be opened for writing.
+    """
+    cols = ["customer_id", "pred_transactions", "pred_spend", "p_churn"]
+    if result.path.suffix.lower() == ".parquet":
+        frame = pq.read_table(result.path, columns=cols).to_pandas()
+    else:
+        frame = pd.read_csv(result.path, usecols=cols, dtype={"customer_id": "string"})
+    start, end = horizon_window(cutoff, horizon_days)
+    run = {
+        "logged_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
+        "model": f"{model.name}:{model.version}",
+        "model_name": model.name,
+        "model_version": int(model.version),
+        "model_kind": model.manifest["model"]["kind"],
+        "cutoff": start.date(),
+        "horizon_days": float((end - start).days),
+        "customers": int(len(frame)),
+        "pred_spend_total": float(frame["pred_spend"].sum()),
+        "source": source,
+        "output": str(Path(result.path).resolve()),
+    }
+    with Store.open(db) as store:
+        return store.log_score_run(run, frame)

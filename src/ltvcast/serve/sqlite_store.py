@@ -7,8 +7,11 @@ so an acknowledged event survives a crash of the process or the machine.
 Readers do not block the writer (WAL). Each thread has its own connection.
 
 Tables: ``log(seq, event_id UNIQUE, type, body)``, ``orders``, ``lines``,
-``days`` (online part) and ``base_days`` (base), ``meta``; money in
-integers of 1/10,000 currency units.
+``days`` (online part) and ``base_days`` (base), one row per customer, local
+day and order id (:class:`~ltvcast.serve.state.DayRow`), ``meta``; money in
+integers of 1/10,000 currency units. A file of an older row shape (days
+without ``order_id``) gets the new tables and its state rebuilt from the log
+when opened (:meth:`~ltvcast.serve.online_store.OnlineStore.check_version`).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from pathlib import Path
 
 from ltvcast.errors import LtvcastError
 from ltvcast.serve.events import Event, event_json
-from ltvcast.serve.online_store import BaseRow, DayRow, LogEntry, OnlineStore
-from ltvcast.serve.state import Applied, Fetched, OrderRec, Snapshot, apply_batch, needed
+from ltvcast.serve.online_store import BaseRow, LogEntry, OnlineStore
+from ltvcast.serve.state import Applied, DayRow, Fetched, OrderRec, Snapshot, apply_batch, needed
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -39,27 +42,31 @@ CREATE TABLE IF NOT EXISTS lines (
     order_id TEXT NOT NULL, line INTEGER NOT NULL, amount_e4 INTEGER NOT NULL, PRIMARY KEY (order_id, line)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS days (
-    customer_id TEXT NOT NULL, day INTEGER NOT NULL, sales_e4 INTEGER NOT NULL, returned_e4 INTEGER NOT NULL,
-    sale_rows INTEGER NOT NULL, orders INTEGER NOT NULL, PRIMARY KEY (customer_id, day)
+    customer_id TEXT NOT NULL, day INTEGER NOT NULL, order_id TEXT NOT NULL, sales_e4 INTEGER NOT NULL,
+    returned_e4 INTEGER NOT NULL, sale_rows INTEGER NOT NULL, orders INTEGER NOT NULL,
+    return_rows INTEGER NOT NULL, PRIMARY KEY (customer_id, day, order_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS base_days (
-    customer_id TEXT NOT NULL, day INTEGER NOT NULL, sales_e4 INTEGER NOT NULL, returned_e4 INTEGER NOT NULL,
-    sale_rows INTEGER NOT NULL, orders INTEGER NOT NULL, PRIMARY KEY (customer_id, day)
+    customer_id TEXT NOT NULL, day INTEGER NOT NULL, order_id TEXT NOT NULL, sales_e4 INTEGER NOT NULL,
+    returned_e4 INTEGER NOT NULL, sale_rows INTEGER NOT NULL, orders INTEGER NOT NULL,
+    return_rows INTEGER NOT NULL, PRIMARY KEY (customer_id, day, order_id)
 ) WITHOUT ROWID;
 """
 _UPSERT_DAY = (
-    "INSERT INTO days VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (customer_id, day) DO UPDATE SET "
+    "INSERT INTO days VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (customer_id, day, order_id) DO UPDATE SET "
     "sales_e4 = sales_e4 + excluded.sales_e4, returned_e4 = returned_e4 + excluded.returned_e4, "
-    "sale_rows = sale_rows + excluded.sale_rows, orders = orders + excluded.orders"
+    "sale_rows = sale_rows + excluded.sale_rows, orders = orders + excluded.orders, "
+    "return_rows = return_rows + excluded.return_rows"
 )
+_COLS = "day, order_id, sales_e4, returned_e4, sale_rows, orders, return_rows"
 _DAYS_ONE = (
-    "SELECT day, sales_e4, returned_e4, sale_rows FROM days WHERE customer_id = ?1 "
-    "UNION ALL SELECT day, sales_e4, returned_e4, sale_rows FROM base_days WHERE customer_id = ?1"
+    f"SELECT {_COLS} FROM days WHERE customer_id = ?1 "
+    f"UNION ALL SELECT {_COLS} FROM base_days WHERE customer_id = ?1"
 )
 _DAYS_MANY = (
-    "SELECT customer_id, day, sales_e4, returned_e4, sale_rows FROM days "
+    f"SELECT customer_id, {_COLS} FROM days "
     "WHERE customer_id IN (SELECT value FROM json_each(?1)) UNION ALL "
-    "SELECT customer_id, day, sales_e4, returned_e4, sale_rows FROM base_days "
+    f"SELECT customer_id, {_COLS} FROM base_days "
     "WHERE customer_id IN (SELECT value FROM json_each(?1))"
 )
 
@@ -82,7 +89,11 @@ class SQLiteOnline(OnlineStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             con = self._con()
             con.execute("PRAGMA journal_mode=WAL")
+            old = [r[1] for r in con.execute("PRAGMA table_info(days)")]
+            if old and "order_id" not in old:  # an older row shape: rebuilt below
+                con.executescript("DROP TABLE days; DROP TABLE IF EXISTS base_days;")
             con.executescript(_SCHEMA)
+            self.check_version()
         except (sqlite3.Error, OSError) as exc:
             raise LtvcastError(f"cannot open the online store {self.path}: {exc}") from None
 
@@ -144,7 +155,7 @@ class SQLiteOnline(OnlineStore):
                 [(oid, r.customer_id, r.day, r.stated_e4) for oid, r in applied.orders.items()],
             )
             con.executemany("INSERT INTO lines VALUES (?, ?, ?)", [(o, ln, a) for (o, ln), a in applied.lines.items()])
-            con.executemany(_UPSERT_DAY, [(c, d, *v.as_tuple()) for (c, d), v in applied.days.items()])
+            con.executemany(_UPSERT_DAY, [(*k, *v.as_tuple()) for k, v in applied.days.items()])
             return applied
 
         return self._write(work)
@@ -153,11 +164,11 @@ class SQLiteOnline(OnlineStore):
         """See :meth:`OnlineStore.days`."""
         con = self._con()
         if len(customer_ids) == 1:
-            rows = con.execute(_DAYS_ONE, (customer_ids[0],)).fetchall()
+            rows = [DayRow(*r) for r in con.execute(_DAYS_ONE, (customer_ids[0],))]
             return {customer_ids[0]: rows} if rows else {}
         out: dict[str, list[DayRow]] = {}
         for cid, *row in con.execute(_DAYS_MANY, (json.dumps(list(customer_ids)),)):
-            out.setdefault(cid, []).append(tuple(row))
+            out.setdefault(cid, []).append(DayRow(*row))
         return out
 
     def log(self, after: int = 0, limit: int = 10_000) -> list[LogEntry]:
@@ -180,7 +191,7 @@ class SQLiteOnline(OnlineStore):
 
         def work(con: sqlite3.Connection) -> None:
             con.execute("DELETE FROM base_days")
-            con.executemany("INSERT INTO base_days VALUES (?, ?, ?, ?, ?, ?)", rows)
+            con.executemany("INSERT INTO base_days VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             con.execute("INSERT OR REPLACE INTO meta VALUES ('base_fingerprint', ?)", (fingerprint,))
 
         self._write(work)
@@ -195,7 +206,7 @@ class SQLiteOnline(OnlineStore):
             snap.orders = {o: OrderRec(c, d, s) for o, c, d, s in con.execute("SELECT * FROM orders")}
             for oid, line, amount in con.execute("SELECT * FROM lines"):
                 snap.lines.setdefault(oid, {})[line] = amount
-            snap.days = {(c, d): tuple(v) for c, d, *v in con.execute("SELECT * FROM days")}
+            snap.days = {(c, d, o): tuple(v) for c, d, o, *v in con.execute("SELECT * FROM days")}
         finally:
             con.execute("COMMIT")
         return snap
@@ -212,7 +223,9 @@ class SQLiteOnline(OnlineStore):
                 "INSERT INTO lines VALUES (?, ?, ?)",
                 [(o, ln, a) for o, lines in snapshot.lines.items() for ln, a in lines.items()],
             )
-            con.executemany("INSERT INTO days VALUES (?, ?, ?, ?, ?, ?)", [(c, d, *v) for (c, d), v in snapshot.days.items()])
+            con.executemany(
+                "INSERT INTO days VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(*k, *v) for k, v in snapshot.days.items()]
+            )
 
         self._write(work)
 

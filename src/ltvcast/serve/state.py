@@ -2,13 +2,19 @@
 
 State (all money in exact integers of 1/10,000 currency units):
 
-* ``days``: per customer and local calendar day (the shop's time zone, as
-  days since 1970-01-01) a :class:`Day` — ``sales`` (gross sales),
-  ``returned`` (money given back), ``sale_rows`` (sale rows of the store's
-  ``transactions``: one per order line, one for an order without lines) and
-  ``orders``. These are the columns of the store's ``h_daily`` step
-  (``features/sql/history_daily.sql``), so the RFM summary at any cutoff is
-  a fold over a customer's days (:func:`summarize`), O(days of that customer).
+* ``days``: per customer, local calendar day (the shop's time zone, as days
+  since 1970-01-01) and order id (``""``: none) a :class:`Day` — ``sales``
+  (gross sales), ``returned`` (money given back), ``sale_rows`` (sale rows
+  of the store's ``transactions``: one per order line, one for an order
+  without lines), ``orders`` and ``return_rows``. A sale order is keyed by
+  its own id on its day; a refund by the order id it names (``""`` without
+  one) on its *own* day. These are the store's ``h_orders`` step
+  (``features/sql/history_orders.sql``) summed per customer, day and order
+  id, which is what the refund rule needs (``features/sql/README.md``,
+  "Refunds": a refund counts on its order's day only when that order is a
+  sale order of the same customer before the cutoff, which depends on the
+  cutoff). So the RFM summary at any cutoff is a fold over a customer's rows
+  (:func:`summarize`), O(rows of that customer).
 * ``orders``: order id -> customer, day, stated total (:class:`OrderRec`).
 * ``lines``: order id -> {line number: amount} (lines may arrive before
   their order; they count once the order is known, as the store's join does).
@@ -17,8 +23,10 @@ State (all money in exact integers of 1/10,000 currency units):
 (:class:`Fetched`) into the writes a backend commits (:class:`Applied`), in
 one transaction with the log append. Adding a line to a known order moves
 the order's contribution from its stated total to the sum of its lines;
-deltas are additive, so arrival order does not matter. :class:`MemoryState`
-is the reference backend: a rebuild from the log replays it.
+deltas are additive, so arrival order does not matter (a refund that
+arrives before its order is matched when the summary is taken).
+:class:`MemoryState` is the reference backend: a rebuild from the log
+replays it.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NamedTuple
 
 from ltvcast.errors import LtvcastError
 from ltvcast.serve.events import (
@@ -41,6 +50,9 @@ from ltvcast.serve.events import (
 )
 
 UNIT_DAYS = {"D": 1.0, "W": 7.0, "M": 30.4375}
+#: Version of the state's row shape; a backend holding another rebuilds its state from the log
+#: and reloads its base (:meth:`ltvcast.serve.online_store.OnlineStore.check_version`).
+STATE_VERSION = "2"
 
 
 class ConflictError(LtvcastError):
@@ -66,12 +78,14 @@ class OrderRec:
 
 @dataclass
 class Day:
-    """One customer's local day: gross sales and money returned (1/10,000 units), sale rows, orders."""
+    """One customer's rows of one local day and order id: gross sales and money returned (1/10,000
+    units), sale rows, sale orders, return rows."""
 
     sales: int = 0
     returned: int = 0
     sale_rows: int = 0
     orders: int = 0
+    return_rows: int = 0
 
     def add(self, other: Day) -> None:
         """Add ``other``'s counts to this day in place."""
@@ -79,10 +93,28 @@ class Day:
         self.returned += other.returned
         self.sale_rows += other.sale_rows
         self.orders += other.orders
+        self.return_rows += other.return_rows
 
-    def as_tuple(self) -> tuple[int, int, int, int]:
-        """``(sales, returned, sale_rows, orders)``."""
-        return (self.sales, self.returned, self.sale_rows, self.orders)
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        """``(sales, returned, sale_rows, orders, return_rows)``."""
+        return (self.sales, self.returned, self.sale_rows, self.orders, self.return_rows)
+
+
+class DayRow(NamedTuple):
+    """One row of a customer's state as :func:`summarize` reads it (money in 1/10,000 units).
+
+    ``day``: local day (days since 1970-01-01); ``order_id``: the sale
+    order's id, or the order id a refund names (``""``: none); then the
+    :class:`Day` counts.
+    """
+
+    day: int
+    order_id: str
+    sales: int
+    returned: int
+    sale_rows: int
+    orders: int
+    return_rows: int
 
 
 @dataclass
@@ -102,10 +134,10 @@ class Applied:
     duplicates: list[str] = field(default_factory=list)
     orders: dict[str, OrderRec] = field(default_factory=dict)
     lines: dict[tuple[str, int], int] = field(default_factory=dict)
-    days: dict[tuple[str, int], Day] = field(default_factory=dict)
+    days: dict[tuple[str, int, str], Day] = field(default_factory=dict)
 
-    def _add(self, customer_id: str, day: int, delta: Day) -> None:
-        self.days.setdefault((customer_id, day), Day()).add(delta)
+    def _add(self, customer_id: str, day: int, order_id: str, delta: Day) -> None:
+        self.days.setdefault((customer_id, day, order_id), Day()).add(delta)
 
 
 def needed(events: Sequence[Event]) -> tuple[list[str], list[str]]:
@@ -158,7 +190,7 @@ def apply_batch(events: Sequence[Event], fetched: Fetched, timezone: str) -> App
             rec = OrderRec(ev.customer_id, local_day(ev.timestamp, timezone), ev.stated_e4)
             orders[ev.order_id] = out.orders[ev.order_id] = rec
             sales, rows = contribution(rec.stated_e4, lines.get(ev.order_id, {}))
-            out._add(rec.customer_id, rec.day, Day(sales, 0, rows, 1))
+            out._add(rec.customer_id, rec.day, ev.order_id, Day(sales, 0, rows, 1))
         elif isinstance(ev, OrderLineEvent):
             have = lines.setdefault(ev.order_id, {})
             if ev.line in have:
@@ -170,9 +202,10 @@ def apply_batch(events: Sequence[Event], fetched: Fetched, timezone: str) -> App
             have[ev.line] = out.lines[(ev.order_id, ev.line)] = ev.amount_e4
             if rec is not None:
                 after = contribution(rec.stated_e4, have)
-                out._add(rec.customer_id, rec.day, Day(after[0] - before[0], 0, after[1] - before[1], 0))
+                out._add(rec.customer_id, rec.day, ev.order_id, Day(after[0] - before[0], 0, after[1] - before[1], 0))
         elif isinstance(ev, ReturnEvent):
-            out._add(ev.customer_id, local_day(ev.timestamp, timezone), Day(0, to_e4(ev.amount), 0, 0))
+            # On its own day under the order id it names: summarize matches it to the order (if any).
+            out._add(ev.customer_id, local_day(ev.timestamp, timezone), ev.order_id or "", Day(0, to_e4(ev.amount), 0, 0, 1))
         else:
             assert isinstance(ev, BrowseEvent)
         out.events.append(ev)
@@ -183,8 +216,9 @@ def apply_batch(events: Sequence[Event], fetched: Fetched, timezone: str) -> App
 class Summary:
     """A customer's BTYD summary at a cutoff (the columns of :func:`ltvcast.features.rfm_summary`).
 
-    ``recency`` and ``T`` are in the summary's unit; ``monetary_value`` and
-    ``total_spend`` in currency; ``first_purchase``/``last_purchase`` local dates.
+    ``recency`` and ``T`` are in the summary's unit; ``monetary_value``,
+    ``total_spend`` and ``unmatched_refund_amount`` in currency;
+    ``first_purchase``/``last_purchase`` local dates.
     """
 
     frequency: float
@@ -195,54 +229,96 @@ class Summary:
     n_transactions: int
     first_purchase: date
     last_purchase: date
+    unmatched_refunds: int = 0
+    unmatched_refund_amount: float = 0.0
 
 
 def summarize(
-    days: Iterable[tuple[int, int, int, int]], cutoff: date, unit: str = "W", revenue_basis: str = "net"
+    days: Iterable[Sequence], cutoff: date, unit: str = "W", revenue_basis: str = "net"
 ) -> Summary | None:
-    """The BTYD summary at ``cutoff`` from a customer's ``(day, sales, returned, sale_rows)`` rows.
+    """The BTYD summary at ``cutoff`` from a customer's :class:`DayRow` rows (online and base).
 
     The definitions of :func:`ltvcast.features.rfm_summary` (Fader, Hardie &
-    Lee 2005): rows of one day are merged; only days before the cutoff
-    count; an occasion is a day with a sale row; its value is sales −
-    returned (``net``) or sales (``gross``); ``frequency`` = occasions − 1;
-    ``recency`` = first to last occasion; ``T`` = first occasion to the day
-    before the cutoff (both in ``unit``: days / 1, 7 or 30.4375);
-    ``monetary_value`` = mean value of the repeat occasions (0.0 without);
-    ``total_spend`` = value of every day (returns on other days included).
+    Lee 2005) and the refund rule of ``features/sql/README.md`` ("Refunds"),
+    evaluated at ``cutoff``: only rows of days before it count; rows of one
+    day and order id are merged. A refund naming a sale order of the
+    customer before the cutoff counts on that order's day ("matched"); else,
+    when any of the customer's rows before the cutoff has an order id, it is
+    "unmatched" (its own day, total spend only, counted in
+    ``unmatched_refunds``); else it counts on its own day (the rule without
+    order ids). An occasion is a day with a sale row, unless (``net``) its
+    matched refunds bring its sales to <= 0; its value is sales − refunds
+    counted that day except unmatched ones (``net``) or sales (``gross``);
+    ``frequency`` = occasions − 1; ``recency`` = first to last occasion;
+    ``T`` = first occasion to the day before the cutoff (both in ``unit``:
+    days / 1, 7 or 30.4375); ``monetary_value`` = mean value of the repeat
+    occasions (0.0 without); ``total_spend`` = sales − every refund
+    (``net``) or sales; ``n_transactions`` = sale rows of the occasions.
 
     Returns:
         The summary, or None when the customer has no occasion before the cutoff.
     """
     limit = day_index(cutoff)
-    merged: dict[int, list[int]] = {}
-    for day, sales, returned, rows in days:
+    rows: dict[tuple[int, str], list[int]] = {}
+    for day, order_id, sales, returned, sale_rows, orders, return_rows in days:
         if day < limit:
-            acc = merged.setdefault(day, [0, 0, 0])
+            acc = rows.setdefault((day, order_id), [0, 0, 0, 0, 0])
             acc[0] += sales
             acc[1] += returned
-            acc[2] += rows
+            acc[2] += sale_rows
+            acc[3] += orders
+            acc[4] += return_rows
+    # order id -> day of the customer's sale order before the cutoff; any order id at all?
+    order_day: dict[str, int] = {}
+    for (day, oid), v in rows.items():
+        if oid and v[3] > 0 and day < order_day.get(oid, limit):
+            order_day[oid] = day
+    has_ids = any(oid for _, oid in rows)
+    # per day: [sales, sale_rows, refunds counted here, matched refunds, unmatched refunds, unmatched rows]
+    per: dict[int, list[int]] = {}
+    for (day, oid), v in rows.items():
+        acc = per.setdefault(day, [0, 0, 0, 0, 0, 0])
+        acc[0] += v[0]
+        acc[1] += v[2]
+        if v[1] == 0 and v[4] == 0:
+            continue
+        if oid in order_day:  # matched: on its order's day
+            target = per.setdefault(order_day[oid], [0, 0, 0, 0, 0, 0])
+            target[2] += v[1]
+            target[3] += v[1]
+        elif has_ids:  # unmatched: its own day, spend only
+            acc[2] += v[1]
+            acc[4] += v[1]
+            acc[5] += v[4]
+        else:  # no order ids: its own day
+            acc[2] += v[1]
     net = revenue_basis == "net"
-    occasions = sorted(d for d, v in merged.items() if v[2] > 0)
+
+    def given_back(v: list[int]) -> bool:
+        return net and v[3] > 0 and v[0] - v[3] <= 0
+
+    occasions = sorted(d for d, v in per.items() if v[1] > 0 and not given_back(v))
     if not occasions:
         return None
 
-    def value(v: list[int]) -> int:
-        return v[0] - v[1] if net else v[0]
+    def value(v: list[int]) -> int:  # the day's orders (unmatched refunds excluded)
+        return v[0] - (v[2] - v[4]) if net else v[0]
 
     first, last = occasions[0], occasions[-1]
     n = len(occasions)
-    repeat = sum(value(merged[d]) for d in occasions) - value(merged[first])
+    repeat = sum(value(per[d]) for d in occasions) - value(per[first])
     scale = UNIT_DAYS[unit.upper()]
     return Summary(
         frequency=float(n - 1),
         recency=float(last - first) / scale,
         T=float(limit - first - 1) / scale,
         monetary_value=(repeat / 1e4) / (n - 1) if n > 1 else 0.0,
-        total_spend=sum(value(v) for v in merged.values()) / 1e4,
-        n_transactions=sum(v[2] for v in merged.values()),
+        total_spend=sum((v[0] - v[2]) if net else v[0] for v in per.values()) / 1e4,
+        n_transactions=sum(per[d][1] for d in occasions),
         first_purchase=index_day(first),
         last_purchase=index_day(last),
+        unmatched_refunds=sum(v[5] for v in per.values()),
+        unmatched_refund_amount=sum(v[4] for v in per.values()) / 1e4,
     )
 
 
@@ -253,7 +329,7 @@ class Snapshot:
     event_ids: set[str] = field(default_factory=set)
     orders: dict[str, OrderRec] = field(default_factory=dict)
     lines: dict[str, dict[int, int]] = field(default_factory=dict)
-    days: dict[tuple[str, int], tuple[int, int, int, int]] = field(default_factory=dict)
+    days: dict[tuple[str, int, str], tuple[int, int, int, int, int]] = field(default_factory=dict)
 
 
 class MemoryState:
@@ -277,7 +353,7 @@ class MemoryState:
         for (oid, line), amount in applied.lines.items():
             s.lines.setdefault(oid, {})[line] = amount
         for key, delta in applied.days.items():
-            day = Day(*s.days.get(key, (0, 0, 0, 0)))
+            day = Day(*s.days.get(key, (0, 0, 0, 0, 0)))
             day.add(delta)
             s.days[key] = day.as_tuple()
         return applied

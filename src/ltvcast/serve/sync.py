@@ -1,10 +1,12 @@
 """Between the online store and the DuckDB store: the base (DuckDB -> online) and the sync (online -> DuckDB).
 
-* :func:`refresh_base`: the daily aggregates of the store's own history —
-  every ingest except the ones ``ltvcast sync`` wrote — computed by the
-  feature SQL's ``history_daily`` step (the same code as
-  :func:`ltvcast.features.rfm_summary`) and loaded into the online store,
-  when the store's ingests or time zone changed since the last load.
+* :func:`refresh_base`: the aggregates per customer, local day and order id
+  of the store's own history — every ingest except the ones ``ltvcast
+  sync`` wrote — computed by the feature SQL's ``history_orders`` step (the
+  same code as :func:`ltvcast.features.rfm_summary`) and loaded into the
+  online store, when the store's ingests or time zone changed since the
+  last load. The refund rule is applied when a summary is taken
+  (:func:`ltvcast.serve.state.summarize`), since it depends on the cutoff.
 * :func:`sync`: the log replayed into the store (``ltvcast sync``): every
   acknowledged event exactly once, keyed by its id
   (:meth:`ltvcast.store.Store.write_online`), as rows of ``orders``,
@@ -41,7 +43,7 @@ from ltvcast.serve.online_store import BaseRow, OnlineStore
 from ltvcast.store import Store
 
 _FAR = date(2199, 12, 31)
-_STEPS = ("history_lines", "history_orders", "history_daily")
+_STEPS = ("history_lines", "history_orders")
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,14 @@ def base_fingerprint(store: Store) -> str:
 
 
 def base_rows(store: Store) -> Iterator[BaseRow]:
-    """Per customer and local day of the batch history: ``(customer_id, day, sales, returned, sale_rows, orders)``.
+    """Per customer, local day and order id of the batch history: :data:`~ltvcast.serve.online_store.BaseRow`.
 
-    Money in 1/10,000 units; ``day`` in days since 1970-01-01 (shop time
-    zone). Computed on a cursor of its own (temporary views), so the
-    store's connection is left as it was.
+    ``(customer_id, day, order_id, sales, returned, sale_rows, orders,
+    return_rows)``: sale orders on their day under their own id, refunds on
+    their own day under the order id they name (``""``: none; sales without
+    an order id are summed per day under ``""``). Money in 1/10,000 units;
+    ``day`` in days since 1970-01-01 (shop time zone). Computed on a cursor
+    of its own (temporary views), so the store's connection is left as it was.
     """
     settings = shop_settings(store)
     con = store.connection.cursor()
@@ -96,9 +101,15 @@ def base_rows(store: Store) -> Iterator[BaseRow]:
         ctx = Context(_FAR, settings.timezone, (), settings.revenue_basis, "buyers", (), _FAR)
         for step in _STEPS:
             con.execute(render(step, ctx))
+        day = ctx.variables()["local_day"]("ts")
         result = con.execute(
-            "SELECT customer_id, CAST(day - DATE '1970-01-01' AS BIGINT), CAST(sales * 10000 AS BIGINT), "
-            "CAST(returned * 10000 AS BIGINT), sale_lines, orders FROM h_daily"
+            f"SELECT customer_id, CAST({day} - DATE '1970-01-01' AS BIGINT) AS day, COALESCE(order_id, '') AS oid, "
+            "CAST(SUM(CASE WHEN kind = 'sale' THEN amount ELSE 0 END) * 10000 AS BIGINT), "
+            "CAST(0 - SUM(CASE WHEN kind = 'return' THEN amount ELSE 0 END) * 10000 AS BIGINT), "
+            "CAST(SUM(CASE WHEN kind = 'sale' THEN n_lines ELSE 0 END) AS BIGINT), "
+            "CAST(SUM(CASE WHEN kind = 'sale' THEN 1 ELSE 0 END) AS BIGINT), "
+            "CAST(SUM(CASE WHEN kind = 'return' THEN n_lines ELSE 0 END) AS BIGINT) "
+            "FROM h_orders GROUP BY customer_id, day, oid"
         )
         while rows := result.fetchmany(50_000):
             yield from rows

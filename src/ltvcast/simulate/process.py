@@ -12,7 +12,8 @@ World (drawn once per seed, shared by all chunks)
   **Promotions**: each day is a promo day with probability 3.5 % (10/15/20 % off,
   intensity × 1.7) and Black Friday to Cyber Monday is a 25 % sale (× 2.4).
   Within a day, an hour-of-day profile (evening peak, night trough, UTC) shapes
-  times. Browsing uses the same ``m(d)``.
+  times. Browsing uses the same ``m(d)``. The calendar's settings (strength of
+  the yearly cycle, promotion days, lull) are :class:`ltvcast.simulate.seasons.Seasons`.
 * **Catalogue.** 40 brands in three tiers (12 budget: price × 0.55, 20
   standard: × 1, 8 premium: × 2.3), each selling 1–3 of 8 categories (apparel,
   shoes, accessories, beauty, home, electronics, sports, kids; each with a base
@@ -102,6 +103,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from ltvcast.simulate.seasons import Seasons
 
 MS_PER_DAY = 86_400_000
 SEC_PER_DAY = 86_400
@@ -211,6 +214,8 @@ class ShopParams:
     browse_atc_p: float = 0.07
     research_atc_p: float = 0.15
     research_sees_bought_p: float = 0.5
+    #: regime changes on a date (:class:`ltvcast.simulate.regimes.Regime`); () = none, unchanged output
+    regimes: tuple = ()
 
 
 EVENT_TYPES: tuple[str, ...] = ("session_start", "view", "add_to_cart", "purchase")
@@ -258,35 +263,20 @@ def _sample_cdf(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.minimum(np.searchsorted(cdf, u, side="right"), cdf.size - 1)
 
 
-def make_world(seed: int, start: pd.Timestamp, months: int) -> World:
-    """Calendar, catalogue and FX rates for ``months`` months from ``start`` (deterministic by seed)."""
+def make_world(seed: int, start: pd.Timestamp, months: int, seasons: Seasons | None = None) -> World:
+    """Calendar, catalogue and FX rates for ``months`` months from ``start`` (deterministic by seed).
+
+    ``seasons``: the calendar settings (:class:`~ltvcast.simulate.seasons.Seasons`; default: the
+    default shop, whose output is unchanged).
+    """
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
     end = start + pd.DateOffset(months=months)
     days = pd.date_range(start, end, freq="D", inclusive="left")
     n_days = len(days)
-    month = days.month.to_numpy() - 1
-    dom = days.day.to_numpy()
-    season = MONTH_FACTOR[month].copy()
-    december = month == 11
-    season[december & (dom >= 23) & (dom <= 26)] = 0.6
-    season[december & (dom >= 27)] = 1.0
-    weekday = WEEKDAY_FACTOR[days.day_of_week.to_numpy()]
-
-    promo_pct = np.where(rng.random(n_days) < PROMO_DAY_P, rng.choice(PROMO_PCTS, n_days), 0.0)
-    lift = np.where(promo_pct > 0, PROMO_LIFT, 1.0)
-    # Black Friday (4th Friday of November) to Cyber Monday
-    nov = month == 10
-    fridays = nov & (days.day_of_week.to_numpy() == 4)
-    years = days.year.to_numpy()
-    black = np.zeros(n_days, dtype=bool)
-    for year in np.unique(years):
-        idx = np.flatnonzero(fridays & (years == year))
-        if idx.size >= 4:
-            bf = idx[3]
-            black[bf : min(bf + 4, n_days)] = True
-    promo_pct[black] = BLACK_FRIDAY_PCT
-    lift[black] = BLACK_FRIDAY_LIFT
-    day_mult = season * weekday * lift
+    # the yearly cycle, promotion days and holiday lulls: ltvcast.simulate.seasons
+    cal = (seasons or Seasons()).draw(rng, days)
+    season, weekday, promo_pct = cal.season, cal.weekday, cal.promo_pct
+    day_mult = cal.day_mult
 
     growth = 1.0 + 0.6 * np.arange(n_days) / max(n_days - 1, 1)
     acq_cdf = _cdf(growth * (season * weekday) ** 0.8)
@@ -422,6 +412,8 @@ class Chunk:
     bad_timestamp_values: list[str]
     unknown_currency_orders: np.ndarray
     duplicate_lines: np.ndarray  # line ranks, sorted
+    # campaign (ltvcast.simulate.campaigns.CampaignDraw), None without one
+    campaign: object | None = None
 
 
 def _time_of_day(rng: np.random.Generator, world: World, n: int) -> np.ndarray:
@@ -502,8 +494,12 @@ def simulate_chunk(
     n: int,
     dirty_rate: float = 0.0,
     params: ShopParams | None = None,
+    campaign=None,
 ) -> Chunk:
-    """Simulate ``n`` customers (chunk ``chunk_index``) and all their orders, returns and events."""
+    """Simulate ``n`` customers (chunk ``chunk_index``) and all their orders, returns and events.
+
+    ``campaign``: a :class:`ltvcast.simulate.campaigns.Campaign` (None: no campaign, unchanged output).
+    """
     p = params or ShopParams()
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, chunk_index)))
     T = float(world.n_days)
@@ -542,6 +538,13 @@ def simulate_chunk(
     alive_end = np.minimum(dropout, T)
 
     spend = rng.gamma(p.spend_shape, 1.0 / p.spend_shape, n) * ch_spend[channel]
+    if p.regimes:  # a new acquisition channel from a date (simulate.regimes, own random stream)
+        from ltvcast.simulate import regimes as _regimes
+
+        channel, lam, mu, tau, spend = _regimes.acquisition(p.regimes, world.start, seed, chunk_index, t_sign, channel,
+                                                            lam, mu, tau, spend, [c[0] for c in CHANNELS])
+        dropout = t_sign + tau
+        alive_end = np.minimum(dropout, T)
     log_nu = np.log(spend)
     logits = np.stack([0.3 - log_nu, np.full(n, 0.6), 1.3 * log_nu - 0.9], axis=1)
     tier_p = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -571,6 +574,17 @@ def simulate_chunk(
     delta_sec = rng.integers(5 * 60, 40 * 60, n)
     first &= (signup_sec + delta_sec) / SEC_PER_DAY < alive_end
     rep_c, rep_t = _poisson_process(rng, world, lam, t_sign, alive_end)
+    camp = None
+    if campaign is not None:  # the treated's extra orders, from the campaign's own stream (simulate.campaigns)
+        camp = campaign.draw(world, seed, chunk_index, p, lam=lam, t_sign=t_sign, alive_end=alive_end,
+                             spend=spend, app_share=app_share, browse=browse, favourite=favourite,
+                             loyalty=loyalty, tier_cdf=tier_cdf, channel=channel)
+        rep_c, rep_t = np.concatenate([rep_c, camp.extra_customer]), np.concatenate([rep_t, camp.extra_t])
+    if p.regimes:  # purchase rates drop from a date (simulate.regimes)
+        from ltvcast.simulate import regimes as _regimes
+
+        kept = _regimes.orders_kept(p.regimes, world.start, seed, chunk_index, rep_t)
+        rep_c, rep_t = rep_c[kept], rep_t[kept]
     first_idx = np.flatnonzero(first)
     o_cust = np.concatenate([first_idx, rep_c])
     o_sec = np.concatenate(
@@ -596,7 +610,12 @@ def simulate_chunk(
     l_qty = 1 + rng.poisson(cat_qty[cat])
     l_day = o_day[l_order]
     rate = world.fx[l_day, o_cur[l_order]]
-    l_price = np.round(world.list_price[l_prod] / rate, 2)
+    list_price = world.list_price[l_prod]
+    if p.regimes:  # prices rise from a date (simulate.regimes)
+        from ltvcast.simulate import regimes as _regimes
+
+        list_price = _regimes.prices(p.regimes, world.start, l_day, list_price)
+    l_price = np.round(list_price / rate, 2)
     pct = world.promo_pct[l_day] * (rng.random(l_order.size) < p.promo_line_share)
     l_disc = np.round(l_qty * l_price * pct, 2)
 
@@ -777,6 +796,7 @@ def simulate_chunk(
         bad_timestamp_values=bad_values,
         unknown_currency_orders=cur_orders,
         duplicate_lines=dup_lines,
+        campaign=camp,
     )
 
 

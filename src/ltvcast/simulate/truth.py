@@ -27,7 +27,8 @@ def read_truth(out_dir: str | Path) -> pd.DataFrame:
     channel factor), browse_intensity (background sessions per day before the
     calendar and the fade), favourite_brand (null: none), brand_loyalty,
     return_propensity, app_share, bought_at_signup, n_orders (orders written,
-    dirty ones included).
+    dirty ones included); with a campaign also in_campaign, treated,
+    campaign_lift, effect_orders, effect_spend (:mod:`ltvcast.simulate.campaigns`).
     """
     path = Path(out_dir) / "truth.parquet"
     if not path.exists():

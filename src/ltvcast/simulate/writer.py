@@ -14,6 +14,8 @@ Layout of ``out_dir``::
     truth_calendar.parquet       per day: intensity multiplier and promotion discount
     dirty_manifest.json          exact counts of the injected dirty rows
     dirty_rows.parquet           each dirty row: kind, reason, file, 1-based row, column, value
+    campaign_assignments.csv     with a campaign only: customer_id, arm (ltvcast.simulate.campaigns)
+    campaign.json                with a campaign only: its settings and true average effect
 
 Source column names are those of a realistic export (``OrderID``,
 ``CustomerRef``, ``CreatedAt``, ...) and ``sources.yaml`` maps them to the
@@ -47,6 +49,14 @@ import pyarrow.parquet as pq
 import yaml
 
 from ltvcast.errors import LtvcastError
+from ltvcast.simulate.campaigns import (
+    ASSIGNMENTS_FILE,
+    SETTINGS_FILE,
+    Campaign,
+    truth_schema,
+    with_truth,
+    write_campaign_files,
+)
 from ltvcast.simulate.process import (
     CATEGORIES,
     CHANNELS,
@@ -63,6 +73,7 @@ from ltvcast.simulate.process import (
     make_world,
     simulate_chunk,
 )
+from ltvcast.simulate.seasons import Seasons
 
 #: kinds written, in the order of sources.yaml
 KINDS: tuple[str, ...] = ("products", "fx_rates", "customers", "orders", "order_items", "returns", "events")
@@ -218,7 +229,8 @@ DIRTY_REASONS: dict[str, tuple[str, ...]] = {
     "orders": ("bad_timestamp", "unknown_currency"),
     "order_items": ("duplicate_line",),
 }
-_OUTPUT_FILES = ("sources.yaml", "truth.parquet", "truth_calendar.parquet", "dirty_manifest.json", "dirty_rows.parquet")
+_OUTPUT_FILES = ("sources.yaml", "truth.parquet", "truth_calendar.parquet", "dirty_manifest.json", "dirty_rows.parquet",
+                 ASSIGNMENTS_FILE, SETTINGS_FILE)
 
 
 @dataclass(frozen=True)
@@ -249,6 +261,8 @@ class SimulationSummary:
     dirty: dict[str, dict[str, int]]
     sessions: int
     seconds: float
+    #: ``campaign_assignments.csv`` when a campaign ran (ltvcast.simulate.campaigns), else None
+    campaign_assignments: Path | None = None
 
     @property
     def order_lines(self) -> int:
@@ -455,6 +469,8 @@ def chunk_tables(chunk: Chunk, world: World, off: _Offsets) -> tuple[dict[str, p
             np.isin(chunk.line_order, np.concatenate([chunk.bad_timestamp_orders, chunk.unknown_currency_orders])).sum()
         ),
     }
+    if chunk.campaign is not None:
+        truth = with_truth(truth, chunk.campaign)
     tables = {"customers": customers, "orders": orders, "order_items": items, "returns": returns, "events": events}
     off.customer += n
     off.order += n_orders
@@ -571,6 +587,8 @@ def simulate_shop(
     overwrite: bool = False,
     on_chunk: Callable[[int, int, int], None] | None = None,
     params: ShopParams | None = None,
+    seasons: Seasons | None = None,
+    campaign: Campaign | None = None,
 ) -> SimulationSummary:
     """Simulate an online shop and write every source kind as Parquet plus ``sources.yaml``.
 
@@ -592,6 +610,11 @@ def simulate_shop(
         params: the customer-level parameters of the process (default
             :class:`~ltvcast.simulate.process.ShopParams()`), e.g. to switch
             the browsing signal off in a study.
+        seasons: the calendar (:class:`~ltvcast.simulate.seasons.Seasons`: yearly cycle
+            strength, promotion days, holiday lull); default: the default shop.
+        campaign: a randomised campaign (:class:`~ltvcast.simulate.campaigns.Campaign`):
+            adds the truth's campaign columns, ``campaign_assignments.csv`` and
+            ``campaign.json``; None (default): no campaign, unchanged output.
 
     Raises:
         LtvcastError: an argument out of range or an ``out_dir`` that is not free.
@@ -616,10 +639,12 @@ def simulate_shop(
     start_ts = start_ts.normalize().as_unit("ns")
     customers, months, seed, chunk_customers = int(customers), int(months), int(seed), int(chunk_customers)
     dirty_rate = float(dirty_rate)
+    if campaign is not None:
+        campaign.checked()
 
     out = Path(out_dir)
     _prepare(out, overwrite)
-    world = make_world(seed, start_ts, months)
+    world = make_world(seed, start_ts, months, seasons)
 
     parts: dict[str, list[Path]] = {kind: [] for kind in KINDS}
     rows: dict[str, int] = {kind: 0 for kind in KINDS}
@@ -639,7 +664,7 @@ def simulate_shop(
     # One background thread writes chunk i while chunk i + 1 is simulated (Parquet encoding
     # releases the GIL); at most one chunk waits to be written, so memory stays ~2 chunks.
     with (
-        pq.ParquetWriter(truth_path, TRUTH_SCHEMA) as truth_w,
+        pq.ParquetWriter(truth_path, TRUTH_SCHEMA if campaign is None else truth_schema(TRUTH_SCHEMA)) as truth_w,
         pq.ParquetWriter(dirty_path, DIRTY_SCHEMA) as dirty_w,
         ThreadPoolExecutor(max_workers=1) as pool,
     ):
@@ -655,7 +680,7 @@ def simulate_shop(
 
         for i in range(n_chunks):
             n = min(chunk_customers, customers - i * chunk_customers)
-            chunk = simulate_chunk(world, seed, i, n, dirty_rate, params)
+            chunk = simulate_chunk(world, seed, i, n, dirty_rate, params, campaign=campaign)
             tables, truth, dirty = chunk_tables(chunk, world, off)
             del chunk
             files = {}
@@ -685,6 +710,9 @@ def simulate_shop(
     sources_yaml = out / "sources.yaml"
     written = tuple(k for k in KINDS if any((out / k).glob("*.parquet")))
     sources_yaml.write_text(sources_config(seed, customers, months, start_ts, written), encoding="utf-8")
+    assignments = None
+    if campaign is not None:
+        assignments = write_campaign_files(out, campaign, pq.read_table(truth_path).to_pandas())
     manifest = {
         "seed": seed,
         "customers": customers,
@@ -734,4 +762,5 @@ def simulate_shop(
         dirty=dirty_counts,
         sessions=off.session,
         seconds=time.perf_counter() - started,
+        campaign_assignments=assignments,
     )

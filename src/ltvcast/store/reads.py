@@ -143,6 +143,50 @@ class StoreReads(StoreConnection):
             frame[name] = as_utc(frame[name])
         return frame
 
+    # -- the monitoring loop (ltvcast.monitor) ---------------------------------------------------
+    def has_table(self, name: str) -> bool:
+        """Whether the store has table ``name`` (the monitoring tables exist only after a first log)."""
+        return bool(self.fetch("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name])[0][0])
+
+    def score_runs(self, model_name: str | None = None) -> pd.DataFrame:
+        """The ``score_log`` rows (of registry name ``model_name``, else all) by ``run_id``; empty if none.
+
+        ``cutoff`` comes back as ``datetime64[us, UTC]`` (00:00), ``logged_at`` UTC.
+        """
+        cols = columns("score_log")
+        if not self.has_table("score_log"):
+            return pd.DataFrame(columns=list(cols))
+        where, params = ("WHERE model_name = ?", [model_name]) if model_name is not None else ("", [])
+        frame = self.fetch_df(f"SELECT {', '.join(quote(c) for c in cols)} FROM score_log {where} ORDER BY run_id",
+                              params)
+        for name in ("cutoff", "logged_at"):
+            frame[name] = as_utc(frame[name])
+        return frame
+
+    def score_run_predictions(self, run_id: int) -> pd.DataFrame:
+        """The logged predictions of one run: ``customer_id, pred_transactions, pred_spend, p_churn`` by customer."""
+        if not self.has_table("score_log_predictions"):
+            return pd.DataFrame(columns=list(columns("score_log_predictions"))[1:])
+        return self.fetch_df(
+            "SELECT customer_id, pred_transactions, pred_spend, p_churn FROM score_log_predictions "
+            "WHERE run_id = ? ORDER BY customer_id",
+            [int(run_id)],
+        )
+
+    def monitor_log(self, model: str | None = None) -> pd.DataFrame:
+        """The ``monitor_log`` rows (of ``NAME:VERSION`` or registry name ``model``, else all), oldest first."""
+        cols = columns("monitor_log")
+        if not self.has_table("monitor_log"):
+            return pd.DataFrame(columns=list(cols))
+        where, params = ("", [])
+        if model is not None:
+            where, params = "WHERE model = ? OR split_part(model, ':', 1) = ?", [model, model]
+        frame = self.fetch_df(f"SELECT {', '.join(quote(c) for c in cols)} FROM monitor_log {where} "
+                              'ORDER BY checked_at, "at"', params)
+        frame["at"] = as_utc(frame["at"])
+        frame["checked_at"] = as_utc(frame["checked_at"])
+        return frame
+
     def observation_end(self) -> pd.Timestamp:
         """Last observed day of the store, tz-aware UTC at 00:00.
 

@@ -6,7 +6,7 @@ import duckdb
 import pandas as pd
 
 from ltvcast.errors import DataError
-from ltvcast.schema.tables import SOURCE_TABLES, columns
+from ltvcast.schema.tables import MONITOR_TABLES, SOURCE_TABLES, columns, create_statement
 from ltvcast.store.connection import SINGLE_FILE_KIND, StoreConnection, as_naive, quote
 
 # Derived tables, rebuilt after every ``ingest --config`` run (all in exact DECIMAL). The {placeholders}
@@ -121,6 +121,63 @@ class StoreWrites(StoreConnection):
                 self.fetch(f"INSERT INTO {table} (ingest_id, {names}) SELECT ?, {names} FROM {view}", [ingest_id])
         finally:
             self._con.unregister(view)
+
+    # -- the monitoring loop (ltvcast.monitor; tables created on first write) ---------------------
+    def ensure_monitor_tables(self) -> None:
+        """Create ``score_log``, ``score_log_predictions`` and ``monitor_log`` if missing (idempotent)."""
+        for table in MONITOR_TABLES:
+            self.fetch(create_statement(table))
+
+    def log_score_run(self, run: dict[str, object], predictions: pd.DataFrame) -> int:
+        """Log one scoring run and its predictions (one database transaction); return its ``run_id``.
+
+        Args:
+            run: the ``score_log`` columns but ``run_id`` (missing keys are NULL).
+            predictions: ``customer_id`` plus ``pred_transactions``, ``pred_spend``,
+                ``p_churn`` (missing columns are NULL), one row per customer.
+
+        Raises:
+            DataError: duplicate customer ids in ``predictions``.
+        """
+        if predictions["customer_id"].duplicated().any():
+            raise DataError("a scoring run lists a customer twice; cannot log it")
+        self.ensure_monitor_tables()
+        cols = columns("score_log")
+        frame = predictions.reindex(columns=list(columns("score_log_predictions"))[1:])
+        self._con.begin()
+        try:
+            run_id = int(self.fetch("SELECT coalesce(max(run_id), 0) + 1 FROM score_log")[0][0])
+            self.fetch(
+                f"INSERT INTO score_log ({', '.join(quote(c) for c in cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [run_id if c == "run_id" else run.get(c) for c in cols],
+            )
+            self._con.register("_ltvcast_score_in", frame)
+            try:
+                self.fetch(
+                    "INSERT INTO score_log_predictions SELECT ?, CAST(customer_id AS VARCHAR), "
+                    "CAST(pred_transactions AS DOUBLE), CAST(pred_spend AS DOUBLE), CAST(p_churn AS DOUBLE) "
+                    "FROM _ltvcast_score_in",
+                    [run_id],
+                )
+            finally:
+                self._con.unregister("_ltvcast_score_in")
+            self._con.commit()
+        except BaseException:
+            self._con.rollback()
+            raise
+        return run_id
+
+    def log_monitor(self, rows: pd.DataFrame) -> None:
+        """Append the checks of one monitoring run to ``monitor_log`` (its columns, in any order)."""
+        if len(rows) == 0:
+            return
+        self.ensure_monitor_tables()
+        cols = columns("monitor_log")
+        self._con.register("_ltvcast_monitor_in", rows.reindex(columns=list(cols)))
+        try:
+            self.fetch(f"INSERT INTO monitor_log SELECT {', '.join(quote(c) for c in cols)} FROM _ltvcast_monitor_in")
+        finally:
+            self._con.unregister("_ltvcast_monitor_in")
 
     def insert_log_row(self, row: dict[str, object]) -> None:
         names = columns("ingest_log")

@@ -109,6 +109,8 @@ class AutoForecaster(Forecaster):
             the families the choice uses.
         choice_: dict output -> ``{"learned", "btyd", "w", "score"}``.
         scores_: frame of every candidate's validation score per output.
+        level_factor_: spend multiplier from the top-down reconciliation
+            (1.0 when not reconciled; see :func:`ltvcast.models.level.reconcile`).
     """
 
     name = "auto"
@@ -162,7 +164,47 @@ class AutoForecaster(Forecaster):
         self._choose(ex.frame[ex.frame["window"] == 0])
         used = {c["btyd"] for c in self.choice_.values() if c.get("btyd") and c["w"] < 1.0}
         self.btyd_ = {k: v for k, v in self.btyd_.items() if k in used}
+        self.level_factor_ = 1.0
+        if self.kwargs.get("reconcile", "auto") != "off":
+            self._reconcile(data, start, h, ex)
         return self
+
+    def _reconcile(self, data: History, start, h: float, ex) -> None:
+        """The top-down level (:func:`ltvcast.models.level.reconcile`) against ``auto``'s bottom-up total.
+
+        The validation total is the chosen spend output on window 0: the
+        learned validation predictions × their level factors (fitted on the
+        same-season window when there is one: out of sample), blended with
+        the BTYD validation column as chosen. Sets ``level_factor_``,
+        ``level_forecast_``, ``bottom_up_total_``, ``reconciled_``.
+        """
+        from ltvcast.models.level import reconcile
+
+        tx = history_at(data, start, self.name)
+        bottom_up = float(self.predict_inputs(self.inputs(data, start, h), start, h)["pred_spend"].sum())
+        c = self.choice_["pred_spend"]
+        val_cutoff, val_bu, val_actual = None, float("nan"), float("nan")
+        learned_val = {n: m.validation_ for n, m in self.learned_.items() if m.validation_ is not None}
+        same_season = any(w.is_seasonal for w in ex.windows)
+        if learned_val and same_season:
+            preds = {n: v["pred_spend"].to_numpy(float) * self.learned_[n].level_.factor_ for n, v in learned_val.items()}
+            if len(preds) > 1:
+                preds[ENSEMBLE] = sum(preds.values()) / len(preds)
+            val = ex.frame[ex.frame["window"] == 0]
+            if c["learned"] in preds:
+                lp = preds[c["learned"]]
+                if c["btyd"] is not None and c["w"] < 1.0:
+                    lp = c["w"] * lp + (1.0 - c["w"]) * val[_BTYD_VAL[c["btyd"]]["pred_spend"]].to_numpy(float)
+                val_cutoff = ex.windows[0].cutoff
+                val_bu = float(np.sum(lp))
+                val_actual = float(np.maximum(val["actual_spend"].to_numpy(float), 0).sum())
+        rec = reconcile(tx, data.timezone, start, h, bottom_up, val_cutoff=val_cutoff, val_bottom_up=val_bu,
+                        val_actual=val_actual)
+        self.level_factor_ = rec.factor
+        self.level_forecast_ = rec.forecast
+        self.bottom_up_total_ = bottom_up
+        self.reconciled_ = rec.reconciled
+        self.notes_.extend(f"{self.name}: {n}" for n in rec.notes)
 
     # ------------------------------------------------------------------ choice
     def _choose(self, val: pd.DataFrame) -> None:
@@ -251,7 +293,9 @@ class AutoForecaster(Forecaster):
         self.check_features(feats.drop(columns="customer_id").assign(label_days=h))
         if not self.btyd_:
             return feats
-        summary = rfm_summary(tx, start, unit="W", timezone=data.timezone, revenue_basis=data.revenue_basis)
+        # tx is history cut at start: observed through that day.
+        summary = rfm_summary(tx, start, unit="W", timezone=data.timezone, revenue_basis=data.revenue_basis,
+                              data_end=start)
         rfm = summary[["customer_id", *RFM_INPUTS]].rename(columns={c: f"rfm_{c}" for c in RFM_INPUTS})
         rfm["customer_id"] = rfm["customer_id"].astype(feats["customer_id"].dtype)
         return feats.merge(rfm, on="customer_id", how="left", validate="one_to_one")
@@ -285,10 +329,12 @@ class AutoForecaster(Forecaster):
             if c["btyd"] is not None and c["w"] < 1.0:
                 value = c["w"] * value + (1.0 - c["w"]) * btyd[c["btyd"]][col].to_numpy(float)
             out[col] = value
+        level = getattr(self, "level_factor_", 1.0)
+        out["pred_spend"] = level * out["pred_spend"]
         q_from = learned[self.choice_["quantiles"]["learned"]]
         for q in QUANTILES:
             key = f"pred_spend_p{int(q * 100)}"
-            out[key] = q_from[key]
+            out[key] = level * q_from[key]
         out["pred_next_purchase_days"] = learned[self.choice_["pred_next_purchase_days"]["learned"]][
             "pred_next_purchase_days"
         ]

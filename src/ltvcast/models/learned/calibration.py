@@ -50,8 +50,11 @@ class LevelCalibration:
     factor_: float = 1.0
     raw_factor_: float = 1.0
 
-    def fit(self, y, y_pred) -> "LevelCalibration":
+    def fit(self, y, y_pred, sample_weight=None) -> "LevelCalibration":
         """Fit on labels ``y`` (n,) and predictions ``y_pred`` (n,) >= 0.
+
+        With ``sample_weight`` (n,) >= 0 the factor is ``Σ w·y / Σ w·ŷ``
+        (e.g. recency weights of several same-season windows).
 
         Returns:
             self.
@@ -63,8 +66,11 @@ class LevelCalibration:
         p = np.asarray(y_pred, dtype=float)
         if y.shape != p.shape:
             raise ValueError(f"y and y_pred differ in shape: {y.shape} vs {p.shape}")
-        total = float(p.sum())
-        self.raw_factor_ = float(y.sum() / total) if total > 0 else 1.0
+        w = np.ones_like(p) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        if w.shape != p.shape:
+            raise ValueError(f"sample_weight and y_pred differ in shape: {w.shape} vs {p.shape}")
+        total = float((w * p).sum())
+        self.raw_factor_ = float((w * y).sum() / total) if total > 0 else 1.0
         self.factor_ = float(np.clip(self.raw_factor_, 1.0 / self.max_factor, self.max_factor))
         return self
 
@@ -84,9 +90,10 @@ class PlattCalibration:
     a_: float = 1.0
     b_: float = 0.0
 
-    def fit(self, label, p) -> "PlattCalibration":
+    def fit(self, label, p, sample_weight=None) -> "PlattCalibration":
         """Maximum likelihood on binary labels (n,) and probabilities (n,).
 
+        ``sample_weight`` (n,) >= 0 weights each row's log-likelihood.
         Keeps the identity when the labels hold a single class or the
         optimiser fails.
 
@@ -97,14 +104,16 @@ class PlattCalibration:
         x = logit(np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6))
         if y.size == 0 or np.unique(y).size < 2:
             return self
+        w = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        w = w / w.mean()
 
         def nll(theta: np.ndarray) -> float:
             z = theta[0] * x + theta[1]
-            return -float(np.mean(y * log_expit(z) + (1 - y) * log_expit(-z)))
+            return -float(np.mean(w * (y * log_expit(z) + (1 - y) * log_expit(-z))))
 
         def grad(theta: np.ndarray) -> np.ndarray:
             z = theta[0] * x + theta[1]
-            r = expit(z) - y
+            r = w * (expit(z) - y)
             return np.array([np.mean(r * x), np.mean(r)])
 
         res = minimize(nll, np.array([1.0, 0.0]), jac=grad, method="L-BFGS-B")

@@ -30,6 +30,17 @@ validation model trains on the full windows ``k >= 1`` (their labels end
 before ``C − stride`` and, for ``k >= 1``, never reach into the validation
 window's future beyond ``C``).
 
+**Same-season windows** (:func:`seasonal_windows`, on with
+``seasonal_years >= 1``). When the history reaches a year before the
+horizon, the windows ``s_y = C − 364·y`` (``y = 1 .. seasonal_years``; 364
+days keeps the weekdays aligned) with full label windows ``[s_y, s_y + H)``
+sit at the horizon's calendar position ``y`` years earlier. They join the
+final fit, and the level and Platt calibrations are fitted on them (weights
+``0.5^(y−1)``: the most recent year counts most) instead of on window 0,
+whose season may differ from the horizon's (a January–June validation window
+for a July–December horizon holding the Q4 peak). Their index is
+``SEASONAL_INDEX + y``.
+
 Labels per customer and window (:func:`window_labels`):
 
 * ``actual_transactions``: purchase occasions (distinct UTC days with a
@@ -55,6 +66,8 @@ from ltvcast.timeutil import horizon_window, local_midnight, to_day
 __all__ = [
     "ExampleSet",
     "build_examples",
+    "calibration_windows",
+    "seasonal_windows",
     "history_before",
     "training_cutoffs",
     "window_labels",
@@ -152,13 +165,83 @@ def recent_windows(
     return out
 
 
+#: Index offset of the same-season windows (``SEASONAL_INDEX + y``).
+SEASONAL_INDEX = 1000
+#: Days in a "year" for the same-season windows: 52 weeks, so weekdays align.
+SEASON_DAYS = 364
+
+
+def seasonal_windows(
+    cutoff,
+    horizon_days: float,
+    *,
+    years: int = 1,
+    first_day=None,
+    min_history_days: int = 28,
+) -> list[tuple[pd.Timestamp, int]]:
+    """The same-season training cutoffs ``s_y = C − 364·y`` with full label windows of ``H`` days.
+
+    Args:
+        cutoff: the prediction cutoff ``C``.
+        horizon_days: ``H`` (days, rounded as :func:`ltvcast.timeutil.horizon_window`).
+        years: how many years back at most (``y = 1 .. years``; 0 = none).
+        first_day, min_history_days: a window needs ``min_history_days``
+            of data before its cutoff (as :func:`training_cutoffs`).
+
+    Returns:
+        ``(s_y, y)`` pairs, newest first, for the years that fit the data
+        (and whose label window ends on or before ``C``: needs ``H <= 364·y``).
+        Empty when none fits (less than a year of history).
+
+    Raises:
+        CutoffError: ``years`` negative.
+    """
+    if years < 0:
+        raise CutoffError(f"seasonal years must be >= 0, got {years}")
+    start, end = horizon_window(cutoff, horizon_days)
+    h = (end - start).days
+    earliest = None if first_day is None else to_day(first_day) + pd.Timedelta(days=min_history_days)
+    out = []
+    for y in range(1, years + 1):
+        c = start - pd.Timedelta(days=SEASON_DAYS * y)
+        if h <= SEASON_DAYS * y and (earliest is None or c >= earliest):
+            out.append((c, y))
+    return out
+
+
+def calibration_windows(windows: Sequence["Window"]) -> tuple[list[int], list[float], str]:
+    """Which windows the level and Platt calibrations are fitted on, with weights and a note.
+
+    Returns:
+        ``(indices, weights, note)``: the same-season windows with weights
+        ``0.5^(y−1)`` when any is in ``windows``, else ``[0], [1.0]`` (the
+        most recent full window).
+    """
+    seasonal = sorted((w for w in windows if w.is_seasonal), key=lambda w: w.years_before)
+    if seasonal:
+        idx = [w.index for w in seasonal]
+        weights = [0.5 ** (w.years_before - 1) for w in seasonal]
+        note = (
+            "level and Platt calibrations fitted on the same-season window(s) "
+            + ", ".join(f"{w.cutoff.date()} ({w.years_before} y before, weight {wt:g})" for w, wt in zip(seasonal, weights))
+            + " (the horizon's calendar position a year before) instead of the most recent window"
+        )
+        return idx, weights, note
+    return [0], [1.0], (
+        "level and Platt calibrations fitted on the most recent window (no same-season window in the plan: "
+        "seasonal_years=0, or less than a year of history before the horizon)"
+    )
+
+
 @dataclass(frozen=True)
 class Window:
     """One training window: features before ``cutoff``, labels in ``[cutoff, cutoff + label_days)``.
 
     Attributes:
         index: 0 = the validation window (latest full window), 1, 2, … =
-            older full windows, −1, −2, … = recent (shortened) windows.
+            older full windows, −1, −2, … = recent (shortened) windows,
+            ``SEASONAL_INDEX + y`` = the same-season window ``y`` years
+            before the horizon.
         cutoff: UTC 00:00.
         label_days: label window length in days.
     """
@@ -177,6 +260,16 @@ class Window:
         """True for a shortened recent window (negative index)."""
         return self.index < 0
 
+    @property
+    def is_seasonal(self) -> bool:
+        """True for a same-season window (index ``SEASONAL_INDEX + y``, ``y`` years before the horizon)."""
+        return self.index > SEASONAL_INDEX
+
+    @property
+    def years_before(self) -> int:
+        """``y`` of a same-season window, 0 otherwise."""
+        return self.index - SEASONAL_INDEX if self.is_seasonal else 0
+
 
 def window_plan(
     cutoff,
@@ -188,11 +281,15 @@ def window_plan(
     min_label_days: int = 28,
     first_day=None,
     min_history_days: int = 28,
+    seasonal_years: int = 0,
 ) -> list[Window]:
-    """Every training window for a prediction at ``cutoff``: full windows, then recent ones.
+    """Every training window for a prediction at ``cutoff``: full windows, recent ones, same-season ones.
 
     Full windows come from :func:`training_cutoffs` (index ``k``), recent
-    ones from :func:`recent_windows` (index ``−j``) when ``recent`` is true.
+    ones from :func:`recent_windows` (index ``−j``) when ``recent`` is true,
+    same-season ones from :func:`seasonal_windows` (index
+    ``SEASONAL_INDEX + y``) when ``seasonal_years >= 1``; a same-season
+    cutoff equal to a full window's is not repeated.
 
     Raises:
         CutoffError: as :func:`training_cutoffs` (no full window fits).
@@ -210,6 +307,15 @@ def window_plan(
             first_day=first_day, min_history_days=min_history_days,
         )
         plan += [Window(-(days // stride_days), c, days) for c, days in rec]
+    if seasonal_years:
+        taken = {w.cutoff for w in plan}
+        plan += [
+            Window(SEASONAL_INDEX + y, c, h)
+            for c, y in seasonal_windows(
+                start, h, years=seasonal_years, first_day=first_day, min_history_days=min_history_days
+            )
+            if c not in taken
+        ]
     return plan
 
 
@@ -275,7 +381,7 @@ def window_labels(
         tx, customers, to_day(cutoff).date(), horizon_days, timezone=timezone, revenue_basis=revenue_basis
     )
     labels["customer_id"] = labels["customer_id"].astype("string")
-    nxt = next_purchase_labels(tx, customers, cutoff, horizon_days, timezone=timezone)
+    nxt = next_purchase_labels(tx, customers, cutoff, horizon_days, timezone=timezone, revenue_basis=revenue_basis)
     return labels.merge(nxt, on="customer_id", how="left", validate="one_to_one")
 
 
@@ -383,8 +489,8 @@ def training_examples(
 
     Args:
         settings: the model, read for ``name``, ``n_windows``, ``stride_days``,
-            ``recent_windows``, ``min_label_days`` and ``min_history_days``
-            (see :func:`window_plan`).
+            ``recent_windows``, ``min_label_days``, ``min_history_days`` and
+            (when it has one) ``seasonal_years`` (see :func:`window_plan`).
         data: a :class:`~ltvcast.data.datasets.History`; only rows before
             ``cutoff`` are read.
         cutoff, horizon_days: the prediction the model is trained for.
@@ -404,7 +510,7 @@ def training_examples(
         start, h,
         n_windows=settings.n_windows, stride_days=settings.stride_days, recent=settings.recent_windows,
         min_label_days=settings.min_label_days, first_day=tx["timestamp"].min(),
-        min_history_days=settings.min_history_days,
+        min_history_days=settings.min_history_days, seasonal_years=getattr(settings, "seasonal_years", 0),
     )
     ex = build_examples(tx, start, plan, maker, timezone=data.timezone, revenue_basis=data.revenue_basis)
     return start, h, tx, ex

@@ -170,14 +170,16 @@ def btyd_features(
     Raises:
         DataError: no customer is seen before ``cutoff``.
     """
-    summary = rfm_summary(tx, to_day(cutoff).date(), unit="W", timezone=timezone, revenue_basis=revenue_basis)
+    day = to_day(cutoff).date()
+    # tx is history cut at the cutoff: observed through the cutoff day (a row of a zone west
+    # of UTC can fall on its UTC day), whatever its last row is.
+    summary = rfm_summary(tx, day, unit="W", timezone=timezone, revenue_basis=revenue_basis, data_end=day)
     if summary.empty:
         raise DataError(f"no customer has a purchase before {pd.Timestamp(cutoff).date()}")
     t = float(horizon_days) / DAYS_PER_WEEK
     n = len(summary)
     out = pd.DataFrame({"customer_id": summary["customer_id"].astype("string").to_numpy()})
     notes: list[str] = []
-    day = to_day(cutoff).date()
     for prefix, cls in (("pnbd", ParetoNBD), ("bgnbd", BGNBD)):
         try:
             model = cls().fit(summary)
@@ -250,7 +252,8 @@ class FeatureMaker:
         gets NaN store features.
         """
         day = to_day(cutoff).date()
-        ids = rfm_summary(tx, day, unit="W", timezone=self.timezone, revenue_basis=self.revenue_basis)
+        # tx is history cut at the cutoff: observed through the cutoff day (see btyd_features).
+        ids = rfm_summary(tx, day, unit="W", timezone=self.timezone, revenue_basis=self.revenue_basis, data_end=day)
         ids = ids[["customer_id"]].astype({"customer_id": "string"})
         fs = build(self.store, day, timezone=self.timezone, revenue_basis=self.revenue_basis)
         cust = fs.customers

@@ -50,6 +50,22 @@ for spend, Platt scaling for ``p_churn``). The final booster is then trained
 on every window (validation and recent ones included) with the number of
 rounds found. Without a validation window (a single full window fits the
 data) ``default_rounds`` are used and nothing is calibrated (noted).
+
+**Seasons** (``seasonal_years``, default 1). When the history reaches a
+year before the horizon, the same-season windows ``C − 364·y`` join the
+final fit, stay out of the validation boosters' training set, and the level
+factor and Platt calibration are fitted on them (recency weights
+``0.5^(y−1)``) instead of on window 0
+(:func:`~ltvcast.models.learned.examples.calibration_windows`; the choice is
+in ``notes_``). Then, with ``reconcile="auto"``, the top-down level
+(:mod:`ltvcast.models.level`) is computed at ``C``; when the history holds
+more than a year and a quarter and the top-down total of the existing
+customers was closer than the bottom-up one on the validation window
+(``C − H``; the bottom-up one out of sample: the validation boosters × the
+same-season level factor), the spend level factor is replaced by
+``existing_total / Σ pred_spend(C)`` (clipped to ``[1/3, 3]``): one factor,
+ranking unchanged. Both totals and the choice are in ``notes_`` and
+``level_forecast_``.
 """
 
 from __future__ import annotations
@@ -64,7 +80,13 @@ from ltvcast.errors import DataError, NotFittedError
 from ltvcast.metrics import normalized_gini
 from ltvcast.models.base import Forecaster, feature_schema
 from ltvcast.models.learned.calibration import LevelCalibration, PlattCalibration, QuantileLevels
-from ltvcast.models.learned.examples import ExampleSet, history_at, scored_window, training_examples
+from ltvcast.models.learned.examples import (
+    ExampleSet,
+    calibration_windows,
+    history_at,
+    scored_window,
+    training_examples,
+)
 from ltvcast.models.learned.features import BTYD_DOCS, FeatureMaker
 from ltvcast.models.learned.ziln import ziln_grad_hess, ziln_init_score, ziln_loss, ziln_mean, ziln_quantile
 from ltvcast.schema.predictions import predictions_frame
@@ -141,6 +163,10 @@ class GBMForecaster(Forecaster):
         seed: seed of every random choice (feature subsampling).
         n_jobs: LightGBM threads (results are identical for equal settings
             and thread counts).
+        seasonal_years: same-season windows ``C − 364·y`` for ``y = 1 ..
+            seasonal_years`` (0 = off), see the module docstring.
+        reconcile: ``"auto"`` (reconcile the spend level to the top-down
+            total where it was better on validation) or ``"off"``.
 
     Attributes (after ``fit``):
         cutoff_, horizon_days_: what the model was fitted for.
@@ -184,8 +210,12 @@ class GBMForecaster(Forecaster):
         calibrate_quantiles: bool = False,
         seed: int = 0,
         n_jobs: int = 2,
+        seasonal_years: int = 1,
+        reconcile: str = "auto",
     ) -> None:
         super().__init__()
+        if reconcile not in ("auto", "off"):
+            raise ValueError(f"reconcile must be 'auto' or 'off', got {reconcile!r}")
         if spend_loss not in SPEND_LOSSES:
             raise ValueError(f"spend_loss must be one of {SPEND_LOSSES}, got {spend_loss!r}")
         if not 1.0 < tweedie_power < 2.0:
@@ -212,6 +242,8 @@ class GBMForecaster(Forecaster):
         self.calibrate_quantiles = calibrate_quantiles
         self.seed = seed
         self.n_jobs = n_jobs
+        self.seasonal_years = seasonal_years
+        self.reconcile = reconcile
 
     # ------------------------------------------------------------------ helpers
     def _params(self, objective) -> dict:
@@ -315,8 +347,42 @@ class GBMForecaster(Forecaster):
         """
         self.notes_ = []
         maker = self._maker(data)
-        *_, ex = training_examples(self, data, cutoff, horizon_days, maker)
-        return self.fit_examples(ex, maker.notes)
+        start, h, tx, ex = training_examples(self, data, cutoff, horizon_days, maker)
+        self.fit_examples(ex, maker.notes)
+        if self.reconcile == "auto":
+            feats = maker(tx, start, h)
+            bottom_up = float(self.predict_features(feats, h)["pred_spend"].sum())
+            self.reconcile_level(tx, data.timezone, start, h, bottom_up)
+        return self
+
+    def reconcile_level(self, tx: pd.DataFrame, timezone: str, start, h: float, bottom_up: float) -> None:
+        """Compare the top-down level with the bottom-up total and reconcile the spend level where it was better.
+
+        Args:
+            tx: transactions before the cutoff.
+            timezone: the shop's time zone.
+            start, h: the cutoff day and the horizon (days).
+            bottom_up: Σ pred_spend over the customers scored at the cutoff
+                (currency), with the current level factor.
+
+        Sets ``level_forecast_`` (a :class:`~ltvcast.models.level.LevelForecast`
+        or None), ``bottom_up_total_`` and ``reconciled_`` and, when
+        reconciled, ``level_.factor_``; writes the comparison to ``notes_``.
+        """
+        from ltvcast.models.level import reconcile
+
+        val_cutoff, val_bu, val_actual = None, float("nan"), float("nan")
+        if self.validation_ is not None and self.calibrate_level:
+            val_cutoff = to_day(self.examples_.windows[0].cutoff)
+            val_bu = float(self.validation_["pred_spend"].sum()) * self.level_.factor_
+            val_actual = float(np.maximum(self.validation_["actual_spend"].to_numpy(float), 0).sum())
+        rec = reconcile(tx, timezone, start, h, bottom_up, val_cutoff=val_cutoff, val_bottom_up=val_bu,
+                        val_actual=val_actual)
+        self.bottom_up_total_ = bottom_up
+        self.level_forecast_ = rec.forecast
+        self.reconciled_ = rec.reconciled
+        self.level_.factor_ *= rec.factor
+        self.notes_.extend(f"{self.name}: {n}" for n in rec.notes)
 
     def fit_examples(self, ex: ExampleSet, feature_notes: list[str] | None = None) -> "GBMForecaster":
         """Train on examples already built (by :meth:`fit`, or shared by :mod:`~ltvcast.models.learned.auto`).
@@ -347,8 +413,12 @@ class GBMForecaster(Forecaster):
 
         frame = ex.frame
         self.feature_schema_ = feature_schema(frame[self.feature_names_])
-        full_old = frame[frame["window"] >= 1]
+        cal_idx, cal_w, cal_note = calibration_windows(ex.windows)
+        seasonal_idx = [w.index for w in ex.windows if w.is_seasonal]
+        full_old = frame[(frame["window"] >= 1) & ~frame["window"].isin(seasonal_idx)]
         val = frame[frame["window"] == 0]
+        cal = frame[frame["window"].isin(cal_idx)]
+        cal_weight = cal["window"].map(dict(zip(cal_idx, cal_w))).to_numpy(float)
         has_val = len(full_old) > 0
         if not has_val:
             self.notes_.append(
@@ -437,9 +507,17 @@ class GBMForecaster(Forecaster):
         self.quantile_levels_ = QuantileLevels((QUANTILES[0], QUANTILES[-1]))
         if has_val:
             spend_val = val_means[self.spend_loss_]
-            self.level_.fit(spend_va, spend_val)
             p_val = 1.0 / (1.0 + np.exp(-ch_vb.raw(X_va)))
-            self.churn_calibration_.fit(churn(val), p_val)
+            if seasonal_idx:
+                X_ca = self._matrix(cal)
+                vb = spend_models[self.spend_loss_][0]
+                spend_cal = ziln_mean(vb.raw(X_ca)) if self.spend_loss_ == "ziln" else np.exp(vb.raw(X_ca))
+                self.level_.fit(cal["actual_spend"].to_numpy(float), spend_cal, sample_weight=cal_weight)
+                self.churn_calibration_.fit(churn(cal), 1.0 / (1.0 + np.exp(-ch_vb.raw(X_ca))), sample_weight=cal_weight)
+            else:
+                self.level_.fit(spend_va, spend_val)
+                self.churn_calibration_.fit(churn(val), p_val)
+            self.notes_.append(f"{self.name}: {cal_note}")
             zraw = spend_models["ziln"][0].raw(X_va)
             if self.calibrate_quantiles:
                 self.quantile_levels_.fit(spend_va, lambda q: ziln_quantile(zraw, q))
@@ -592,6 +670,46 @@ class GBMForecaster(Forecaster):
         for q in QUANTILES:
             out[f"pred_spend_p{int(q * 100)}"] = factor * ziln_quantile(zraw, self._level(q))
         return out
+
+    def raw_contributions(self, features: pd.DataFrame, horizon_days: float) -> dict[str, np.ndarray]:
+        """Exact tree SHAP of each sub-model's raw score, on the matrix :meth:`predict_features` predicts on.
+
+        LightGBM's ``pred_contrib=True`` (Lundberg, Erion & Lee 2018, "Consistent
+        individualized feature attribution for tree ensembles", TreeSHAP);
+        the constant start of the booster (``init``) is added to the last
+        (bias) column, so each row sums to the raw score the prediction uses.
+
+        Args:
+            features: as for :meth:`predict_features`.
+            horizon_days: the horizon H (days; becomes ``label_days``).
+
+        Returns:
+            ``{"spend": (n, p+1) or (n, 3, p+1), "ziln": (n, 3, p+1),
+            "churn": (n, p+1), "matrix": (n, p)}`` with p =
+            ``len(feature_names_)``: ``spend`` is the chosen spend model's
+            (Tweedie: log mean; ZILN: the three raw outputs ``(f_p, μ, f_s)``),
+            ``churn`` the uncalibrated logit of P(no occasion); ``matrix`` the
+            float32 inputs themselves (NaN = missing).
+
+        Raises:
+            NotFittedError: ``fit`` was not called.
+            SchemaMismatchError: a feature of the model is missing or retyped.
+        """
+        if not hasattr(self, "_spend"):
+            raise NotFittedError(f"{self.name}: call fit() before raw_contributions()")
+        feats = features.assign(label_days=float(horizon_days))
+        self.check_features(feats, allow_extra=True)
+        X = self._matrix(feats)
+        p = X.shape[1]
+
+        def contrib(b: _Booster) -> np.ndarray:
+            out = np.asarray(b.booster.predict(X, pred_contrib=True, num_iteration=b.rounds), dtype=float)
+            k = out.shape[1] // (p + 1)
+            out = out.reshape(len(X), k, p + 1) if k > 1 else out
+            out[..., -1] += b.init if k > 1 else b.init[0]
+            return out
+
+        return {"spend": contrib(self._spend), "ziln": contrib(self._ziln), "churn": contrib(self._churn), "matrix": X}
 
     def _level(self, q: float) -> float:
         return self.quantile_levels_.level(q) if self.calibrate_quantiles else q

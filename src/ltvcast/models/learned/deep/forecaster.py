@@ -29,6 +29,7 @@ from ltvcast.models.learned.deep.network import ENCODERS, INPUT_NAMES, OUTPUT_NA
 from ltvcast.models.learned.deep.training import Tensors, head_losses, torch_state
 from ltvcast.models.learned.examples import (
     ExampleSet,
+    calibration_windows,
     history_at,
     scored_window,
     training_examples,
@@ -74,6 +75,10 @@ class DeepForecaster(Forecaster):
             that is evaluated and kept (0 = the last step's weights).
         max_categories: vocabulary size at most per text feature.
         calibrate_level, calibrate_churn: as ``gbm``.
+        seasonal_years, reconcile: as ``gbm``: same-season windows (the
+            level and Platt calibrations are fitted on them) and the
+            top-down reconciliation of the spend level
+            (:func:`ltvcast.models.level.reconcile`).
 
     Attributes (after ``fit``):
         cutoff_, horizon_days_: what the model was fitted for.
@@ -127,8 +132,12 @@ class DeepForecaster(Forecaster):
         max_categories: int = 100,
         calibrate_level: bool = True,
         calibrate_churn: bool = True,
+        seasonal_years: int = 1,
+        reconcile: str = "auto",
     ) -> None:
         super().__init__()
+        if reconcile not in ("auto", "off"):
+            raise ValueError(f"reconcile must be 'auto' or 'off', got {reconcile!r}")
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
         if period not in PERIOD_DAYS:
@@ -165,6 +174,8 @@ class DeepForecaster(Forecaster):
         self.max_categories = max_categories
         self.calibrate_level = calibrate_level
         self.calibrate_churn = calibrate_churn
+        self.seasonal_years = seasonal_years
+        self.reconcile = reconcile
 
     # ------------------------------------------------------------------ inputs
     def _maker(self, data: History) -> SequenceFeatureMaker:
@@ -398,7 +409,9 @@ class DeepForecaster(Forecaster):
         self._fit_inputs(ex, maker, seq, spend_all)
         self.feature_schema_ = feature_schema(frame[maker.numeric + maker.categorical + ["label_days"]])
         window = frame["window"].to_numpy()
-        is_val, is_old = window == 0, window >= 1
+        cal_idx, cal_w, cal_note = calibration_windows(ex.windows)
+        seasonal = np.isin(window, [w.index for w in ex.windows if w.is_seasonal])
+        is_val, is_old = window == 0, (window >= 1) & ~seasonal
 
         data_t = self._tensors(frame, seq, shares)
         everything = np.arange(len(frame))
@@ -419,6 +432,31 @@ class DeepForecaster(Forecaster):
                 net = val_net
             self._net = net
             self._calibrate(val_net, None if val is None else data_t.take(torch.from_numpy(val)), frame[is_val])
+            if val_net is not None and seasonal.any():
+                rows = np.flatnonzero(np.isin(window, cal_idx))
+                cal_t = data_t.take(torch.from_numpy(rows))
+                out = self._run(val_net, cal_t.seq.numpy(), cal_t.num.numpy(), cal_t.cat.numpy(), cal_t.label_days.numpy())
+                weight = pd.Series(window[rows]).map(dict(zip(cal_idx, cal_w))).to_numpy(float)
+                self.level_.fit(frame["actual_spend"].to_numpy(float)[rows], ziln_mean(out["ziln"]), sample_weight=weight)
+                self.churn_calibration_.fit(
+                    cal_t.churn.numpy(), 1.0 / (1.0 + np.exp(-out["churn_logit"])), sample_weight=weight
+                )
+                self.notes_.append(f"{self.name}: {cal_note}; level factor {self.level_.factor_:.3f}")
+        if self.reconcile == "auto" and self.validation_ is not None:
+            from ltvcast.models.level import reconcile
+
+            bottom_up = float(self.predict_inputs(self.inputs(data, start, h), start, h)["pred_spend"].sum())
+            same = bool(seasonal.any()) and self.calibrate_level
+            val_frame = self.validation_
+            rec = reconcile(
+                tx, data.timezone, start, h, bottom_up,
+                val_cutoff=to_day(ex.windows[0].cutoff) if same else None,
+                val_bottom_up=float(val_frame["pred_spend"].sum()) * self.level_.factor_,
+                val_actual=float(np.maximum(val_frame["actual_spend"].to_numpy(float), 0).sum()),
+            )
+            self.level_.factor_ *= rec.factor
+            self.level_forecast_, self.bottom_up_total_, self.reconciled_ = rec.forecast, bottom_up, rec.reconciled
+            self.notes_.extend(f"{self.name}: {n}" for n in rec.notes)
         self.notes_.append(
             f"{self.name}: {self.encoder} encoder, {len(self.numeric_names_)} numeric + "
             f"{len(self.categorical_names_)} text features, {seq.shape[1]} × {self.period} sequences of "
@@ -533,8 +571,20 @@ class DeepForecaster(Forecaster):
         flat = pd.DataFrame(seq.reshape(len(seq), -1), columns=self.sequence_columns(), index=feats.index)
         return pd.concat([feats, flat], axis=1).copy()  # the copy consolidates the column blocks
 
-    def _columns(self, inputs: pd.DataFrame, cutoff, horizon_days: float) -> tuple[pd.Timestamp, float, dict]:
-        """Cutoff, horizon and the calibrated prediction columns plus ``trajectory`` (n, K)."""
+    def network_inputs(self, inputs: pd.DataFrame, cutoff, horizon_days: float) -> tuple[np.ndarray, ...]:
+        """The arrays :meth:`predict_inputs` feeds the network (:meth:`export_module`) for :meth:`inputs`' rows.
+
+        Returns:
+            ``(sequence, numeric, categorical, label_days)``: float32 (n,
+            lookback, channels), float32 (n, n_numeric) (NaN = missing),
+            int64 (n, n_categorical or 1), float32 (n,) (= the horizon H).
+
+        Raises:
+            as :meth:`predict_inputs`.
+        """
+        return self._arrays(inputs, cutoff, horizon_days)[2]
+
+    def _arrays(self, inputs: pd.DataFrame, cutoff, horizon_days: float) -> tuple[pd.Timestamp, float, tuple]:
         start, h = self._window(cutoff, horizon_days)
         # customer_id and the sequence columns are inputs beyond the schema
         check_feature_schema(
@@ -547,7 +597,12 @@ class DeepForecaster(Forecaster):
                 f"{self.name}: the inputs lack {len(absent)} sequence column(s), e.g. {', '.join(absent[:3])}"
             )
         seq = inputs[cols].to_numpy(dtype=np.float32).reshape(len(inputs), self.config_["lookback"], -1)
-        arrays = (seq, self._numeric(inputs), self._categorical(inputs), np.full(len(inputs), h, dtype=np.float32))
+        return start, h, (seq, self._numeric(inputs), self._categorical(inputs),
+                          np.full(len(inputs), h, dtype=np.float32))
+
+    def _columns(self, inputs: pd.DataFrame, cutoff, horizon_days: float) -> tuple[pd.Timestamp, float, dict]:
+        """Cutoff, horizon and the calibrated prediction columns plus ``trajectory`` (n, K)."""
+        start, h, arrays = self._arrays(inputs, cutoff, horizon_days)
         if getattr(self, "_onnx", None) is not None:  # use_onnx(): the exported network in onnxruntime
             out = self._onnx(*arrays)
         else:

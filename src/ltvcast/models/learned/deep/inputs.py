@@ -132,7 +132,8 @@ class SequenceFeatureMaker:
         signature). The sequences are kept in :attr:`sequences`.
         """
         day = to_day(cutoff).date()
-        ids = rfm_summary(tx, day, unit="W", timezone=self.timezone, revenue_basis=self.revenue_basis)
+        # tx is history cut at the cutoff: observed through the cutoff day.
+        ids = rfm_summary(tx, day, unit="W", timezone=self.timezone, revenue_basis=self.revenue_basis, data_end=day)
         ids = ids[["customer_id"]].astype({"customer_id": "string"})
         fs = build(
             self.store, day, self.period, self.lookback, channels=self.channels,

@@ -233,6 +233,11 @@ def test_category_margins_by_hand(tmp_path):
     empty = SimpleNamespace(store=SimpleNamespace(table=lambda name: items.iloc[:0]))
     with pytest.raises(DataError, match="use --margin"):
         customer_margins(empty, CUTOFF, pd.Series(["a"]), {"music": 0.5}, 0.3)
+    # a table whose categories all miss the store's (a typo, another case) silently gave everybody the default
+    with pytest.raises(DataError, match="case included"):
+        customer_margins(history, CUTOFF, pd.Series(["a"]), {"Music": 0.5, "Books": 0.2}, 0.3)
+    with pytest.raises(DataError, match="case included"):
+        customer_margins(history, CUTOFF, pd.Series(["a"]), {}, 0.3)
 
 
 # ------------------------------------------------------------------ the command

@@ -292,3 +292,28 @@ def test_simulated_shops_from_20_customers_get_finite_btyd_predictions(tmp_path,
         assert p["p_churn"].between(0, 1).all() and p["p_alive"].between(0, 1).all(), name
         if customers < 100:
             assert any("too few" in n for n in model.notes_), (name, model.notes_)
+
+
+def test_backtest_on_a_one_time_buyers_shop_keeps_every_model() -> None:
+    """No repeat buyer before the cutoff: naive (was "no mean monetary_value was learned") and the BTYD models answer."""
+    from ltvcast.data.datasets import open_history
+    from ltvcast.evaluate.backtest import run_backtest
+
+    cdnow = open_history(dataset="cdnow-sample")
+    rng = np.random.default_rng(5)
+    start = pd.Timestamp("2023-01-01", tz="UTC")
+    days = np.concatenate([rng.integers(0, 300, 150), rng.integers(300, 400, 40)])  # 40 customers also after
+    ids = np.concatenate([np.arange(150), rng.choice(150, 40, replace=False)])
+    tx = pd.DataFrame({"customer_id": [f"c{i:03d}" for i in ids], "timestamp": start + pd.to_timedelta(days, "D"),
+                       "amount": rng.lognormal(3, 0.5, len(ids))})
+    tx = pd.concat([cdnow.transactions.iloc[:0], tx], ignore_index=True).astype(cdnow.transactions.dtypes.to_dict())
+    data = replace(cdnow, transactions=tx, observation_end=start + pd.Timedelta(days=399), origin="one-time shop")
+    bt = run_backtest(data, "2023-10-28", 90.0, ["naive", "bgnbd", "paretonbd"])
+    assert list(bt.metrics["model"]) == ["naive", "bgnbd", "paretonbd"]
+    p = bt.predictions
+    assert np.isfinite(p[["pred_transactions", "pred_spend", "p_churn"]].to_numpy(float)).all()
+    naive = p[p["model"] == "naive"]
+    mean_first = float(tx.loc[tx["timestamp"] < pd.Timestamp("2023-10-28", tz="UTC"), "amount"].mean())
+    ratio = naive["pred_spend"] / naive["pred_transactions"]
+    assert np.allclose(ratio[naive["pred_transactions"] > 0], mean_first, rtol=1e-9)
+    assert any("no repeat buyer before the cutoff" in n for n in bt.notes)

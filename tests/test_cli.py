@@ -93,3 +93,69 @@ def test_every_command_has_help(command):
     result = invoke(command, "--help")
     assert result.exit_code == 0
     assert "Usage" in result.output
+
+
+def test_backtest_failed_model_shown_grouped_and_untruncated(tmp_path, monkeypatch):
+    """Issue 11: a failed model keeps its column with the reason; groups; a pipe never cuts a table."""
+    import ltvcast.models.forecast as fc
+    from ltvcast.errors import ConvergenceError
+
+    real = fc.make_forecaster
+
+    def make(name):
+        model = real(name)
+        if name == "paretonbd":
+
+            def fail(*_args, **_kwargs):
+                raise ConvergenceError("paretonbd: the likelihood is flat (test)")
+
+            model.fit = fail
+        return model
+
+    monkeypatch.setattr(fc, "make_forecaster", make)
+    out = tmp_path / "bt"
+    result = invoke(
+        "backtest", "--dataset", "cdnow-sample", "--cutoff", "1997-10-01", "--horizon", "26w",
+        "--models", "naive,bgnbd,paretonbd", "--out", out,
+    )
+    assert result.exit_code == 0, result.output  # the others were scored
+    text = result.output
+    assert "paretonbd failed: paretonbd: the likelihood is flat (test)" in text
+    assert "1 model(s) failed; the others were scored (exit status 0)" in text
+    for group in ("Value", "Ranking", "Churn"):
+        assert f"{group} — " in text
+    # the failed model keeps its column: every row of the value table reads "failed" under it
+    assert text.count(" failed ") >= 9
+    # printed to a pipe the table is not cut: full numbers and labels, no ellipsis
+    metrics = pd.read_csv(out / "metrics.csv")
+    total = metrics.loc[metrics["model"] == "bgnbd", "total_spend_pred"].iloc[0]
+    assert f"{total:,.0f}" in text
+    assert "…" not in text.split("failed:")[0]
+    assert "decile calibration MAPE (%)" in text and "top-decile capture (%)" in text
+    mape = metrics.loc[metrics["model"] == "naive", "decile_mape"].iloc[0]
+    assert f"{mape:.1%}" in text
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert '<tr class="failed">' in html and "the likelihood is flat (test)" in html
+    assert "Revenue basis" in html and "net (sales minus returns and refunds)" in html
+    assert "Currency" in html
+
+
+def test_rolling_summary_tables_keep_a_model_that_failed_at_every_cutoff():
+    import io
+
+    from rich.console import Console
+
+    from ltvcast.cli._show import show, summary_tables
+
+    summary = pd.DataFrame(
+        {"model": ["naive"], "n_cutoffs": [2], "decile_mape_mean": [0.1234], "decile_mape_std": [0.0101],
+         "gini_norm_mean": [0.5], "gini_norm_std": [0.01]}
+    )
+    tables = summary_tables(summary, {"bgnbd": "cutoff 1997-10-01: flat"})
+    assert [t.title for t in tables] == ["Value — how much each customer spends and buys", "Ranking — who spends most"]
+    buf = io.StringIO()
+    show(Console(file=buf, width=40), *tables)  # a file: printed wide, never cut
+    text = buf.getvalue()
+    assert "12.3% ± 1.0%" in text and "decile calibration MAPE (%)" in text
+    assert "bgnbd" in text and text.count("failed") == 2
+    assert "…" not in text

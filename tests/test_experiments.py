@@ -145,3 +145,49 @@ def test_report_section_holds_the_effects_and_the_srm_line():
     assert captions == ["Arms", "Effects"]
     assert section.tables[1][1]["method"].tolist() == ["welch", "welch", "welch", "cuped:pre_spend", "cuped:clv"]
     assert any(note.startswith("sample ratio check") for note in section.notes)
+
+
+def test_bad_designed_shares_missing_ids_and_late_predictions_are_refused(tmp_path):
+    # shares that sum to 1 but leave (0, 1) gave a negative χ² and "no mismatch"
+    with pytest.raises(DataError, match="strictly between 0 and 1"):
+        ex.srm_check({"treatment": 10, "control": 10}, {"treatment": 1.5, "control": -0.5})
+    with pytest.raises(DataError, match="strictly between 0 and 1"):
+        ex.srm_check({"treatment": 10, "control": 10}, {"treatment": 1.0, "control": 0.0})
+    # a row without a customer id was analysed as a customer
+    f = tmp_path / "arms.csv"
+    f.write_text("customer_id,arm\na,treatment\n,control\nb,control\n", encoding="utf-8")
+    with pytest.raises(DataError, match="without a customer_id"):
+        ex.read_assignments(f)
+    # a CLV covariate predicted after the window's start (post-treatment) biases CUPED; a file
+    # without pred_spend gave a KeyError traceback
+    from types import SimpleNamespace
+
+    history = SimpleNamespace(observation_end=pd.Timestamp("2023-12-31", tz="UTC"), timezone="UTC",
+                              revenue_basis="net", transactions=None)
+    arms = pd.DataFrame({"customer_id": ["a", "b"], "arm": ["treatment", "control"]})
+    late = pd.DataFrame({"customer_id": ["a", "b"], "pred_spend": [1.0, 2.0],
+                         "cutoff": pd.Timestamp("2023-10-01", tz="UTC")})
+    with pytest.raises(DataError, match="after the window's start"):
+        ex.campaign_outcomes(history, arms, "2023-07-01", "2023-09-28", late)
+    with pytest.raises(DataError, match="pred_spend"):
+        ex.campaign_outcomes(history, arms, "2023-07-01", "2023-09-28", late.drop(columns="pred_spend"))
+
+
+def test_predictions_without_pred_spend_are_refused():
+    # `experiment assign --predictions truth.parquet` gave a KeyError traceback
+    with pytest.raises(DataError, match="pred_spend"):
+        ex.one_model(pd.DataFrame({"customer_id": ["a"], "spend_level": [1.0]}))
+    ok = pd.DataFrame({"customer_id": ["a", "a"], "model": ["bgnbd", "naive"], "pred_spend": [1.0, 2.0]})
+    assert ex.one_model(ok, "naive")["pred_spend"].tolist() == [2.0]
+
+
+def test_assignment_ids_that_match_no_customer_of_the_store_are_refused():
+    # ids mangled by a spreadsheet ("0004" -> "4") were analysed as customers who spent 0: effect 0, no warning
+    from types import SimpleNamespace
+
+    tx = pd.DataFrame({"customer_id": pd.Series(["0004", "0007"], dtype="string")})
+    history = SimpleNamespace(observation_end=pd.Timestamp("2023-12-31", tz="UTC"), timezone="UTC",
+                              revenue_basis="net", transactions=tx)
+    arms = pd.DataFrame({"customer_id": ["4", "7"], "arm": ["treatment", "control"]})
+    with pytest.raises(DataError, match="none of the 2 customers"):
+        ex.campaign_outcomes(history, arms, "2023-07-01", "2023-09-28")

@@ -213,3 +213,22 @@ def test_report_survives_parquet(tmp_path):
 def test_build_refuses_a_frame_with_a_pointer():
     with pytest.raises(DataError, match="rfm_summary"):
         build(_tx([("a", "2020-01-01", 10)]), "2020-01-10")
+
+
+@pytest.mark.parametrize("kinds, amounts, match", [
+    (["sale", "sale", "foo"], [100, 50, -100], r"kind is not 'sale' or 'return' at row\(s\) 2"),
+    (["SALE", "Sale", "RETURN"], [100, 50, -100], r"at row\(s\) 0, 1, 2"),  # was: the customer vanished
+    (["sale", "sale", None], [100, 50, -100], r"at row\(s\) 2"),  # was: the row silently ignored
+    (["sale", "sale", "return"], [100, 50, 100], "positive amount"),  # was: total_spend 250 instead of 50
+])
+def test_kind_outside_the_store_contract_is_an_error(kinds, amounts, match):
+    tx = _tx([("a", "2020-01-01", amounts[0], "o1"), ("a", "2020-01-03", amounts[1], "o2"),
+              ("a", "2020-01-05", amounts[2], "o1")])
+    tx["kind"] = pd.Series(kinds, dtype="object")
+    for on_invalid in ("raise", "drop"):
+        with pytest.raises(DataError, match=match):
+            rfm_summary(tx, "2020-01-10", unit="D", data_end=END, on_invalid=on_invalid)
+    # the contract's spelling: o1 refunded in full -> one occasion (o2 on 01-03), spend 50
+    tx["kind"] = ["sale", "sale", "return"]
+    tx["amount"] = [100.0, 50.0, -100.0]
+    assert _row(rfm_summary(tx, "2020-01-10", unit="D", data_end=END), "a") == (0, 0, 6, 0, 50, 1)

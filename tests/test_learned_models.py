@@ -164,3 +164,16 @@ def test_catalog_knows_every_model():
     assert make_forecaster("gbm").name == "gbm" and make_forecaster("auto").name == "auto"
     with pytest.raises(LtvcastError, match="available: naive, bgnbd, paretonbd, gbm, hybrid, auto, deep, "):
         make_forecaster("xgb")
+
+
+def test_a_gbm_pickled_before_the_new_parameters_still_loads_and_predicts(history):
+    """Models registered before seasonal windows, calendar inputs and text categoricals keep working."""
+    import pickle
+
+    model = GBMForecaster(**SMALL).fit(history, CUTOFF, H)
+    before = model.predict(history, CUTOFF, H)
+    old = pickle.loads(pickle.dumps(model))
+    for name in ("seasonal_years", "reconcile", "calendar_inputs", "calendar", "categoricals", "max_categories"):
+        del old.__dict__[name]  # as an artifact written before these parameters existed
+    after = old.predict(history, CUTOFF, H)  # was: AttributeError 'GBMForecaster' object has no attribute ...
+    pd.testing.assert_frame_equal(after, before)  # cdnow-sample has no text features and < 2 years: same inputs

@@ -114,6 +114,46 @@ def test_policy_defaults_and_errors(tmp_path):
     assert worst(["ok", "info", "warn"]) == "warn" and worst([]) == "ok"
 
 
+@pytest.mark.parametrize("over, match", [
+    ({"drift": 5}, "drift must be a mapping"),  # was a TypeError traceback
+    ({"drift": {"psi": {"warn": -0.1, "alert": 0.25}}}, "finite number >= 0"),  # every customer warned
+    ({"accuracy": {"total_error_pct": {"warn": float("nan"), "alert": None}}}, "finite number"),
+    ({"drift": {"psi": {"warn": 0.3, "alert": 0.1}}}, "less severe than warn"),
+    ({"accuracy": {"churn_auc": {"warn": 0.5, "alert": 0.6}}}, "less severe than warn"),  # lower is worse
+    ({"accuracy": {"min_elapsed_days": -5}}, "min_elapsed_days"),
+    ({"retrain": {"min_total_error_gain_pct": -10}}, "min_total_error_gain_pct"),
+    ({"drift": {"report_only": "frequency"}}, "list of column names"),  # was split into letters
+])
+def test_policy_rejects_malformed_values(over, match):
+    with pytest.raises(LtvcastError, match=match):
+        policy_from_dict(over)
+    # edge values that stay valid: zero thresholds (alert on any drift), equal warn and alert
+    assert policy_from_dict({"drift": {"psi": {"warn": 0.0, "alert": 0.0}}}).psi.status(0.0) == "alert"
+
+
+def test_live_decile_mape_is_a_fraction_as_in_backtest_and_retrain():
+    # 20 customers, predicted 10 each, realised 1..20: decile k (2 customers) sums 20 vs 4k-1 realised;
+    # decile |error| / realised of each decile averaged = metrics.decile_mape, a fraction (was x100)
+    from ltvcast.metrics import decile_mape
+
+    exp = np.full(20, 10.0)
+    act = np.arange(1.0, 21.0)
+    rows, _ = accuracy_rows("run 1", exp, np.full(20, 0.5), (act > 5).astype(float), act, policy_from_dict(),
+                            elapsed_days=30, horizon_days=90)
+    (mape,) = [r["value"] for r in rows if r["statistic"] == "decile_mape"]
+    assert mape == pytest.approx(decile_mape(act, exp)) and 0 < mape < 10
+
+
+def test_policy_yaml_error_is_one_line(tmp_path):
+    from ltvcast.monitor import load_policy
+
+    bad = tmp_path / "p.yaml"
+    bad.write_text("this is: [not yaml\n  {{{\n")
+    with pytest.raises(LtvcastError, match="not valid YAML") as info:
+        load_policy(bad)
+    assert "\n" not in str(info.value)
+
+
 # ------------------------------------------------------------------------------------------ simulator regimes
 def _orders(out: Path) -> pd.DataFrame:
     return pd.concat(pd.read_parquet(f) for f in sorted((out / "orders").glob("*.parquet")))
@@ -394,3 +434,14 @@ def test_score_monitor_end_to_end_with_webhook(tmp_path):
     assert r.exit_code == 2 and "Traceback" not in r.output
     r = run.invoke(app, ["monitor", "--model", "shop", "--webhook", "ftp://x", "--policy", str(policy), *common])
     assert r.exit_code == 2
+    # a replay before the training cutoff would judge a model on data it was fitted on (was: model age -214 days, ok)
+    r = run.invoke(app, ["monitor", "--model", "shop", "--at", "2023-06-01", "--no-log", *common])
+    assert r.exit_code == 2 and "before shop:1's training cutoff 2024-01-01" in r.output, r.output
+    # a bad webhook URL is refused even when nothing would be posted (was: exit 0 with the default policy)
+    r = run.invoke(app, ["monitor", "--model", "shop", "--at", "2024-03-01", "--no-log", "--webhook", "ftp://x",
+                         *common])
+    assert r.exit_code == 2 and "http://" in r.output, r.output
+    # an unreachable receiver: the result is still printed before the error (was: only the error)
+    r = run.invoke(app, ["monitor", "--model", "shop", "--at", "2024-03-01", "--no-log", "--json", "--policy",
+                         str(policy), "--webhook", "http://127.0.0.1:9/hook", *common])
+    assert r.exit_code == 2 and '"status": "alert"' in r.output and "cannot reach webhook" in r.output, r.output

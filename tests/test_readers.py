@@ -241,3 +241,32 @@ def test_tsv_fields_may_hold_spaces(tmp_path):
     assert result.stats.rows_kept == 1
     assert result.transactions["product_id"].iloc[0] == "Green Tea"
     assert result.transactions["timestamp"].iloc[0] == pd.Timestamp("2024-01-02 10:30", tz="UTC")
+
+
+def test_malformed_csv_rows_are_set_aside_with_their_row_numbers(tmp_path):
+    from ltvcast.ingest.readers import BadRow
+
+    path = tmp_path / "ragged.csv"
+    path.write_text(
+        "customer_id,timestamp,amount\n"
+        "c1,2024-01-01,10.5\n"  # data row 1
+        "c2,2024-01-02,3,extra\n"  # row 2: 4 fields under a 3-field header
+        'c3,"2024-01-03,7\n'  # row 3: a quote that never closes
+        "\n"  # blank: not a row
+        'c4,2024-01-04,"1,5"x\n'  # row 4: text after a closing quote
+        'c5,2024-01-05,"multi\nline"\n'  # row 5: a quoted field over two lines is fine
+        "c6,2024-01-06\n",  # row 6: short: an empty trailing field, as pandas reads it
+        encoding="utf-8",
+    )
+    with pytest.raises(DataError, match=r"data row 2 \(line 3\): expected 3 fields, saw 4.*2 more"):
+        read_table(path)  # the default refuses the file, naming the first bad row
+    raw = read_table(path, bad_rows="keep")
+    assert raw.frame["customer_id"].tolist() == ["c1", "c5", "c6"]
+    assert raw.frame.index.tolist() == [0, 4, 5]  # data row = index + 1, bad rows skipped
+    assert raw.frame.loc[4, "amount"] == "multi\nline" and raw.frame.loc[5, "amount"] == ""
+    assert [(b.row, b.line) for b in raw.bad_rows] == [(2, 3), (3, 4), (4, 6)]
+    assert raw.bad_rows[0] == BadRow(2, 3, "expected 3 fields, saw 4", ("c2", "2024-01-02", "3", "extra"))
+    assert all(b.problem.startswith("broken quoting") for b in raw.bad_rows[1:])
+    good = tmp_path / "good.csv"  # a well-formed file takes the fast path, with no bad rows
+    good.write_text("a,b\n1,2\n", encoding="utf-8")
+    assert read_table(good, bad_rows="keep").bad_rows == ()

@@ -189,3 +189,24 @@ def test_rfm_summary_refuses_a_cutoff_after_the_data_end_by_default():
     late = rfm_summary(tx, "2024-03-01", unit="D", allow_future_cutoff=True).iloc[0]
     assert late["T"] == 50.0  # 01-10 .. 02-29
     assert late["T"] == rfm_summary(tx, "2024-03-01", unit="D", data_end="2024-02-29").iloc[0]["T"]
+
+
+def test_backtest_notes_count_refunds_without_their_order():
+    from types import SimpleNamespace
+
+    from ltvcast.evaluate.backtest import unmatched_refund_notes
+
+    tx = frame([
+        ("a", "2024-02-01", 50, "o1"),
+        ("a", "2024-02-10", -20, "o9"),   # names no order of a: unmatched
+        ("b", "2024-02-03", 30, "o2"),
+        ("b", "2024-02-04", -5, None),     # no order id, while b has order ids: unmatched
+        ("b", "2024-02-05", -30, "o2"),    # matched
+        ("c", "2024-02-06", 10, "o3"),
+        ("c", "2024-03-20", -10, "x"),     # after the cutoff: not counted
+    ])
+    data = SimpleNamespace(transactions=tx, timezone="UTC", revenue_basis="net",
+                           observation_end=pd.Timestamp("2024-03-31", tz="UTC"))
+    (note,) = unmatched_refund_notes(data, "2024-03-01")
+    assert note.startswith("2 refund(s) before the cutoff (25.00 in all, 2 customer(s))")
+    assert unmatched_refund_notes(SimpleNamespace(transactions=tx.drop(columns="order_id")), "2024-03-01") == []

@@ -192,3 +192,75 @@ def test_report_shows_added_sections_escaped(tmp_path):
     assert "<svg id='x'></svg>" in text
     with pytest.raises(DataError, match="ReportSection"):
         write_report(pred, act.drop(columns="cutoff"), None, tmp_path / "r2.html", title="t", sections=["x"])
+
+
+# --- issue 11: a report that reads --------------------------------------------------------------
+
+
+def test_report_metrics_come_first_in_groups(tmp_path):
+    pred, act = _frames(n=300, models=["a", "b"])
+    notes = [f"bgnbd: parameters not identified (eigenvalue {i}e-9); window 2023-0{i}-01" for i in range(1, 8)]
+    html = write_report(
+        pred, act.drop(columns="cutoff"), None, tmp_path / "r.html", title="t", notes=notes
+    ).read_text(encoding="utf-8")
+    # the metrics start right after the context; the notes come after them
+    assert html.index("<h2>Metrics</h2>") < html.index("<h3>Notes</h3>") < html.index("Cumulative gain")
+    assert html.index("<h2>Context</h2>") < html.index("<h2>Metrics</h2>")
+    # one table per group, none with 26 columns
+    titles = re.findall(r"<h3>(Value|Ranking|Churn|Uncertainty|Timing) —", html)
+    assert titles == ["Value", "Ranking", "Churn"]  # no model fills quantiles or next purchase
+    tables = re.findall(r'<table class="metrics">.*?</table>', html, flags=re.S)
+    assert len(tables) == 3
+    widths = [t.split("</tr>")[0].count("<th class") for t in tables]
+    assert widths == [12, 4, 5] and max(widths) < 26  # model + 11, model + 3, model + 4
+    # the seven notes of one kind are one line with the count and the dates they concern
+    assert html.count("parameters not identified") == 1
+    assert "×7" in html and "dates 2023-01-01, 2023-02-01, 2023-03-01, … (2 more), 2023-06-01, 2023-07-01" in html
+
+
+def test_group_notes_counts_kinds_and_cutoffs():
+    from ltvcast.evaluate.report import group_notes
+
+    notes = [
+        "cutoff 2011-01-01: bgnbd: not identified (eig 1.2e-09)",
+        "cutoff 2011-04-01: bgnbd: not identified (eig 3.4e-10)",
+        "cutoff 2011-04-01: gbm left out: no rows",
+        "cutoff 2011-07-01: bgnbd: not identified (eig 1.2e-09)",
+    ]
+    assert group_notes(notes) == [
+        "bgnbd: not identified (eig 1.2e-09) [×3; cutoffs 2011-01-01, 2011-04-01, 2011-07-01; values of the first shown]",
+        "cutoff 2011-04-01: gbm left out: no rows",
+    ]
+    assert group_notes([]) == []
+
+
+def test_report_failed_model_keeps_its_row_with_reason(tmp_path):
+    pred, act = _frames(n=200, models=["a"])
+    html = write_report(
+        pred, act.drop(columns="cutoff"), None, tmp_path / "r.html", title="t",
+        failures={"paretonbd": "maximum likelihood did not converge <x>"},
+    ).read_text(encoding="utf-8")
+    rows = re.findall(r'<tr class="failed">(.*?)</tr>', html)
+    assert len(rows) == 3  # one per shown group: value, ranking, churn
+    assert all("paretonbd" in r and "did not converge &lt;x&gt;" in r for r in rows)
+    assert 'colspan="11"' in rows[0]
+    assert "Warning: models that failed" in html
+
+
+def test_report_decile_mape_is_percent_with_unit(report):
+    _, html = report
+    assert "Decile MAPE (%)" in html
+    table = re.search(r'<h3>Value —.*?</table>', html, flags=re.S).group(0)
+    cells = re.findall(r"<td class=\"[^\"]*\">([^<]*)</td>", table)
+    assert any(c.endswith("%") for c in cells)
+
+
+def test_report_rolling_failed_everywhere_keeps_rows_in_both_tables(tmp_path):
+    c2 = pd.Timestamp("2024-07-01", tz="UTC")
+    pred, act = _frames(n=200, models=["a"], cutoffs=(CUTOFF, c2))
+    reason = "cutoff 2024-01-01: flat | cutoff 2024-07-01: flat"
+    html = write_report(pred, act, None, tmp_path / "r.html", title="t", failures={"bgnbd": reason}).read_text()
+    rows = re.findall(r'<tr class="failed">(.*?)</tr>', html)
+    # value, ranking, churn: once across cutoffs (summary) and once per cutoff
+    assert len(rows) == 6 and all("bgnbd" in r and reason in r for r in rows)
+    assert html.index("Metrics across 2 cutoffs") < html.index("Metrics per cutoff")

@@ -107,3 +107,15 @@ def test_retrain_on_a_stable_shop_keeps_the_champion(tmp_path, seed):
     assert not record["promoted"] and record["challenger"] is None, record["reason"]
     assert list(list_models(root)["version"]) == [1]
     assert json.dumps(record)  # JSON lines
+
+
+def test_retrain_at_or_before_the_champions_cutoff_is_refused(tmp_path):
+    from ltvcast.errors import CutoffError
+
+    db = shop(tmp_path / "shop", seed=1)
+    root = tmp_path / "models"
+    champion(db, root)
+    cutoff = load_model("clv", root).manifest["cutoff"]
+    with pytest.raises(CutoffError, match="not after the champion clv:1's training cutoff"):
+        retrain(db, "clv", registry=root, at=cutoff)
+    assert read_decisions("clv", root) == []  # nothing recorded

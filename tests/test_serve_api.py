@@ -225,6 +225,35 @@ def test_validation_and_errors(env):
     _error(c.delete("/v1/predict"), 405, "method_not_allowed")
 
 
+def test_reused_event_id_odd_customer_ids_and_decimals(env):
+    c = env["server"].client
+    cid = "shop/eu 50% ü"  # a slash, a space, a percent sign, a non-ASCII letter
+    first = {"type": "order", "id": "odd-1", "order_id": "ODD1", "customer_id": cid,
+             "timestamp": "2024-07-01T10:00:00Z", "amount": "12.5"}
+    assert c.post("/v1/events", json={"events": [first]}).json()["applied"] == 1
+    again = c.post("/v1/events", json={"events": [first]}).json()  # an identical repeat: a duplicate
+    assert again["applied"] == 0 and again["duplicates"] == ["odd-1"]
+    e = _error(c.post("/v1/events", json={"events": [first | {"amount": "13"}]}), 409, "conflict")
+    assert e["index"] == 0 and "'odd-1'" in e["message"] and "another payload" in e["message"]
+    e = _error(c.post("/v1/events", json={"events": [first | {"id": "odd-2", "order_id": "ODD2",
+                                                              "amount": "1.00001"}]}), 422, "validation_error")
+    assert e["message"].startswith("events[0].amount") and "more than 4 decimals" in e["message"]
+    # read back: the query form (httpx encodes the id), the path form with an encoded slash
+    by_query = c.get("/v1/customer/summary", params={"id": cid, "cutoff": "2024-07-02"})
+    assert by_query.status_code == 200, by_query.text
+    s = by_query.json()
+    assert s["customer_id"] == cid and s["cold_start"] is False and s["total_spend"] == 12.5  # 13 was refused
+    assert s["frequency"] == 0.0 and s["first_purchase"] == "2024-07-01"
+    encoded = "shop%2Feu%2050%25%20%C3%BC"
+    assert c.get(f"/v1/customers/{encoded}/summary", params={"cutoff": "2024-07-02"}).json() == s
+    p = c.get("/v1/customer/prediction", params={"id": cid})
+    assert p.status_code == 200 and p.json()["customer_id"] == cid and p.json()["cold_start"] is False
+    assert c.get(f"/v1/customers/{encoded}/prediction").json()["customer_id"] == cid
+    x = c.get("/v1/customer/explanation", params={"id": cid})
+    assert x.status_code == 200 and x.json()["customer_id"] == cid
+    _error(c.get("/v1/customer/summary"), 422, "validation_error")  # id is required
+
+
 def test_default_cutoff_and_horizon(env):
     c = env["server"].client
     p = c.get("/v1/customers/c001/prediction").json()

@@ -149,8 +149,12 @@ def test_duplicates_and_conflicts():
     a = state.append([order(1, "a", "2024-03-01T10:00:00Z"), order(1, "a", "2024-03-01T10:00:00Z")], TZ)
     assert len(a.events) == 1 and a.duplicates == ["o1"]
     before = state.snapshot.days.copy()
-    again = state.append([order(1, "b", "2024-04-01T10:00:00Z", amount="5")], TZ)  # same id, other content
-    assert again.duplicates == ["o1"] and state.snapshot.days == before
+    again = state.append([order(1, "a", "2024-03-01T10:00:00Z")], TZ)  # the same event resent
+    assert again.duplicates == ["o1"] and again.events == [] and state.snapshot.days == before
+    with pytest.raises(ConflictError) as err:  # the same id, another payload: refused, not acknowledged
+        state.append([order(3, "a", "2024-03-03T10:00:00Z"), order(1, "b", "2024-04-01T10:00:00Z", amount="5")], TZ)
+    assert err.value.index == 1 and "'o1'" in str(err.value) and "another payload" in str(err.value)
+    assert state.snapshot.days == before and "o3" not in state.snapshot.event_ids
     clash = ev(type="order", id="other", order_id="O2", customer_id="a", timestamp="2024-03-02T10:00:00Z")
     with pytest.raises(ConflictError) as err:
         apply_batch([order(2, "c", "2024-03-01T10:00:00Z"), clash], F(), TZ)
@@ -226,6 +230,42 @@ def test_conflict_writes_nothing(online):
     with pytest.raises(ConflictError):
         online.append([order(2, "c", "2024-03-01T10:00:00Z"), clash], TZ)
     assert online.snapshot() == snap and len(online.log()) == 1
+
+
+def test_reused_event_id_with_another_payload_is_a_conflict(online):
+    first = order(1, "a", "2024-03-01T10:00:00Z", amount="10")
+    online.append([first], TZ)
+    snap = online.snapshot()
+    assert online.append([first], TZ).duplicates == ["o1"]  # an identical repeat: acknowledged duplicate
+    other = order(1, "a", "2024-03-01T10:00:00Z", amount="12")  # same id and order, another amount
+    with pytest.raises(ConflictError) as err:
+        online.append([order(2, "b", "2024-03-02T10:00:00Z"), other], TZ)
+    assert err.value.index == 1 and "'o1'" in str(err.value)
+    assert online.snapshot() == snap and len(online.log()) == 1  # nothing of the batch written
+    within = ev(type="order", id="o5", order_id="O6", customer_id="c", timestamp="2024-03-05T10:00:00Z")
+    with pytest.raises(ConflictError) as err:  # reused inside one batch
+        online.append([order(5, "c", "2024-03-05T10:00:00Z"), within], TZ)
+    assert err.value.index == 1 and online.snapshot() == snap
+
+
+def test_amounts_beyond_four_decimals_are_refused():
+    from pydantic import ValidationError
+
+    assert order(1, "a", "2024-03-01T10:00:00Z", amount="1.2345").stated_e4 == 1_2345
+    assert order(1, "a", "2024-03-01T10:00:00Z", amount="1.23450").stated_e4 == 1_2345  # trailing zero: exact
+    for field, body in [("amount", {"amount": "1.23456"}), ("unit_price", {"quantity": 1, "unit_price": "0.00001"}),
+                        ("discount", {"amount": "2", "discount": "0.12345"})]:
+        with pytest.raises(ValidationError, match="more than 4 decimals") as err:
+            ev(type="order_line", id="x", order_id="O", line=1, **body)
+        assert err.value.errors()[0]["loc"][-1] == field
+    with pytest.raises(ValidationError, match="more than 4 decimals"):
+        ev(type="return", id="r", customer_id="a", timestamp="2024-03-01T10:00:00Z", amount="3.00001")
+    # an event already in a log (written before the rule) still replays
+    from ltvcast.serve.events import parse_event
+
+    logged = '{"type":"order","id":"o","order_id":"O","customer_id":"a","timestamp":"2024-03-01T10:00:00Z",' \
+             '"amount":"1.23456"}'
+    assert parse_event(logged).stated_e4 == 1_2346
 
 
 def test_base_rows_merge_with_online_rows(online):
@@ -344,3 +384,19 @@ def test_sqlite_file_of_the_older_row_shape_is_rebuilt_from_its_log(tmp_path):
         assert store.meta()["state_version"] == "2"
     finally:
         store.close()
+
+
+def test_twelve_months_is_365_days_everywhere():
+    """One rule: number x unit days, rounded once to whole days (halves up); 12 x 30.4375 = 365.25 -> 365."""
+    import pandas as pd
+
+    from ltvcast.timeutil import horizon_window, parse_horizon
+
+    assert parse_horizon("12m") == 365.0 and parse_horizon("12M") == 365.0
+    assert parse_horizon("6m") == 183.0  # 182.625
+    assert parse_horizon("1m") == 30.0  # 30.4375
+    assert parse_horizon("18m") == 548.0  # 547.875
+    assert parse_horizon("26w") == 182.0 and parse_horizon("1.5d") == 2.0  # halves up
+    assert parse_horizon("12m") == parse_horizon("365d")  # the same horizon, however it is written
+    start, end = horizon_window("2024-01-01", parse_horizon("12m"))
+    assert (end - start).days == 365 and end == pd.Timestamp("2024-12-31", tz="UTC")  # 2024 is a leap year

@@ -173,3 +173,55 @@ def test_pseudonyms_are_keyed_hmac_sha256():
     with pytest.raises(DataError, match="environment variable LTVCAST_ID_KEY is not set"):
         id_key("LTVCAST_ID_KEY", {})
     assert np.all(pseudonymise(pd.Series([], dtype=object), b"k").index == [])
+
+
+def test_decimal_comma_numbers():
+    from ltvcast.ingest.parse import number_format, parse_numbers
+
+    text = pd.Series(["1.234,56", "1234,56", "-3,5", "12", "1 234 567,8", "1.234.567", "1.5", "12,5,6", "", "NA"])
+    with number_format(","):
+        got = parse_numbers(text).tolist()
+    assert got[:6] == [1234.56, 1234.56, -3.5, 12.0, 1234567.8, 1234567.0]
+    assert all(np.isnan(v) for v in got[6:])  # "1.5" is not a grouping: unparseable, not 1.5
+    assert parse_numbers(pd.Series(["1.5", "1.234,56"])).tolist()[0] == 1.5  # the default is unchanged
+    assert np.isnan(parse_numbers(pd.Series(["1.234,56"]))[0])
+    with pytest.raises(DataError, match="not a decimal mark"):
+        with number_format(";"):
+            pass
+
+
+def test_decimal_comma_source_in_sources_yaml(tmp_path):
+    import duckdb
+
+    from ltvcast.ingest.config import load_config
+    from ltvcast.ingest.multisource import ingest_sources
+    from ltvcast.store import Store
+
+    (tmp_path / "orders.csv").write_text(
+        "order_id;customer_id;created;total\n"
+        "O1;c1;2024-03-01 10:00;1.234,56\n"
+        "O2;c2;2024-03-02 10:00;7,5\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "sources.yaml").write_text(
+        "shop: {currency: EUR, timezone: UTC}\n"
+        "sources:\n"
+        '  - {kind: orders, path: orders.csv, decimal: ",", mapping: {timestamp: created, amount: total}}\n',
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path / "sources.yaml")
+    assert config.sources[0].decimal == ","
+    db = tmp_path / "s.duckdb"
+    with Store.open(db) as store:
+        ingest_sources(config, store)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rows = con.execute("SELECT order_id, CAST(stated_amount AS DOUBLE) FROM orders ORDER BY order_id").fetchall()
+    finally:
+        con.close()
+    assert rows == [("O1", 1234.56), ("O2", 7.5)]
+    (tmp_path / "bad.yaml").write_text(
+        "shop: {currency: EUR, timezone: UTC}\nsources:\n  - {kind: orders, path: orders.csv, decimal: x}\n",
+        encoding="utf-8")
+    with pytest.raises(DataError, match="decimal 'x' is not a decimal mark"):
+        load_config(tmp_path / "bad.yaml")

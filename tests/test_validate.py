@@ -33,8 +33,11 @@ def utc(text: str) -> pd.Timestamp:
 
 def check_invariant(result) -> None:
     s = result.stats
-    assert s.rows_read == s.rows_kept + s.rows_quarantined + s.duplicates_dropped
+    assert s.rows_read == s.rows_kept + s.rows_quarantined + s.duplicates_dropped + s.rows_excluded
     assert len(result.transactions) == s.rows_kept
+    # every sub-count is a subset of what it names (issue 11)
+    assert all(n <= s.rows_kept for n in s.ids_normalised_by_column.values())
+    assert s.zero_value_sales <= s.rows_kept
     assert len(result.quarantine) == s.rows_quarantined
 
 
@@ -203,7 +206,9 @@ def test_online_retail_unit_price_derivation_duplicates_and_float_ids():
     assert s.quarantined == {"missing_customer_id": 1, "missing_amount": 1, "bad_amount": 1}
     assert s.rows_kept == 5
     assert s.identical_rows_kept == 0
-    assert s.ids_normalised_by_column == {"customer_id": 9, "order_id": 0, "product_id": 0}
+    # the 5 kept rows all spell their customer id as a float; the 2 dropped duplicates and the
+    # 2 quarantined rows with a float id are not counted (issue 11: it was 9 > rows kept)
+    assert s.ids_normalised_by_column == {"customer_id": 5, "order_id": 0, "product_id": 0}
     q = result.quarantine
     assert q["source_row"].tolist() == [8, 9, 10]
     assert q["source_column"].tolist() == ["CustomerID", "UnitPrice", "Quantity"]
@@ -395,3 +400,52 @@ def test_placeholder_dates_are_quarantined_not_purchases(tmp_path):
     assert result.stats.quarantined == {"bad_timestamp": 2}
     assert result.quarantine["source_row"].tolist() == [1, 2]
     assert result.observation_end == pd.Timestamp("2024-01-02", tz="UTC")
+
+
+# --- issue 11: counts that add up, an exclusion rule ---------------------------------------------
+
+
+def test_exclusion_rule_in_the_mapping_validates_and_round_trips(tmp_path):
+    from ltvcast.ingest.mapping import ColumnMapping, mapping_from_dict, parse_exclude_option
+
+    assert parse_exclude_option("product_id=POST, M,DOT,M") == {"product_id": ("POST", "M", "DOT")}
+    m = mapping_from_dict({"customer_id": "C", "exclude": {"product_id": ["POST", 101], "channel": "test"}})
+    assert m.exclude == {"product_id": ("POST", "101"), "channel": ("test",)}
+    assert m.to_dict()["exclude"] == {"product_id": ["POST", "101"], "channel": ["test"]}
+    assert "exclude" not in ColumnMapping().to_dict()
+    merged = m.updated(exclude={"channel": ["a"]})
+    assert merged.exclude == {"product_id": ("POST", "101"), "channel": ("a",)}
+    for bad in ({"exclude": ["POST"]}, {"exclude": {"product_id": []}}, {"exclude": {"product_id": [None]}}):
+        with pytest.raises(DataError, match="exclude"):
+            mapping_from_dict(bad, origin="m.yaml")
+    for text in ("product_id", "=POST", "product_id="):
+        with pytest.raises(DataError, match="column=value"):
+            parse_exclude_option(text)
+
+
+def test_ingest_counts_add_up_with_exclusions_duplicates_and_normalised_ids(tmp_path):
+    src = tmp_path / "r.csv"
+    src.write_text(
+        "order,sku,cust,date,amount\n"
+        "1,A,17850.0,2020-01-01,10\n"   # kept, id normalised
+        "1,A,17850.0,2020-01-01,10\n"   # duplicate of row 1 (same order line content): dropped
+        "2,POST,17850.0,2020-01-02,5\n"  # excluded
+        "3,B,12.0,nope,5\n"              # quarantined (bad timestamp), id float-spelled
+        "4,B,13047,2020-01-03,0\n"       # kept, zero-value sale
+        "5,B,13047,2020-01-04,-2\n"      # kept, a return (not a zero-value sale)
+    )
+    mapping = {"customer_id": "cust", "timestamp": "date", "amount": "amount", "order_id": "order", "product_id": "sku"}
+    from ltvcast.ingest.mapping import ColumnMapping
+
+    result = ingest(src, ColumnMapping(fields=mapping, exclude={"product_id": ("POST",)}))
+    s = result.stats
+    assert (s.rows_read, s.rows_kept, s.rows_quarantined, s.duplicates_dropped, s.rows_excluded) == (6, 3, 1, 1, 1)
+    assert s.rows_read == s.rows_kept + s.rows_quarantined + s.duplicates_dropped + s.rows_excluded
+    assert s.excluded == {"product_id=POST": 1}
+    # only the kept row 1 counts: not its dropped duplicate, the excluded row 3 nor the quarantined row 4
+    assert s.ids_normalised == 1 and s.ids_normalised_by_column["customer_id"] == 1
+    assert s.ids_normalised <= s.rows_kept
+    assert s.zero_value_sales == 1
+    assert list(result.quarantine["source_row"]) == [4]  # data row numbers survive the exclusion
+    with pytest.raises(DataError, match="every readable row"):
+        ingest(src, ColumnMapping(fields=mapping, exclude={"product_id": ("A", "POST", "B")}))

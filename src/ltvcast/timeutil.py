@@ -5,6 +5,14 @@ is everything strictly before it. A *horizon* is a length of time written
 ``<number><unit>`` with unit ``d`` (days), ``w`` (weeks, 7 d) or ``m``
 (months, 30.4375 d = 365.25 / 12).
 
+One meaning everywhere: a horizon is a whole number of days, the number
+times the unit's days rounded to the nearest day (halves up), once, in
+:func:`parse_horizon`; every command, the API and the stored manifests and
+reports use that number. So ``12m`` = round(365.25) = **365 days**, ``6m`` =
+round(182.625) = 183, ``1m`` = 30, ``26w`` = 182. (A month as a *unit* of
+BTYD summaries or of monthly periods, :data:`SUMMARY_UNIT_DAYS`, stays
+30.4375 days; it is not a horizon.)
+
 Observation end of a data set and the check that a cutoff fits inside it.
 
 The *observation end* is the last calendar day the data covers (00:00 UTC of
@@ -17,6 +25,7 @@ observed, inflating T.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime
 
@@ -38,7 +47,8 @@ def parse_horizon(text: str | float) -> float:
             number is taken as days.
 
     Returns:
-        Length in days (float; ``"12m"`` is 365.25).
+        Length in whole days (a float): number × unit days rounded to the
+        nearest day, halves up (``"12m"`` is 365, ``"6m"`` 183, ``"1.5d"`` 2).
 
     Raises:
         CutoffError: the text is not a number followed by d, w or m, or the
@@ -54,6 +64,7 @@ def parse_horizon(text: str | float) -> float:
                 "e.g. 26w (weeks), 180d (days) or 12m (months of 30.4375 days)"
             )
         days = float(match.group(1)) * DAYS_PER_UNIT[match.group(2).lower()]
+    days = float(math.floor(days + 0.5)) if math.isfinite(days) else days
     if not 1 <= days <= MAX_HORIZON_DAYS:
         raise CutoffError(f"horizon {text!r} must be between 1 day and 100 years ({MAX_HORIZON_DAYS:g} days)")
     return days
@@ -81,8 +92,9 @@ def to_day(value: str | date | datetime | pd.Timestamp) -> pd.Timestamp:
 def horizon_window(cutoff, horizon_days: float) -> tuple[pd.Timestamp, pd.Timestamp]:
     """Return the horizon window ``[start, end)`` after ``cutoff`` in whole days.
 
-    ``end = cutoff + round(horizon_days)`` days, so ``12m`` (365.25 d) is a
-    365-day window; models predict for ``(end - start).days`` days.
+    ``end = cutoff + round(horizon_days)`` days (a horizon from
+    :func:`parse_horizon` is already whole: ``12m`` is a 365-day window);
+    models predict for ``(end - start).days`` days.
 
     Raises:
         CutoffError: ``cutoff`` is not a date.

@@ -336,7 +336,8 @@ def customer_margins(
 
     Raises:
         DataError: a margin outside [0, 1], or the store has no order lines
-            with a category (a single-file ingest has none: give ``--margin``).
+            with a category (a single-file ingest has none: give ``--margin``);
+            no category of ``table`` among the store's (a typo or another case).
     """
     bad = {k: v for k, v in table.items() if not (0 <= float(v) <= 1)}
     if bad:
@@ -350,6 +351,11 @@ def customer_margins(
     if items.empty or items["category"].isna().all():
         raise DataError("the store has no order lines with a category; a per-category margin table needs "
                         "order_items (ingest --config); use --margin instead")
+    known = set(items["category"].dropna().astype(str))
+    if not known & set(table):
+        raise DataError(f"no category of the margin table ({', '.join(sorted(map(str, table))) or 'empty'}) is a "
+                        f"category of the store ({', '.join(sorted(known)[:10])}); categories match exactly, "
+                        "case included")
     orders = history.store.table("orders")[["order_id", "customer_id", "timestamp"]]
     lines = items[["order_id", "amount", "category"]].merge(orders, on="order_id", how="inner")
     lines = lines[lines["timestamp"] < to_day(cutoff)]

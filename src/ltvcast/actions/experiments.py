@@ -203,6 +203,8 @@ def srm_check(counts: dict[str, int], shares: dict[str, float]) -> dict:
     arms = sorted(counts)
     if set(arms) != set(shares) or abs(sum(shares.values()) - 1.0) > 1e-9:
         raise DataError(f"designed shares {shares} do not match the arms {arms} or do not sum to 1")
+    if not all(0.0 < float(v) < 1.0 for v in shares.values()):
+        raise DataError(f"designed shares must be strictly between 0 and 1, got {shares}")
     n = sum(counts.values())
     obs = np.array([counts[a] for a in arms], float)
     exp = np.array([shares[a] * n for a in arms])
@@ -319,7 +321,9 @@ def campaign_outcomes(history, assignments: pd.DataFrame, start, end, prediction
         window, ``pre_spend`` in ``[start − pre_days, start)``, and ``clv``.
 
     Raises:
-        DataError: end before start; the window past the data's end; assignments without the columns.
+        DataError: end before start; the window past the data's end; assignments without the columns;
+            predictions without ``pred_spend`` or made after ``start`` (their ``cutoff``);
+            no customer of the assignments with a transaction in the store (ids that do not match).
     """
     from ltvcast.features.labels import horizon_labels
     from ltvcast.timeutil import to_day
@@ -331,9 +335,21 @@ def campaign_outcomes(history, assignments: pd.DataFrame, start, end, prediction
         raise DataError(f"end {e.date()} is before start {s.date()}")
     if e > history.observation_end:
         raise DataError(f"the window ends {e.date()}, after the data's last day {history.observation_end.date()}")
+    if predictions is not None:
+        if not {"customer_id", "pred_spend"} <= set(predictions.columns):
+            raise DataError(f"the predictions need columns customer_id and pred_spend, have {list(predictions.columns)}")
+        if "cutoff" in predictions.columns and len(predictions):
+            made = to_day(predictions["cutoff"].max())
+            if made > s:
+                raise DataError(f"the predictions were made at {made.date()}, after the window's start {s.date()}: "
+                                "a covariate measured after the treatment began biases CUPED; use predictions made "
+                                "at or before the start")
     days = (e - s).days + 1
     pre = int(pre_days or days)
     ids = assignments["customer_id"].astype("string")
+    if len(ids) and not ids.isin(history.transactions["customer_id"].astype("string")).any():
+        raise DataError(f"none of the {len(ids):,} customers of the assignments has a transaction in the store "
+                        f"(e.g. {ids.iloc[0]!r}): do its ids match the store's (leading zeros, prefixes)?")
     kw = {"timezone": history.timezone, "revenue_basis": history.revenue_basis}
     post = horizon_labels(history.transactions, ids, s, days, **kw).set_index("customer_id")
     before = horizon_labels(history.transactions, ids, s - pd.Timedelta(days=pre), pre, **kw).set_index("customer_id")
@@ -403,8 +419,11 @@ def one_model(predictions: pd.DataFrame, model: str | None = None) -> pd.DataFra
     """The rows of one model of a predictions frame (``model``, or the only one).
 
     Raises:
-        DataError: several models and none chosen, or the chosen one absent.
+        DataError: several models and none chosen, or the chosen one absent;
+            no ``customer_id`` or ``pred_spend`` column.
     """
+    if not {"customer_id", "pred_spend"} <= set(predictions.columns):
+        raise DataError(f"the predictions need columns customer_id and pred_spend, have {list(predictions.columns)}")
     if "model" not in predictions.columns:
         return predictions
     models = sorted(predictions["model"].astype(str).unique())
@@ -436,6 +455,8 @@ def read_assignments(path) -> pd.DataFrame:
         raise DataError(f"cannot read assignments from {p}: use a .csv or .parquet file")
     if not {"customer_id", "arm"} <= set(frame.columns):
         raise DataError(f"{p} needs columns customer_id and arm, has {list(frame.columns)}")
+    if frame["customer_id"].isna().any() or (frame["customer_id"].astype(str).str.strip() == "").any():
+        raise DataError(f"{p}: {int(frame['customer_id'].isna().sum())} row(s) without a customer_id")
     bad = set(frame["arm"].astype(str)) - {TREATMENT, CONTROL}
     if bad:
         raise DataError(f"{p}: arms must be '{TREATMENT}' or '{CONTROL}', found {sorted(bad)}")

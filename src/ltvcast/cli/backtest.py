@@ -9,7 +9,7 @@ import typer
 
 from ltvcast.actions.report import backtest_decisions
 from ltvcast.cli._app import app, console, user_errors
-from ltvcast.cli._show import METRIC_ROWS, forecast_table, metrics_table, progress, summary_table
+from ltvcast.cli._show import failure_lines, forecast_table, metrics_tables, progress, show, summary_tables
 from ltvcast.data.datasets import open_history
 from ltvcast.errors import CutoffError
 from ltvcast.evaluate.backtest import (
@@ -19,6 +19,7 @@ from ltvcast.evaluate.backtest import (
     write_backtest,
     write_rolling_backtest,
 )
+from ltvcast.evaluate.report import group_notes
 from ltvcast.models.forecast import forecast as run_forecast
 from ltvcast.schema.predictions import write_predictions
 from ltvcast.timeutil import parse_horizon
@@ -51,31 +52,17 @@ def _cutoff_choice(cutoff: str | None, cutoffs: str | None) -> list[str] | None:
     return None if cutoffs is None else [c.strip() for c in cutoffs.split(",") if c.strip()]
 
 
-# (metrics column, label, format, which way is better): spend quantiles and next purchase
-_EXTRA_ROWS = (
-    ("spend_coverage_80", "p10–p90 coverage", "{:.1%}", "80%"),
-    ("spend_pinball", "pinball loss (p10/p50/p90)", "{:.3f}", "lower"),
-    ("spend_mae_p50", "spend MAE of p50 (median)", "{:.2f}", "lower"),
-    ("next_purchase_mae", "next purchase MAE (days)", "{:.1f}", "lower"),
-    ("next_purchase_cindex", "next purchase C-index", "{:.3f}", "higher"),
-)
-
-
-def _uncertainty_table(metrics):
-    """Rich table of the quantile and next-purchase metrics; None when no model fills them."""
-    from rich.table import Table
-
-    rows = [r for r in _EXTRA_ROWS if r[0] in metrics.columns and metrics[r[0]].notna().any()]
-    if not rows:
-        return None
-    table = Table(title="Spend quantiles and next purchase", header_style="bold")
-    table.add_column("metric")
-    for model in metrics["model"]:
-        table.add_column(str(model), justify="right", style="cyan")
-    table.add_column("better", style="dim")
-    for col, label, fmt, better in rows:
-        table.add_row(label, *["–" if v != v else fmt.format(v) for v in metrics[col]], better)
-    return table
+def _print_outcome(title: str, tables, notes: list[str], failures: dict[str, str], paths: dict) -> None:
+    """Print the grouped metric tables, the failed models with their reasons, the notes and the paths."""
+    show(console, f"[bold]{title}[/]", *tables)
+    for line in failure_lines(failures):
+        show(console, f"[bold red]{line}[/]")
+    if failures:
+        show(console, f"[red]{len(failures)} model(s) failed; the others were scored (exit status 0).[/]")
+    for note in group_notes(notes):
+        show(console, f"[yellow]note:[/] {note}")
+    for kind, path in paths.items():
+        show(console, f"{kind}: {path}")
 
 
 @app.command()
@@ -119,14 +106,9 @@ def backtest(
         health = health_section(db)
         sections += [health] if health is not None else []
     paths = write_backtest(result, out, dataset=history.origin, sections=sections)
-    console.print(metrics_table(result.metrics, f"Backtest — cutoff {result.cutoff.date()}, {result.horizon_days:g} days"))
-    extra = _uncertainty_table(result.metrics)
-    if extra is not None:
-        console.print(extra)
-    for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
-    for kind, path in paths.items():
-        console.print(f"{kind}: {path}")
+    title = f"Backtest — cutoff {result.cutoff.date()}, {result.horizon_days:g} days"
+    tables = metrics_tables(result.metrics, result.failures)
+    _print_outcome(title, tables, result.notes, result.failures, paths)
 
 
 def _rolling(history, cutoffs: list[str], horizon_days: float, names: list[str], out: Path) -> None:
@@ -134,13 +116,9 @@ def _rolling(history, cutoffs: list[str], horizon_days: float, names: list[str],
         result = run_rolling_backtest(history, cutoffs, horizon_days, names, step)
     paths = write_rolling_backtest(result, out, dataset=history.origin)
     first, last = result.cutoffs[0].date(), result.cutoffs[-1].date()
-    rows = METRIC_ROWS + tuple(r for r in _EXTRA_ROWS if f"{r[0]}_mean" in result.summary.columns)
     title = f"Rolling-origin backtest — {len(result.cutoffs)} cutoffs {first} … {last}, {horizon_days:g} days: mean ± std"
-    console.print(summary_table(result.summary, title, rows))
-    for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
-    for kind, path in paths.items():
-        console.print(f"{kind}: {path}")
+    tables = summary_tables(result.summary, result.failures)
+    _print_outcome(title, tables, result.notes, result.failures, paths)
 
 
 @app.command()

@@ -63,6 +63,8 @@ def explain_command(
     """Explain a registered model's predictions: one customer's card (--customer) or every customer's reasons (--out)."""
     if customer is None and out is None:
         raise DataError("give --customer ID (a card) or --out FILE (every customer's reasons)")
+    if top < 1:
+        raise DataError(f"--top must be at least 1, got {top}")
     registered = load_model(model, registry)
     history = open_history(dataset, db, data_end)
     day = cutoff if cutoff is not None else str((history.observation_end + pd.Timedelta(days=1)).date())

@@ -9,10 +9,10 @@ import typer
 from rich.table import Table
 
 from ltvcast.cli._app import app, console, user_errors
-from ltvcast.cli._show import ingest_table
+from ltvcast.cli._show import ingest_table, progress, show
 from ltvcast.errors import DataError
 from ltvcast.ingest.config import load_config
-from ltvcast.ingest.mapping import ColumnMapping, load_mapping_file, parse_map_option
+from ltvcast.ingest.mapping import ColumnMapping, load_mapping_file, parse_exclude_option, parse_map_option
 from ltvcast.ingest.multisource import MultiSourceResult, ingest_sources
 from ltvcast.ingest.single import ingest as run_ingest
 from ltvcast.ingest.write import write_ingest
@@ -64,6 +64,17 @@ def ingest_command(
             show_default=False,
         ),
     ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude",
+            metavar="COLUMN=VALUE,...",
+            help="Leave out the rows whose COLUMN (canonical field or source column) holds one of the "
+            "values, e.g. --exclude product_id=POST,M,DOT (postage, manual lines); repeatable. The rows "
+            "are counted in the summary as excluded. In a --map-file: exclude: {product_id: [POST, M]}.",
+            show_default=False,
+        ),
+    ] = None,
     format: Annotated[
         str | None,
         typer.Option(
@@ -84,6 +95,16 @@ def ingest_command(
     dayfirst: Annotated[
         bool, typer.Option("--dayfirst", help="Read 01/02/2020 as 1 February.")
     ] = False,
+    decimal: Annotated[
+        str | None,
+        typer.Option(
+            "--decimal",
+            metavar="MARK",
+            help="Decimal mark of the numbers: '.' (default) or ',' (1.234,56 = 1234.56; '.' or spaces "
+            "group thousands). In sources.yaml: decimal: \",\" on a source.",
+            show_default=False,
+        ),
+    ] = None,
     date_format: Annotated[
         str | None,
         typer.Option(
@@ -128,8 +149,8 @@ def ingest_command(
     (format: docs/multisource.md).
     """
     if config is not None:
-        single = {"FILE": source, "--map": map_, "--map-file": map_file, "--format": format,
-                  "--columns": columns, "--date-format": date_format, "--dayfirst": dayfirst or None}
+        single = {"FILE": source, "--map": map_, "--map-file": map_file, "--exclude": exclude, "--format": format,
+                  "--columns": columns, "--date-format": date_format, "--dayfirst": dayfirst or None, "--decimal": decimal}
         given = [name for name, value in single.items() if value]
         if given:
             raise DataError(
@@ -137,8 +158,8 @@ def ingest_command(
                 "with --config, declare sources and their mappings in the YAML file"
             )
         cfg = load_config(config)
-        with Store.open(db) as store:
-            result = ingest_sources(cfg, store, replace=replace, data_end=data_end)
+        with Store.open(db) as store, progress(console, len(cfg.sources) + 3) as step:
+            result = ingest_sources(cfg, store, replace=replace, data_end=data_end, progress=step)
         _print_sources(result, db, config)
         return
     if source is None:
@@ -148,18 +169,30 @@ def ingest_command(
     for item in map_ or []:
         fields.update(parse_map_option(item))
     names = [c.strip() for c in columns.split(",")] if columns else None
+    rules: dict[str, tuple[str, ...]] = {}
+    for item in exclude or []:
+        rules.update(parse_exclude_option(item))
     mapping = mapping.updated(
         fields,
         date_format=date_format,
         dayfirst=True if dayfirst else None,
         columns=names,
+        decimal=decimal,
+        exclude=rules,
     )
     result = run_ingest(source, mapping, format=format, data_end=data_end)
     with Store.open(db) as store:
         write_ingest(store, result, replace=replace)
         end = store.observation_end()
     console.print(f"ingested {result.stats.source} into {db}", soft_wrap=True, highlight=False)
-    console.print(ingest_table(result, str(end.date())))
+    show(console, ingest_table(result, str(end.date())))
+    if result.stats.zero_value_sales:
+        console.print(
+            f"[yellow]warning:[/] {result.stats.zero_value_sales:,} sale line(s) with amount 0 were kept as "
+            "purchases (free items, adjustments?); they count as purchase occasions",
+            highlight=False,
+            soft_wrap=True,
+        )
     if result.stats.personal_columns_dropped:
         console.print(
             f"personal columns dropped (not stored): {', '.join(result.stats.personal_columns_dropped)}",
@@ -219,6 +252,13 @@ def _print_sources(result: MultiSourceResult, db: Path, config: Path) -> None:
         if rep.personal_dropped:
             console.print(
                 f"personal columns dropped from {_short(rep.source, config)}: {', '.join(rep.personal_dropped)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if rep.ignored:
+            console.print(
+                f"columns ignored (no canonical field, not stored) in {_short(rep.source, config)}: "
+                f"{', '.join(rep.ignored)}",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ltvcast.cli._app import app, console, user_errors
 from ltvcast.monitor import DEFAULT_POLICY_YAML, post_webhook, run_monitor
+from ltvcast.monitor.run import check_webhook_url
 from ltvcast.registry import DEFAULT_ROOT
 
 _STYLE = {"ok": "green", "warn": "yellow", "alert": "bold red", "info": "dim"}
@@ -39,8 +40,9 @@ def monitor_command(
         write_policy.write_text(DEFAULT_POLICY_YAML, encoding="utf-8")
         console.print(f"default policy written to {write_policy}")
         return
+    if webhook:
+        check_webhook_url(webhook)  # a bad URL is refused even when nothing would be posted
     result = run_monitor(db, model, at=at, policy=policy, registry=registry, log=log)
-    posted = post_webhook(webhook, result) if webhook and result.status == "alert" else None
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False, default=str))
     else:
@@ -53,7 +55,9 @@ def monitor_command(
         console.print(table)
         for note in result.notes:
             console.print(f"note: {note}", soft_wrap=True)
-        if posted is not None:
+    if webhook and result.status == "alert":  # after the output: an unreachable receiver loses no result
+        posted = post_webhook(webhook, result)
+        if not as_json:
             console.print(f"alert posted to {webhook} ({posted})")
     raise typer.Exit(code=result.exit_code)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from ltvcast.data.datasets import History
-from ltvcast.errors import CutoffError, DataError
+from ltvcast.errors import CutoffError, DataError, LtvcastError
 from ltvcast.evaluate.report import ReportSection, write_report
 from ltvcast.features import horizon_labels
 from ltvcast.features.labels import next_purchase_labels
@@ -29,7 +29,7 @@ from ltvcast.models.base import Forecaster
 from ltvcast.models.forecast import fit_predict
 from ltvcast.models.level import LevelForecast, top_down_level
 from ltvcast.schema.predictions import write_predictions
-from ltvcast.timeutil import horizon_window, to_day
+from ltvcast.timeutil import horizon_window, local_midnight, to_day
 
 DEFAULT_MODELS: tuple[str, ...] = ("naive", "bgnbd", "paretonbd")
 MAX_CLIPPED_SHARE = 0.05
@@ -52,6 +52,10 @@ class BacktestResult:
             before the cutoff (:func:`ltvcast.models.level.top_down_level`),
             None when it cannot be made.
         models: the fitted forecasters by model name (for explanations).
+        failures: the models that failed to fit, model name -> reason (they
+            have no predictions; the report and the terminal show them).
+        revenue_basis: ``net`` or ``gross`` (:class:`~ltvcast.data.datasets.History`).
+        currency: the shop's currency code from the store's meta, or None.
     """
 
     predictions: pd.DataFrame
@@ -62,6 +66,9 @@ class BacktestResult:
     notes: list[str] = field(default_factory=list)
     level: LevelForecast | None = None
     models: dict[str, Forecaster] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    revenue_basis: str = "net"
+    currency: str | None = None
 
 
 def evaluation_window(cutoff, horizon_days: float, observation_end) -> tuple[float, list[str]]:
@@ -157,7 +164,8 @@ def run_backtest(
     """
     step = on_step or (lambda _msg: None)
     days, notes = evaluation_window(cutoff, horizon_days, data.observation_end)
-    predictions, fit_notes, fitted = fit_predict(data, cutoff, days, models, step)
+    failures: dict[str, str] = {}
+    predictions, fit_notes, fitted = fit_predict(data, cutoff, days, models, step, failures)
     notes.extend(fit_notes)
     if predictions.empty:
         raise DataError(f"no customer has a purchase before the cutoff {to_day(cutoff).date()}")
@@ -170,6 +178,7 @@ def run_backtest(
             "purchases); they are scored with their actual (net) spend, while the learned models count "
             "such values as zero when training"
         )
+    notes.extend(unmatched_refund_notes(data, cutoff))
     order = {name: i for i, name in enumerate(models)}
     metrics = evaluate(predictions, actuals).sort_values("model", key=lambda m: m.map(order), kind="stable")
     metrics = metrics.reset_index(drop=True)
@@ -177,7 +186,55 @@ def run_backtest(
         level = top_down_level(data.transactions, cutoff, days, data.timezone)
     except DataError:
         level = None
-    return BacktestResult(predictions, actuals, metrics, to_day(cutoff), days, notes, level, fitted)
+    try:
+        currency = data.store.meta().get("shop_currency")
+    except (AttributeError, LtvcastError):
+        currency = None
+    return BacktestResult(
+        predictions, actuals, metrics, to_day(cutoff), days, notes, level, fitted, failures,
+        data.revenue_basis, currency,
+    )
+
+
+def basis_context(revenue_basis: str, currency: str | None) -> dict[str, str]:
+    """The report's context rows for what the money figures mean: revenue basis and currency."""
+    basis = {
+        "net": "net (sales minus returns and refunds)",
+        "gross": "gross (sales; returns not subtracted)",
+    }.get(revenue_basis, str(revenue_basis))
+    return {"Revenue basis": basis, "Currency": currency or "not declared (amounts as stored)"}
+
+
+def unmatched_refund_notes(data: History, cutoff) -> list[str]:
+    """A report note on the refunds before ``cutoff`` that name no order of their customer.
+
+    Such a refund lowers the customer's total spend only, never an occasion
+    (features/sql/README.md, "Refunds"); the note counts them so that they
+    are not lost from sight.
+
+    Returns:
+        One line, or nothing when there are none (or the data hold no order ids or returns).
+    """
+    tx = data.transactions
+    if "order_id" not in tx.columns or not tx["order_id"].notna().any():
+        return []
+    stamps = tx["timestamp"] if tx["timestamp"].dt.tz is not None else tx["timestamp"].dt.tz_localize("UTC")
+    tx = tx[(stamps < local_midnight(cutoff, data.timezone)).to_numpy()]
+    is_return = (tx["kind"] == "return" if "kind" in tx.columns else tx["amount"] < 0).to_numpy(dtype=bool)
+    if not is_return.any():
+        return []
+    ids = tx["customer_id"].astype(str) + "\x1f" + tx["order_id"].astype("string").fillna("")
+    has_ids = tx.loc[tx["order_id"].notna(), "customer_id"].unique()
+    sale_orders = set(ids[~is_return & tx["order_id"].notna().to_numpy()])
+    unmatched = is_return & tx["customer_id"].isin(has_ids).to_numpy() & ~ids.isin(sale_orders).to_numpy()
+    if not unmatched.any():
+        return []
+    rows = tx[unmatched]
+    return [
+        f"{len(rows):,} refund(s) before the cutoff ({float(-rows['amount'].sum()):,.2f} in all, "
+        f"{rows['customer_id'].nunique():,} customer(s)) name no order of their customer: they lower those "
+        "customers' total spend only, never a purchase occasion"
+    ]
 
 
 def backtest_context(result: BacktestResult, dataset: str) -> dict[str, str]:
@@ -191,6 +248,7 @@ def backtest_context(result: BacktestResult, dataset: str) -> dict[str, str]:
         "cutoff": str(result.cutoff.date()),
         "horizon": f"{result.horizon_days:g} days",
         "customers": f"{result.actuals.shape[0]:,}",
+        **basis_context(result.revenue_basis, result.currency),
         **level_context(result),
     }
 
@@ -245,6 +303,7 @@ def write_backtest(
         context=context,
         notes=result.notes,
         sections=sections,
+        failures=result.failures,
     )
     return paths
 
@@ -271,6 +330,8 @@ class RollingBacktestResult:
         horizon_days: the requested horizon (days); each run holds the
             length it scored (shorter where clipped at the end of the data).
         notes: every run's notes, each prefixed with its cutoff.
+        failures: model name -> reason, for the models that failed at one
+            cutoff or more (``cutoff YYYY-MM-DD: reason``, joined by `` | ``).
     """
 
     runs: list[BacktestResult]
@@ -280,6 +341,7 @@ class RollingBacktestResult:
     summary: pd.DataFrame
     horizon_days: float
     notes: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
 
     @property
     def cutoffs(self) -> list[pd.Timestamp]:
@@ -341,6 +403,10 @@ def run_rolling_backtest(
         run = run_backtest(data, day, horizon_days, models, lambda msg, label=label: step(f"{label}: {msg}"))
         runs.append(run)
         notes.extend(f"cutoff {label}: {note}" for note in run.notes)
+    failures: dict[str, list[str]] = {}
+    for run in runs:
+        for model, reason in run.failures.items():
+            failures.setdefault(model, []).append(f"cutoff {run.cutoff.date()}: {reason}")
     order = {name: i for i, name in enumerate(dict.fromkeys(models))}
     summary = summarize_backtest(pd.concat([run.metrics for run in runs], ignore_index=True))
     summary = summary.sort_values("model", key=lambda m: m.map(order), kind="stable").reset_index(drop=True)
@@ -354,6 +420,7 @@ def run_rolling_backtest(
         summary=summary,
         horizon_days=float(horizon_days),
         notes=notes,
+        failures={m: " | ".join(r) for m, r in failures.items()},
     )
 
 
@@ -389,7 +456,12 @@ def write_rolling_backtest(result: RollingBacktestResult, out_dir: str | Path, *
         result.metrics,
         paths["report"],
         title=f"ltvcast rolling-origin backtest — {dataset}, {len(result.runs)} cutoffs {first} … {last}",
-        context={"dataset": dataset, "Horizon requested": f"{result.horizon_days:g} days at every cutoff"},
+        context={
+            "dataset": dataset,
+            "Horizon requested": f"{result.horizon_days:g} days at every cutoff",
+            **basis_context(result.runs[0].revenue_basis, result.runs[0].currency),
+        },
         notes=result.notes,
+        failures=result.failures,
     )
     return paths

@@ -1,9 +1,11 @@
 """The backtest report: one self-contained HTML file.
 
-:func:`write_report` renders the context of a run, the metrics table of
-:func:`ltvcast.metrics.evaluate` (and, for rolling-origin backtests,
-mean ± standard deviation across cutoffs), one cumulative gain (Lorenz) chart
-with every model, and a decile calibration chart per model.
+:func:`write_report` renders the context of a run, the metrics of
+:func:`ltvcast.metrics.evaluate` split into groups (value, ranking, churn,
+uncertainty, timing; for rolling-origin backtests also mean ± standard
+deviation across cutoffs), the notes de-duplicated (:func:`group_notes`), one
+cumulative gain (Lorenz) chart with every model, and a decile calibration
+chart per model. A model that failed keeps a row with its reason.
 
 The file has no scripts and loads nothing: CSS is inline and the charts are
 inline SVG drawn with matplotlib (``matplotlib.figure.Figure`` directly, so the
@@ -35,7 +37,7 @@ from ltvcast.metrics import (
     summarize_backtest,
 )
 
-__all__ = ["write_report"]
+__all__ = ["METRIC_GROUPS", "group_notes", "write_report"]
 
 _WARNING_KEYS = ("warning", "warn", "caution")
 
@@ -124,7 +126,7 @@ _COLUMNS: dict[str, _Col] = {
         "Top-10% capture", "Share of actual spend held by the 10% of customers with the highest predictions.", _fmt_share
     ),
     "decile_mape": _Col(
-        "Decile MAPE",
+        "Decile MAPE (%)",
         "Mean over prediction deciles of |mean predicted − mean actual| / |mean actual| (deciles with zero actual skipped).",
         _fmt_share,
     ),
@@ -176,42 +178,162 @@ def _cell(value: Any, fmt: Callable[[Any], str], align: str = "") -> dict[str, A
     return {"text": text, "na": False, "align": align}
 
 
-def _metrics_table(metrics: pd.DataFrame) -> dict[str, Any]:
-    cols = list(metrics.columns)
-    left = {"model", "cutoff"}
-    header = [
-        {"label": _column(c).label, "description": _column(c).description, "align": "l" if c in left else ""}
-        for c in cols
-    ]
-    rows = []
-    for rec in metrics.itertuples(index=False, name=None):
-        rows.append([_cell(v, _column(c).fmt, "l" if c in left else "") for c, v in zip(cols, rec)])
-    return {"columns": header, "rows": rows}
+#: The metric groups of the report and the terminal: (key, title, metric columns).
+METRIC_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (
+        "value",
+        "Value — how much each customer spends and buys",
+        (
+            "n_customers",
+            "horizon_days",
+            "spend_mae",
+            "spend_rmse",
+            "total_spend_pred",
+            "total_spend_actual",
+            "total_spend_error_pct",
+            "decile_mape",
+            "tx_mae",
+            "tx_rmse",
+            "total_tx_error_pct",
+        ),
+    ),
+    ("ranking", "Ranking — who spends most", ("gini_norm", "spearman", "top_decile_capture")),
+    ("churn", "Churn — who buys nothing in the horizon", ("churn_rate", "churn_auc", "churn_pr_auc", "churn_brier")),
+    ("uncertainty", "Uncertainty — spend quantiles", ("spend_coverage_80", "spend_pinball", "spend_mae_p50")),
+    ("timing", "Timing — when the next purchase comes", ("next_purchase_mae", "next_purchase_cindex")),
+)
+_KEYS = ("model", "cutoff")
 
 
-def _summary_table(summary: pd.DataFrame) -> dict[str, Any]:
-    metrics = [c for c in METRIC_COLUMNS if f"{c}_mean" in summary.columns]
-    header = [
-        {"label": "Model", "description": "Model name.", "align": "l"},
-        {"label": "Cutoffs", "description": "Number of cutoffs averaged.", "align": ""},
-    ] + [{"label": _column(c).label, "description": _column(c).description, "align": ""} for c in metrics]
-    rows = []
-    for _, rec in summary.iterrows():
-        row = [_cell(rec["model"], str, "l"), _cell(rec["n_cutoffs"], _fmt_int)]
-        for c in metrics:
-            fmt = _column(c).fmt
-            mean, std = rec[f"{c}_mean"], rec[f"{c}_std"]
-            if _is_missing(mean):
-                row.append(_cell(None, fmt))
-                continue
-            text = fmt(mean)
-            if not _is_missing(std):
-                # std of a percent/share column is shown in the same unit, unsigned
-                std_text = fmt(std).lstrip("+") if fmt is not _fmt_int else f"{std:,.1f}"
-                text = f"{text} ± {std_text}"
-            row.append({"text": text, "na": False, "align": ""})
-        rows.append(row)
-    return {"columns": header, "rows": rows}
+def _groups(columns: Sequence[str]) -> list[tuple[str, str, list[str]]]:
+    """The metric groups restricted to ``columns``; unknown columns go to a last "other" group."""
+    known = {c for _, _, cols in METRIC_GROUPS for c in cols} | set(_KEYS)
+    out = [(key, title, [c for c in cols if c in columns]) for key, title, cols in METRIC_GROUPS]
+    other = [c for c in columns if c not in known]
+    if other:
+        out.append(("other", "Other columns", other))
+    return [g for g in out if g[2]]
+
+
+def _failed_row(model: str, reason: str, width: int) -> dict[str, Any]:
+    return {"cells": [_cell(model, str, "l")], "failure": f"failed, no predictions: {reason}", "span": width}
+
+
+def _metrics_tables(metrics: pd.DataFrame, failures: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One table per metric group: rows = models (× cutoffs), columns = the group's metrics."""
+    keys = ["model"] + (["cutoff"] if "cutoff" in metrics.columns and metrics["cutoff"].nunique() > 1 else [])
+    present = set(map(str, metrics["model"]))
+    tables = []
+    for key, title, cols in _groups([c for c in metrics.columns if c not in _KEYS]):
+        if not metrics[cols].notna().any().any() and key != "value":
+            continue
+        header = [{"label": _column(c).label, "description": _column(c).description, "align": "l"} for c in keys]
+        header += [{"label": _column(c).label, "description": _column(c).description, "align": ""} for c in cols]
+        rows = []
+        for _, rec in metrics.iterrows():
+            cells = [_cell(rec[c], _column(c).fmt, "l") for c in keys]
+            cells += [_cell(rec[c], _column(c).fmt) for c in cols]
+            rows.append({"cells": cells, "failure": None, "span": 0})
+        for model, reason in failures.items():
+            if str(model) not in present:
+                rows.append(_failed_row(str(model), str(reason), len(header) - 1))
+        tables.append({"key": key, "title": title, "columns": header, "rows": rows})
+    return tables
+
+
+def _summary_tables(summary: pd.DataFrame, failures: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Mean ± standard deviation across cutoffs, one table per metric group."""
+    metrics = [c for c in summary.columns if c.endswith("_mean")]
+    metrics = [c[: -len("_mean")] for c in metrics]
+    present = set(map(str, summary["model"]))
+    tables = []
+    for key, title, cols in _groups(metrics):
+        cols = [c for c in cols if c != "horizon_days" and summary[f"{c}_mean"].notna().any()]
+        if not cols:
+            continue
+        header = [
+            {"label": "Model", "description": "Model name.", "align": "l"},
+            {"label": "Cutoffs", "description": "Number of cutoffs averaged.", "align": ""},
+        ] + [{"label": _column(c).label, "description": _column(c).description, "align": ""} for c in cols]
+        rows = []
+        for _, rec in summary.iterrows():
+            cells = [_cell(rec["model"], str, "l"), _cell(rec["n_cutoffs"], _fmt_int)]
+            for c in cols:
+                fmt = _column(c).fmt
+                mean, std = rec[f"{c}_mean"], rec[f"{c}_std"]
+                if _is_missing(mean):
+                    cells.append(_cell(None, fmt))
+                    continue
+                text = fmt(mean)
+                if not _is_missing(std):
+                    # std of a percent/share column is shown in the same unit, unsigned
+                    std_text = fmt(std).lstrip("+") if fmt is not _fmt_int else f"{std:,.1f}"
+                    text = f"{text} ± {std_text}"
+                cells.append({"text": text, "na": False, "align": ""})
+            rows.append({"cells": cells, "failure": None, "span": 0})
+        for model, reason in failures.items():
+            if str(model) not in present:
+                rows.append(_failed_row(str(model), str(reason), len(header) - 1))
+        tables.append({"key": key, "title": title, "columns": header, "rows": rows})
+    return tables
+
+
+_PREFIX_RE = re.compile(r"^cutoff (\d{4}-\d{2}-\d{2}): ")
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T][\d:]+)?")
+_NUM_RE = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?", re.IGNORECASE)
+
+
+def _abbreviate(items: Sequence[str], keep: int = 6) -> str:
+    if len(items) <= keep:
+        return ", ".join(items)
+    return ", ".join(items[:3]) + f", … ({len(items) - 5} more), " + ", ".join(items[-2:])
+
+
+def group_notes(notes: Sequence[str]) -> list[str]:
+    """Notes de-duplicated: one line per kind, with its count and the cutoffs and dates it concerns.
+
+    Two notes are of one kind when they read the same once a leading
+    ``cutoff YYYY-MM-DD:`` prefix is removed, dates are masked and numbers are
+    masked (the same "not identified" message from every training window is
+    one kind). A kind seen once is shown as it is; a kind seen ``n > 1``
+    times is shown as its first note, then ``[×n; cutoffs …; dates …]`` (the
+    distinct cutoffs of the prefixes and dates named in the notes, in order of
+    appearance; numbers are those of the first note when they differ).
+
+    Args:
+        notes: text lines, in order.
+
+    Returns:
+        One line per kind, in order of first appearance.
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    for note in notes:
+        text = str(note)
+        match = _PREFIX_RE.match(text)
+        body = text[match.end() :] if match else text
+        key = _NUM_RE.sub("#", _DATE_RE.sub("D", body))
+        g = groups.setdefault(key, {"first": text, "body": body, "n": 0, "cutoffs": [], "dates": [], "texts": set()})
+        g["n"] += 1
+        g["texts"].add(body)
+        if match and match.group(1) not in g["cutoffs"]:
+            g["cutoffs"].append(match.group(1))
+        for d in _DATE_RE.findall(body):
+            if d not in g["dates"]:
+                g["dates"].append(d)
+    lines = []
+    for g in groups.values():
+        if g["n"] == 1:
+            lines.append(g["first"])
+            continue
+        where = [f"×{g['n']}"]
+        if g["cutoffs"]:
+            where.append(f"cutoffs {_abbreviate(g['cutoffs'])}")
+        if len(g["dates"]) > 1:
+            where.append(f"dates {_abbreviate(g['dates'])}")
+        if len(g["texts"]) > 1:
+            where.append("values of the first shown")
+        lines.append(f"{g['body']} [{'; '.join(where)}]")
+    return lines
 
 
 # --------------------------------------------------------------------------
@@ -443,6 +565,7 @@ def write_report(
     context: Mapping[str, str] | None = None,
     notes: Sequence[str] | None = None,
     sections: Sequence[ReportSection] = (),
+    failures: Mapping[str, str] | None = None,
 ) -> Path:
     """Write the backtest report as one self-contained HTML file.
 
@@ -462,9 +585,14 @@ def write_report(
             Derived facts (models, cutoffs, horizon, customer counts, actual
             spend) are added unless a key of the same name is given.
         notes: optional lines (e.g. model warnings: a fit that hit a bound)
-            listed under the context; escaped like everything else.
+            listed after the metrics, de-duplicated by :func:`group_notes`
+            (folded when there are more than five kinds); escaped like
+            everything else.
         sections: extra sections after the charts (:class:`ReportSection`),
             built by the rooms above (decisions, model health).
+        failures: models that failed (model name -> reason); each keeps a
+            row in every metrics table with its reason, and the context
+            names them in a highlighted row.
 
     Returns:
         The path written.
@@ -495,6 +623,9 @@ def write_report(
 
     if notes is not None and (isinstance(notes, str) or not isinstance(notes, Sequence)):
         raise DataError("notes must be a list of text lines")
+    if failures is not None and not isinstance(failures, Mapping):
+        raise DataError("failures must be a mapping of model name to reason")
+    failed = {str(k): str(v) for k, v in (failures or {}).items()}
     note_lines = [str(n) for n in (notes or [])]
     chart_cutoff = joined["cutoff"].max()
     at_cutoff = joined[joined["cutoff"] == chart_cutoff]
@@ -541,10 +672,21 @@ def write_report(
         y_all = first["actual_spend"].to_numpy(np.float64)
         gain_chart = _gain_chart(curves, gain_curve(y_all, y_all))
 
-    summary_table = None
+    summary_tables: list[dict[str, Any]] = []
     n_cutoffs = int(metrics["cutoff"].nunique()) if "cutoff" in metrics.columns else 1
     if n_cutoffs > 1:
-        summary_table = _summary_table(summarize_backtest(metrics))
+        summary_tables = _summary_tables(summarize_backtest(metrics), failed)
+    context_rows = _context_rows(joined, context)
+    if failed:
+        context_rows.insert(
+            0,
+            {
+                "key": "Warning: models that failed",
+                "value": "; ".join(f"{m}: {r}" for m, r in failed.items()),
+                "warning": True,
+            },
+        )
+    grouped = group_notes(note_lines)
 
     glossary = [
         {"label": _COLUMNS[c].label, "description": _COLUMNS[c].description}
@@ -555,10 +697,12 @@ def write_report(
     html = _render(
         version=__version__,
         title=str(title),
-        context_rows=_context_rows(joined, context),
-        notes=note_lines,
-        metrics_table=_metrics_table(metrics),
-        summary_table=summary_table,
+        context_rows=context_rows,
+        notes=grouped,
+        n_notes=len(note_lines),
+        fold_notes=len(grouped) > 5,
+        metrics_tables=_metrics_tables(metrics, failed),
+        summary_tables=summary_tables,
         n_cutoffs=n_cutoffs,
         glossary=glossary,
         chart_cutoff=_fmt_cutoff(chart_cutoff) if not _is_missing(chart_cutoff) else "",

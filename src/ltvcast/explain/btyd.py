@@ -87,8 +87,9 @@ def numeric_elasticity(model, summary: pd.DataFrame, h: float, column: str, step
         rows = np.flatnonzero(ok)
         sub = summary.iloc[rows].reset_index(drop=True)
         f = {d: _logs(model, sub, h, column, np.exp(d * step)) for d in (-2, -1, 1, 2)}
-        for k in out:
-            out[k][rows] = (-f[2][k] + 8 * f[1][k] - 8 * f[-1][k] + f[-2][k]) / (12 * step)
+        with np.errstate(invalid="ignore"):  # ln 0 = -inf on both sides (an output of 0): set to 0 below
+            for k in out:
+                out[k][rows] = (-f[2][k] + 8 * f[1][k] - 8 * f[-1][k] + f[-2][k]) / (12 * step)
     if (~ok).any():
         rows = np.flatnonzero(~ok)
         sub = summary.iloc[rows].reset_index(drop=True)
@@ -96,8 +97,9 @@ def numeric_elasticity(model, summary: pd.DataFrame, h: float, column: str, step
         base = _logs(model, sub, h, column, 1.0)
         f1 = _logs(model, sub, h, column, np.exp(sign * step))
         f2 = _logs(model, sub, h, column, np.exp(2 * sign * step))
-        for k in out:
-            out[k][rows] = sign * (-3 * base[k] + 4 * f1[k] - f2[k]) / (2 * step)
+        with np.errstate(invalid="ignore"):
+            for k in out:
+                out[k][rows] = sign * (-3 * base[k] + 4 * f1[k] - f2[k]) / (2 * step)
     for k in out:
         out[k] = np.where(x == 0, 0.0, np.nan_to_num(out[k], nan=0.0, posinf=0.0, neginf=0.0))
     return out

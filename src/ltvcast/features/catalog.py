@@ -199,6 +199,8 @@ def feature_specs(windows: tuple[int, ...] = DEFAULT_WINDOWS) -> tuple[FeatureSp
         _f("views", "events", "int", 0, "count", "view events before the cutoff"),
         _f("add_to_carts", "events", "int", 0, "count", "add_to_cart events before the cutoff"),
         _f("purchase_events", "events", "int", 0, "count", "purchase events before the cutoff"),
+        _f("other_events", "events", "int", 0, "count",
+           "events of any other type (email_open, search, ...: types are open) before the cutoff"),
     ]
     for w in windows:
         specs += [
@@ -207,6 +209,8 @@ def feature_specs(windows: tuple[int, ...] = DEFAULT_WINDOWS) -> tuple[FeatureSp
             _f(f"views_{w}d", "events", "int", 0, "count", f"view events in the last {w} days"),
             _f(f"add_to_carts_{w}d", "events", "int", 0, "count",
                f"add_to_cart events in the last {w} days"),
+            _f(f"other_events_{w}d", "events", "int", 0, "count",
+               f"events of other types in the last {w} days"),
         ]
     specs += [
         _f("view_to_cart_rate", "events", "float", None, "ratio",
@@ -216,6 +220,8 @@ def feature_specs(windows: tuple[int, ...] = DEFAULT_WINDOWS) -> tuple[FeatureSp
            "add_to_carts"),
         _f("days_since_last_visit", "events", "float", None, "days",
            "C minus the day of the last event of any type; NULL without events"),
+        _f("days_since_last_other_event", "events", "float", None, "days",
+           "C minus the day of the last event of another type; NULL without such events"),
         # -- attributes -----------------------------------------------------------
         _f("acquisition_channel", "attributes", "str", None, "category",
            "customers.acquisition_channel; missing when the customer has no customers row known at the "

@@ -32,7 +32,7 @@ import yaml
 
 from ltvcast.errors import DataError
 from ltvcast.ingest.kinds import KINDS, check_mapping
-from ltvcast.ingest.parse import check_timezone
+from ltvcast.ingest.parse import check_decimal, check_timezone
 from ltvcast.ingest.readers import SOURCE_FORMATS, detect_format
 
 #: Column names treated as personal data when ``personal_columns`` is not given.
@@ -83,6 +83,7 @@ _SOURCE_KEYS = (
     "sheet",
     "event_types",
     "invert",
+    "decimal",
 )
 _KIND_ONLY = {
     "cancellation_prefix": ("orders", "order_items"),
@@ -139,6 +140,8 @@ class SourceSpec:
         cancellation_prefix: orders / order_items: an order id starting with
             it is a cancellation invoice (None = no prefix rule).
         has_header, columns, encoding: text-file options as in the single-file mapping.
+        decimal: the decimal mark of the source's numbers, ``"."`` or ``","``
+            (``1.234,56`` = 1234.56; :func:`ltvcast.ingest.parse.number_format`); None = ``"."``.
         sheet: Excel sheet name or index.
         event_types: events: source value -> canonical event type.
         invert: fx_rates: the file gives units of the currency per 1 unit of
@@ -167,6 +170,7 @@ class SourceSpec:
     invert: bool = False
     name: str | None = None
     index: int = 0
+    decimal: str | None = None
 
     @property
     def label(self) -> str:
@@ -372,6 +376,7 @@ def _source(data: object, index: int, base: Path, where: str) -> SourceSpec:
         invert=_flag(data.get("invert", False), "invert", at),
         name=_text(data["name"], "name", at) if data.get("name") is not None else None,
         index=index,
+        decimal=None if data.get("decimal") is None else check_decimal(str(data["decimal"]), f"{at}: decimal"),
     )
 
 

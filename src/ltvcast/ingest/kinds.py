@@ -14,11 +14,17 @@ type           parsed as
 ``money``      decimal number, 4 decimals (original currency)
 ``number``     decimal number (quantity)
 ``rate``       decimal number > 0, 8 decimals
-``line``       whole number
-``event``      event type, one of :data:`EVENT_TYPES`
+``fraction``   decimal number in [0, 1] (``discount_rate``)
+``line``       line id: a whole number, or any text (mapped to a stable number,
+               :func:`ltvcast.ingest.staging.line_numbers`)
+``event``      event type: any text (lower-cased, ``-``/space -> ``_``); the
+               :data:`EVENT_TYPES` get their own features, others generic ones
 =============  ==============================================================
 
-A field not mapped in ``mapping:`` is looked up under its canonical name.
+A field not mapped in ``mapping:`` is looked up under its canonical name,
+except the fields of :data:`MAP_ONLY` (their unit is ambiguous: a
+``discount`` column may hold money or a fraction), which are read only when
+mapped explicitly (``mapping: {discount_rate: discount}``).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ FIELD_TYPES: dict[str, str] = {
     "amount": "money",
     "unit_price": "money",
     "discount": "money",
+    "discount_rate": "fraction",
     "list_price": "money",
     "quantity": "number",
     "rate": "rate",
@@ -68,6 +75,7 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
         "quantity",
         "unit_price",
         "discount",
+        "discount_rate",
         "amount",
         "currency",
         "customer_id",
@@ -117,6 +125,9 @@ KIND_KEYS: dict[str, tuple[str, ...]] = {
     "fx_rates": ("day", "currency"),
 }
 
+#: Fields never matched by their own name: they are read only when mapped explicitly.
+MAP_ONLY: frozenset[str] = frozenset({"discount", "discount_rate"})
+
 _RESERVED = {"ingest_id", "kind", "row_hash"}
 
 
@@ -142,7 +153,8 @@ def check_mapping(kind: str, mapping: Mapping[str, str], where: str) -> None:
     for key in mapping:
         if key in allowed:
             continue
-        if kind == "customers" and key.isidentifier() and key == key.lower() and key not in _RESERVED:
+        if (kind == "customers" and key.isidentifier() and key == key.lower() and key not in _RESERVED
+                and not key.startswith("_")):
             continue
         extra = " (or extra attributes as lower-case names)" if kind == "customers" else ""
         raise DataError(f"{where}: unknown field {key!r} in mapping for {kind}; fields are: {', '.join(allowed)}{extra}")
@@ -157,7 +169,7 @@ def resolve_fields(kind: str, columns: Sequence[str], mapping: Mapping[str, str]
         kind: the source kind.
         columns: column names found in the source.
         mapping: canonical -> source column (explicit); other fields are
-            looked up under their canonical name.
+            looked up under their canonical name, except :data:`MAP_ONLY`.
         where: source label for messages.
 
     Returns:
@@ -183,11 +195,13 @@ def resolve_fields(kind: str, columns: Sequence[str], mapping: Mapping[str, str]
             raise missing(f"column {source!r} (mapped to {canonical}){hint}")
         out[canonical] = source
     for canonical in KIND_FIELDS[kind]:
-        if canonical not in out and canonical in found:
+        if canonical not in out and canonical in found and canonical not in MAP_ONLY:
             out[canonical] = canonical
     for canonical in REQUIRED_FIELDS[kind]:
         if canonical not in out:
             raise missing(f"required column {canonical}")
+    if "discount" in out and "discount_rate" in out:
+        raise DataError(f"{where}: map either discount (money) or discount_rate (a fraction 0-1), not both")
     if kind in ("order_items", "returns") and "amount" not in out:
         if "unit_price" not in out:
             raise missing("required column amount (or unit_price and quantity)")
@@ -196,3 +210,13 @@ def resolve_fields(kind: str, columns: Sequence[str], mapping: Mapping[str, str]
     if kind == "returns" and "order_id" not in out and "customer_id" not in out:
         raise missing("column order_id or customer_id (a return must name its order or its customer)")
     return out
+
+
+def ignored_columns(columns: Sequence[str], used: Mapping[str, str], dropped: Sequence[str] = ()) -> list[str]:
+    """Source columns that reach no canonical field: not mapped, not matched by name, not dropped as personal.
+
+    They are not stored; the ingest names them in its summary and in
+    ``ingest_log.mapping`` (key ``_ignored``), so nothing is dropped without a word.
+    """
+    taken = set(used.values()) | set(dropped)
+    return [c for c in columns if c not in taken]

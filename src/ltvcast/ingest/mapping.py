@@ -14,7 +14,9 @@ or as a flat YAML file (``--map-file mapping.yaml``)::
     date_format: "%d/%m/%Y %H:%M"   # optional, strptime codes
     dayfirst: true                  # optional, 01/02/2020 = 1 February
     has_header: false               # optional, for header-less text files
+    decimal: ","                    # optional, decimal commas: 1.234,56 = 1234.56
     columns: [customer_id, date, number_of_cds, dollar_value]
+    exclude: {product_id: [POST, M, DOT]}   # optional, rows left out (and counted)
 
 Rules:
 
@@ -27,6 +29,15 @@ Rules:
 * ``columns`` names the columns of a file in order. Given without
   ``has_header``, the file is taken to have **no** header line; with
   ``has_header: true`` the names replace the file's own header.
+* ``decimal: ","`` (``--decimal ,``) reads numbers with a decimal comma
+  (``1.234,56`` = 1234.56; ``.`` or spaces group thousands), see
+  :func:`ltvcast.ingest.parse.number_format`. Default ``"."``.
+* ``exclude`` (``--exclude product_id=POST,M,DOT``) leaves out every row
+  whose column holds one of the listed values (exact text after trimming
+  spaces), e.g. postage, manual adjustments and bank charges in the Online
+  Retail export. The key is a canonical field (its mapped source column is
+  used) or a source column name. Excluded rows are counted per rule
+  (``IngestStats.excluded``), never lost silently.
 """
 
 from __future__ import annotations
@@ -38,13 +49,32 @@ from pathlib import Path
 import yaml
 
 from ltvcast.errors import DataError
+from ltvcast.ingest.parse import check_decimal
 from ltvcast.schema import TRANSACTION_COLUMNS
 
 #: Canonical names a mapping may target: the transaction columns plus
 #: ``unit_price`` (used to derive ``amount``).
 MAPPABLE_FIELDS: tuple[str, ...] = TRANSACTION_COLUMNS + ("unit_price",)
 
-_OPTION_KEYS = ("date_format", "dayfirst", "has_header", "columns")
+_OPTION_KEYS = ("date_format", "dayfirst", "has_header", "columns", "decimal", "exclude")
+
+
+def _exclude_rule(data: object, origin: str) -> dict[str, tuple[str, ...]]:
+    """Check an exclusion rule: column name -> non-empty list of text values."""
+    if not isinstance(data, Mapping):
+        raise DataError(f"{origin}: exclude must map a column to the values to leave out, e.g. {{product_id: [POST, M]}}")
+    out: dict[str, tuple[str, ...]] = {}
+    for key, values in data.items():
+        if not isinstance(key, str) or not key.strip():
+            raise DataError(f"{origin}: exclude keys must be column names, got {key!r}")
+        if isinstance(values, (str, int)) and not isinstance(values, bool):
+            values = [values]
+        if not isinstance(values, (list, tuple)) or not values or not all(
+            isinstance(v, (str, int)) and not isinstance(v, bool) and str(v).strip() for v in values
+        ):
+            raise DataError(f"{origin}: exclude {key} must list the values to leave out as text, got {values!r}")
+        out[key.strip()] = tuple(dict.fromkeys(str(v).strip() for v in values))
+    return out
 
 
 @dataclass(frozen=True)
@@ -62,6 +92,10 @@ class ColumnMapping:
         has_header: whether the file's first line names the columns. None
             means "yes, unless ``columns`` is given".
         columns: the column names of the file, in order (for header-less files).
+        decimal: the decimal mark of its numbers, ``"."`` or ``","``; None
+            means ``"."``.
+        exclude: column (canonical field or source column) -> values whose
+            rows are left out and counted (see the module doc).
     """
 
     fields: Mapping[str, str] = field(default_factory=dict)
@@ -69,8 +103,13 @@ class ColumnMapping:
     dayfirst: bool | None = None
     has_header: bool | None = None
     columns: tuple[str, ...] | None = None
+    decimal: str | None = None
+    exclude: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.decimal is not None:
+            check_decimal(self.decimal)
+        object.__setattr__(self, "exclude", _exclude_rule(self.exclude, "exclude"))
         unknown = sorted(set(self.fields) - set(MAPPABLE_FIELDS))
         if unknown:
             raise DataError(
@@ -103,8 +142,10 @@ class ColumnMapping:
         dayfirst: bool | None = None,
         has_header: bool | None = None,
         columns: Iterable[str] | None = None,
+        decimal: str | None = None,
+        exclude: Mapping[str, Iterable[str]] | None = None,
     ) -> ColumnMapping:
-        """Return a copy with ``fields`` merged in and every non-None option replaced.
+        """Return a copy with ``fields`` and ``exclude`` merged in and every non-None option replaced.
 
         Used to lay command-line options over a mapping file.
 
@@ -120,6 +161,8 @@ class ColumnMapping:
             dayfirst=dayfirst if dayfirst is not None else self.dayfirst,
             has_header=has_header if has_header is not None else self.has_header,
             columns=tuple(columns) if columns is not None else self.columns,
+            decimal=decimal if decimal is not None else self.decimal,
+            exclude={**self.exclude, **{k: tuple(v) for k, v in (exclude or {}).items()}},
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -127,7 +170,10 @@ class ColumnMapping:
         out: dict[str, object] = dict(self.fields)
         for key in _OPTION_KEYS:
             value = getattr(self, key)
-            if value is not None:
+            if key == "exclude":
+                if value:
+                    out[key] = {k: list(v) for k, v in value.items()}
+            elif value is not None:
                 out[key] = list(value) if key == "columns" else value
         return out
 
@@ -155,6 +201,19 @@ def parse_map_option(text: str) -> dict[str, str]:
         out[canonical] = source
     ColumnMapping(fields=out)  # validate names
     return out
+
+
+def parse_exclude_option(text: str) -> dict[str, tuple[str, ...]]:
+    """Parse ``--exclude "product_id=POST,M,DOT"`` into ``{"product_id": ("POST", "M", "DOT")}``.
+
+    Raises:
+        DataError: the text is not ``column=value,value,...``.
+    """
+    column, sep, values = text.partition("=")
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not column.strip() or not items:
+        raise DataError(f"--exclude {text!r} is not column=value,value,... (e.g. product_id=POST,M,DOT)")
+    return _exclude_rule({column.strip(): items}, "--exclude")
 
 
 def _bool(value: object, key: str, path: Path) -> bool:
@@ -201,6 +260,8 @@ def mapping_from_dict(data: Mapping[str, object], origin: str = "mapping") -> Co
             dayfirst=_bool(options["dayfirst"], "dayfirst", path) if "dayfirst" in options else None,
             has_header=_bool(options["has_header"], "has_header", path) if "has_header" in options else None,
             columns=columns,
+            decimal=None if options.get("decimal") is None else str(options["decimal"]),
+            exclude=_exclude_rule(options["exclude"], "exclude") if options.get("exclude") is not None else {},
         )
     except DataError as exc:
         raise DataError(f"{origin}: {exc}") from None

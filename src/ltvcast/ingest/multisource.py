@@ -29,6 +29,7 @@ import pandas as pd
 from ltvcast.errors import DataError
 from ltvcast.ingest.config import ShopConfig, SourcesConfig, SourceSpec
 from ltvcast.ingest.ledger import FileCounts
+from ltvcast.ingest.parse import number_format
 from ltvcast.ingest.privacy import id_key
 from ltvcast.ingest.readers import SOURCE_FORMATS, file_sha256, read_table
 from ltvcast.ingest.resolve import resolve
@@ -39,7 +40,7 @@ from ltvcast.schema.quarantine import reason_order
 from ltvcast.timeutil import DateLike, declared_day
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from ltvcast.store import Store
 
@@ -61,6 +62,7 @@ class SourceReport:
         ids_normalised: float-spelled ids rewritten.
         content_hash: SHA-256 of the content.
         note: why it was skipped, or which ingest it replaced.
+        ignored: source columns that reach no canonical field (not stored).
     """
 
     kind: str
@@ -73,6 +75,7 @@ class SourceReport:
     ids_normalised: int = 0
     content_hash: str = ""
     note: str = ""
+    ignored: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,8 @@ def _read_file(path: Path, spec: SourceSpec):
 
 
 def _stage_all(
-    config: SourcesConfig, seen: pd.DataFrame, replace: bool, key: bytes | None
+    config: SourcesConfig, seen: pd.DataFrame, replace: bool, key: bytes | None,
+    progress: Callable[[str], None] = lambda text: None,
 ) -> tuple[list[StagedTable], list[SourceReport | int], list[int]]:
     """Read and stage every source; return staged tables, the report slots, ingests to replace."""
     staged: list[StagedTable] = []
@@ -168,13 +172,18 @@ def _stage_all(
                 if earlier is not None:
                     replaced.append(int(earlier))
             this_run.add((spec.kind, content_hash))
+            progress(f"reading {spec.kind}: {label}")
             if raw is None:
                 raw = _read_file(path, spec)
                 raw = type(raw)(frame=raw.frame, source=label, format=raw.format, encoding=raw.encoding)
-            table = stage_table(raw, spec, config.shop, content_hash, key)
+            with number_format(spec.decimal):  # decimal: "," on the source
+                table = stage_table(raw, spec, config.shop, content_hash, key)
             table.seconds = time.perf_counter() - t0
             if table.personal_dropped:
                 log.info("%s: dropped personal column(s) %s", label, ", ".join(table.personal_dropped))
+            if table.ignored:
+                log.warning("%s: column(s) with no canonical field, not stored: %s", label, ", ".join(table.ignored))
+            log.info("%s: %d rows read and parsed in %.1f s", label, table.rows_read, table.seconds)
             slots.append(len(staged))
             staged.append(table)
     return staged, slots, sorted(set(replaced))
@@ -187,6 +196,7 @@ def ingest_sources(
     replace: bool = False,
     data_end: DateLike | None = None,
     environ: Mapping[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> MultiSourceResult:
     """Read every source of ``config`` and write it to ``store`` in one transaction.
 
@@ -198,6 +208,9 @@ def ingest_sources(
             without it such content is skipped (idempotent re-runs).
         data_end: declared last observed day; overrides ``shop.data_end``.
         environ: environment for the pseudonymisation key (default ``os.environ``).
+        progress: called with a short text at each stage (reading each source,
+            resolving, writing, rebuilding); the CLI shows it as a progress
+            bar or as log lines.
 
     Returns:
         :class:`MultiSourceResult`; for every ingested source
@@ -218,7 +231,8 @@ def ingest_sources(
     declared_text = data_end if data_end is not None else shop.data_end
     declared = declared_day(declared_text) if declared_text is not None else None
     seen = store.ingested_sources()
-    staged, slots, replaced = _stage_all(config, seen, replace, key)
+    step = progress or (lambda text: None)
+    staged, slots, replaced = _stage_all(config, seen, replace, key, step)
     run_id = None
     ids: list[int] = []
     run = None
@@ -228,8 +242,11 @@ def ingest_sources(
             run_id = store.next_run_id()
             store.delete_ingests(replaced)
             ctx = ingest_context(store, {t.spec.kind for t in staged} | {"orders"})
+            step(f"resolving {sum(t.rows_read for t in staged):,} rows of {len(staged)} source table(s)")
             run = resolve(staged, ctx, shop)
+            step("writing the store")
             ids = write_run(store, run, staged, run_id, started_at, declared)
+            step("rebuilding transactions and order totals")
             store.rebuild_derived()
         store.check_data_end(declared)
     reports: list[SourceReport] = []
@@ -253,6 +270,7 @@ def ingest_sources(
                 personal_dropped=tuple(table.personal_dropped),
                 ids_normalised=table.ids_normalised,
                 content_hash=table.content_hash,
+                ignored=tuple(table.ignored),
             )
         )
     try:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -82,17 +85,80 @@ def parse_text(values: pd.Series) -> pd.Series:
     return text.where(text != "")
 
 
+#: Decimal marks a source may declare (``--decimal`` / ``decimal:`` in ``sources.yaml``).
+DECIMAL_MARKS: tuple[str, ...] = (".", ",")
+_DECIMAL: ContextVar[str] = ContextVar("ltvcast_decimal_mark", default=".")
+#: A decimal-comma number: optional sign, digits (grouped by 3 with one of ``.``, space, no-break
+#: space, narrow no-break space or ``'`` used throughout), optional ``,`` and decimals.
+_COMMA_NUMBER = (
+    r"^(?P<sign>[+-]?)(?P<int>\d{1,3}(?P<sep>[. \u00a0\u202f'])\d{3}(?:(?P=sep)\d{3})*|\d+)"
+    r"(?:,(?P<frac>\d+))?$"
+)
+
+
+def check_decimal(mark: str | None, what: str = "decimal") -> str:
+    """Return the decimal mark ``mark`` (None: ``"."``).
+
+    Raises:
+        DataError: ``mark`` is not ``"."`` or ``","``.
+    """
+    if mark is None:
+        return "."
+    if mark not in DECIMAL_MARKS:
+        raise DataError(f"{what} {mark!r} is not a decimal mark; use '.' (1234.56) or ',' (1.234,56)")
+    return mark
+
+
+@contextmanager
+def number_format(decimal: str | None = ".") -> Iterator[None]:
+    """Within the block, :func:`parse_numbers` reads numbers with ``decimal`` as the decimal mark.
+
+    ``","`` (German, French, ... exports): ``1.234,56`` and ``1234,56`` are
+    1234.56; ``.``, spaces or ``'`` group thousands (by 3, one kind per
+    number); a number with a ``.`` that is not such a grouping (``1.5``) is
+    unparseable, not silently read as one and a half. Scoped to the current
+    thread / task (a context variable).
+
+    Raises:
+        DataError: ``decimal`` is not ``"."`` or ``","``.
+    """
+    token = _DECIMAL.set(check_decimal(decimal))
+    try:
+        yield
+    finally:
+        _DECIMAL.reset(token)
+
+
+def comma_to_dot(text: pd.Series) -> pd.Series:
+    """Rewrite decimal-comma numbers as plain ones (``"1.234,56"`` -> ``"1234.56"``, ``"-3,5"`` -> ``"-3.5"``).
+
+    Text that is not a decimal-comma number (see :func:`number_format`) becomes
+    ``"x"`` (unparseable); null tokens stay as they are.
+    """
+    text = as_text(text)
+    parts = text.str.extract(_COMMA_NUMBER)
+    ok = parts["int"].notna()
+    digits = parts["int"].fillna("").str.replace(r"[. \u00a0\u202f']", "", regex=True)
+    frac = parts["frac"].fillna("")
+    plain = parts["sign"].fillna("") + digits + np.where(frac != "", "." + frac, "")
+    out = text.where(text.isin(NULL_TOKENS), "x")
+    return out.where(~ok, plain)
+
+
 def parse_numbers(values: pd.Series) -> pd.Series:
     """Parse plain decimal numbers (``12``, ``-3.5``, ``1e3``) into float64.
 
-    No currency symbols or thousands separators. Missing, unparseable and
-    non-finite values (``inf``), and magnitudes of :data:`MAX_ABS_NUMBER` or
-    more (which the store's DECIMAL(18,4) cannot hold), become NaN.
+    No currency symbols or thousands separators, except inside
+    :func:`number_format` with ``","`` (``1.234,56`` -> 1234.56). Missing,
+    unparseable and non-finite values (``inf``), and magnitudes of
+    :data:`MAX_ABS_NUMBER` or more (which the store's DECIMAL(18,4) cannot
+    hold), become NaN.
     """
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
         out = values.astype(np.float64)
     else:
-        out = pd.to_numeric(as_text(values), errors="coerce").astype(np.float64)
+        text = comma_to_dot(values) if _DECIMAL.get() == "," else as_text(values)
+        out = pd.to_numeric(text, errors="coerce").astype(np.float64)
     return out.where(np.isfinite(out) & (out.abs() < MAX_ABS_NUMBER))
 
 

@@ -32,15 +32,29 @@ multi-source path (``ltvcast ingest --config``) reads :data:`SOURCE_FORMATS`.
 Text files are decoded as UTF-8 (a byte-order mark is ignored); a file that
 is not valid UTF-8 is read as Latin-1 (which decodes any byte), and the
 encoding used is reported.
+
+Malformed CSV rows
+------------------
+A CSV row with more fields than the header, or with broken quoting (a quote
+that never closes, text after a closing quote), does not abort its file:
+with ``bad_rows="keep"`` it is set aside in :attr:`RawTable.bad_rows` with
+its data row number and what is wrong, and every other row is read (the
+ingest quarantines it as ``bad_row``). A row with *fewer* fields than the
+header gets empty trailing fields (exports often leave trailing empty fields
+out), as with pandas. A quoted field may span lines; a quote that does not
+close into a row of the header's width is broken quoting, and only its own
+line is set aside. With ``bad_rows="raise"`` (the default) such a file is
+refused, the message naming the first bad row.
 """
 
 from __future__ import annotations
 
 import bz2
+import csv
 import gzip
 import hashlib
 import lzma
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -95,12 +109,34 @@ class RawTable:
         format: ``"csv"``, ``"whitespace"``, ``"parquet"``, ``"jsonl"``,
             ``"excel"`` or ``"sql"``.
         encoding: the text encoding used (None for Parquet, Excel, SQL).
+        bad_rows: malformed CSV rows set aside (``bad_rows="keep"``), one
+            :class:`BadRow` each, in file order; then ``frame``'s index
+            skips their positions, so data row ``i`` is still ``i + 1``.
     """
 
     frame: pd.DataFrame
     source: str
     format: str
     encoding: str | None
+    bad_rows: tuple[BadRow, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """A malformed CSV row (see the module doc).
+
+    Attributes:
+        row: 1-based data row number (the numbering of the readable rows:
+            header and blank lines not counted).
+        line: 1-based line of the file where the row starts.
+        problem: what is wrong (``expected 3 fields, saw 4``, ``broken quoting: ...``).
+        fields: the row's fields as far as they can be split (for the quarantine's raw row).
+    """
+
+    row: int
+    line: int
+    problem: str
+    fields: tuple[str, ...]
 
 
 def detect_format(
@@ -172,9 +208,85 @@ def _csv_separator(header_line: str) -> str:
     return best if counts[best] > 0 else ","
 
 
+#: Physical lines a quoted field may span before its quote counts as broken.
+MAX_QUOTED_LINES = 1000
+
+
+def _loose_fields(text: str, sep: str) -> tuple[str, ...]:
+    """A malformed row split as far as possible (non-strict csv; newlines kept inside fields)."""
+    try:
+        return tuple(next(csv.reader([text.replace("\n", " ")], delimiter=sep), []))
+    except csv.Error:
+        return (text,)
+
+
+def _read_csv_lenient(
+    path: Path, sep: str, has_header: bool, columns: tuple[str, ...] | None, encoding: str
+) -> tuple[pd.DataFrame, tuple[BadRow, ...]]:
+    """Read a CSV file record by record, setting malformed rows aside (slow path; module doc)."""
+    with _opener(path)(path, "rt", encoding=encoding, newline="") as fh:
+        lines = fh.read().split("\n")
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+    if lines and lines[-1] == "":
+        lines.pop()
+    i, n_lines = 0, len(lines)
+    while i < n_lines and lines[i] == "":
+        i += 1
+    names: list[str] | None = list(columns) if columns is not None else None
+    if has_header:
+        if i >= n_lines:
+            raise pd.errors.EmptyDataError("no header")
+        header = _loose_fields(lines[i], sep)
+        if names is None:
+            names = [c.strip() for c in header]
+        i += 1
+    width = len(names) if names is not None else None
+    rows: list[tuple[str, ...]] = []
+    index: list[int] = []
+    bad: list[BadRow] = []
+    number = 0  # data rows so far
+    while i < n_lines:
+        if lines[i] == "":
+            i += 1
+            continue
+        number += 1
+        start, j, text = i, i, lines[i]
+        while text.count('"') % 2 and j + 1 < n_lines and j - start < MAX_QUOTED_LINES:
+            j += 1
+            text += "\n" + lines[j]
+        problem = None
+        if text.count('"') % 2:
+            problem, j = "broken quoting: a quote that never closes", start
+        else:
+            try:
+                fields = tuple(next(csv.reader([text], delimiter=sep, strict=True), []))
+            except csv.Error as exc:
+                problem = f"broken quoting: {exc}"
+            else:
+                if width is None:
+                    width = len(fields)
+                if len(fields) > width:
+                    problem = f"expected {width} fields, saw {len(fields)}"
+        if problem is not None and j > start:  # a quote spanning lines into a bad row: only its own line is bad
+            problem, j = "broken quoting: a quote that does not close into a row", start
+        if problem is not None:
+            bad.append(BadRow(number, start + 1, problem, _loose_fields(lines[start] if j == start else text, sep)))
+        else:
+            rows.append(fields + ("",) * (width - len(fields)))
+            index.append(number - 1)
+        i = j + 1
+    if names is None:
+        names = [f"column_{k + 1}" for k in range(width or 0)]
+    frame = pd.DataFrame(rows, columns=names, index=pd.Index(index, dtype="int64"), dtype=str)
+    if not rows:
+        frame = pd.DataFrame({c: pd.Series([], dtype=str) for c in names})
+    return frame, tuple(bad)
+
+
 def _read_text(
-    path: Path, fmt: str, has_header: bool, columns: tuple[str, ...] | None, encoding: str
-) -> pd.DataFrame:
+    path: Path, fmt: str, has_header: bool, columns: tuple[str, ...] | None, encoding: str,
+    bad_rows: str = "raise",
+) -> pd.DataFrame | tuple[pd.DataFrame, tuple[BadRow, ...]]:
     kwargs: dict[str, object] = dict(
         dtype=str,
         keep_default_na=False,
@@ -198,13 +310,26 @@ def _read_text(
         kwargs["header"] = None
         if columns is not None:
             kwargs["names"] = list(columns)
-    frame = pd.read_csv(path, **kwargs)
+    try:
+        frame = pd.read_csv(path, **kwargs)
+    except pd.errors.ParserError:
+        if fmt != "csv":
+            raise
+        frame, bad = _read_csv_lenient(path, str(kwargs["sep"]), has_header, columns, encoding)
+        if bad_rows == "raise" and bad:
+            first = bad[0]
+            raise DataError(
+                f"cannot parse {path} as csv: data row {first.row} (line {first.line}): {first.problem}"
+                f"{f' (and {len(bad) - 1} more malformed row(s))' if len(bad) > 1 else ''}; "
+                "ingest sets such rows aside in the quarantine (bad_row)"
+            ) from None
+        return frame, bad
     if columns is None:
         if has_header:
             frame.columns = [str(c).strip() for c in frame.columns]
         else:
             frame.columns = [f"column_{i + 1}" for i in range(frame.shape[1])]
-    return frame
+    return (frame, ()) if bad_rows == "keep" else frame
 
 
 def _parquet_to_text(path: Path) -> pd.DataFrame:
@@ -356,6 +481,7 @@ def read_table(
     encoding: str | None = None,
     sheet: str | int | None = None,
     formats: tuple[str, ...] = FORMATS,
+    bad_rows: str = "raise",
 ) -> RawTable:
     """Read ``path`` with every column as text.
 
@@ -370,6 +496,9 @@ def read_table(
         encoding: text encoding; None = UTF-8 with a Latin-1 fallback.
         sheet: Excel sheet name or 0-based index (default: the first sheet).
         formats: accepted formats, :data:`FORMATS` or :data:`SOURCE_FORMATS`.
+        bad_rows: ``"raise"`` (a malformed CSV row refuses the file) or
+            ``"keep"`` (it is set aside in :attr:`RawTable.bad_rows` and the
+            rest is read; module doc, "Malformed CSV rows").
 
     Returns:
         :class:`RawTable` with ``frame`` of shape (data rows, source columns).
@@ -377,8 +506,11 @@ def read_table(
     Raises:
         DataError: the file does not exist, cannot be read or parsed (the
             message names the file and, where known, the line); a JSON line
-            is not an object; the Excel sheet does not exist.
+            is not an object; the Excel sheet does not exist; ``bad_rows``
+            is ``"raise"`` and a CSV row is malformed.
     """
+    if bad_rows not in ("raise", "keep"):
+        raise ValueError(f"bad_rows must be 'raise' or 'keep', got {bad_rows!r}")
     path = Path(path)
     fmt = detect_format(path, format, formats=formats)
     if not path.exists():
@@ -398,15 +530,15 @@ def read_table(
             frame, used = _read_jsonl(path, encoding)
             return RawTable(frame=frame, source=str(path), format=fmt, encoding=used)
         if encoding is not None:
-            frame = _read_text(path, fmt, has_header, cols, encoding)
-            used = encoding
+            out, used = _read_text(path, fmt, has_header, cols, encoding, bad_rows), encoding
         else:
             try:
-                frame = _read_text(path, fmt, has_header, cols, "utf-8-sig")
-                used = "utf-8"
+                out, used = _read_text(path, fmt, has_header, cols, "utf-8-sig", bad_rows), "utf-8"
             except UnicodeDecodeError:
-                frame = _read_text(path, fmt, has_header, cols, "latin-1")
-                used = "latin-1"
+                out, used = _read_text(path, fmt, has_header, cols, "latin-1", bad_rows), "latin-1"
+        frame, bad = out if isinstance(out, tuple) else (out, ())
+        if bad:  # the frame's index keeps the data row numbers (it skips the bad rows)
+            return RawTable(frame=frame, source=str(path), format=fmt, encoding=used, bad_rows=bad)
     except DataError:
         raise
     except pd.errors.EmptyDataError:

@@ -15,12 +15,17 @@ Row-level reasons (besides the foundation's):
 ``bad_amount``       amount / unit price / list price not a number
 ``bad_discount``     discount not a number, or negative
 ``bad_quantity``     quantity not a number
-``bad_line``         line not a whole number
+``bad_discount``     ``discount_rate`` not a number in [0, 1]
+``bad_line``         (no longer raised by this module: any line id is accepted)
 ``bad_rate``         fx rate not a number > 0 (or a shop-currency rate other than 1)
 ``missing_currency`` a mapped currency column is empty in the row
 ``bad_currency``     currency not a 3-letter code
-``bad_event_type``   event type not one of session_start, view, add_to_cart, purchase
 ==================== ==========================================================
+
+Event types are open: any non-empty type is kept (normalised); the four of
+:data:`~ltvcast.ingest.kinds.EVENT_TYPES` get their own features, others
+generic ones (``other_events``, ...). Line ids may be any text
+(:func:`line_numbers`).
 """
 
 from __future__ import annotations
@@ -34,11 +39,11 @@ import pandas as pd
 from ltvcast.errors import DataError
 from ltvcast.ingest.config import ShopConfig, SourceSpec
 from ltvcast.ingest.kinds import (
-    EVENT_TYPES,
     FIELD_TYPES,
     KIND_FIELDS,
     NOT_EMPTY,
     extra_fields,
+    ignored_columns,
     resolve_fields,
 )
 from ltvcast.ingest.parse import (
@@ -64,8 +69,13 @@ _BAD = {
     "line": "bad_line",
     "rate": "bad_rate",
     "currency": "bad_currency",
-    "event": "bad_event_type",
+    "fraction": "bad_discount",
 }
+
+_HASH_CHUNK = 200_000
+
+#: String line ids map to numbers from here up (whole-number line ids stay as they are).
+TEXT_LINE_BASE = 2**62
 
 
 @dataclass
@@ -89,6 +99,8 @@ class StagedTable:
         ids_normalised: float-spelled ids rewritten (``17850.0`` -> ``17850``).
         personal_dropped: source columns dropped as personal data.
         seconds: time spent reading and parsing.
+        ignored: source columns that reach no canonical field (not stored; named
+            in the summary and in ``ingest_log.mapping`` under ``_ignored``).
     """
 
     spec: SourceSpec
@@ -102,6 +114,7 @@ class StagedTable:
     ids_normalised: int
     personal_dropped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    ignored: list[str] = field(default_factory=list)
 
     @property
     def rows_read(self) -> int:
@@ -125,6 +138,33 @@ def normalise_event_type(values: pd.Series, synonyms: dict[str, str]) -> pd.Seri
         table = dict(zip(keys, synonyms.values()))
         text = text.map(lambda v: table.get(v, v)).astype(str)
     return text
+
+
+def line_numbers(values: pd.Series) -> pd.Series:
+    """Line ids as numbers: a whole number stays itself; any other text (``L0000000137``)
+    becomes ``TEXT_LINE_BASE`` + the first 62 bits of BLAKE2b-64 of the stripped text.
+
+    The mapping is stable across files and runs (the same id always gives the
+    same number), so distinct line ids stay distinct lines and a repeated id
+    is a duplicate; a collision of two ids of one order has probability
+    about n^2 / 2^63.
+
+    Returns:
+        ``Int64`` series, missing where the value is empty.
+    """
+    number = parse_numbers(values)
+    whole = number.notna() & (number == np.floor(number)) & (number.abs() < TEXT_LINE_BASE)
+    out = number.where(whole).astype("Int64")
+    text = as_text(values)
+    rest = (~whole.to_numpy()) & ~missing_mask(values)
+    if rest.any():
+        uniques = pd.unique(text[rest].str.strip())
+        table = {
+            u: TEXT_LINE_BASE + (int.from_bytes(hashlib.blake2b(u.encode("utf-8"), digest_size=8).digest(), "big") >> 2)
+            for u in uniques
+        }
+        out.iloc[np.flatnonzero(rest)] = text[rest].str.strip().map(table).to_numpy(dtype=np.int64)
+    return out
 
 
 class _Flags:
@@ -163,9 +203,14 @@ def row_hashes(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     """Hash of each row's values in ``columns`` (BLAKE2b, 32 hex), equal for equal parsed values."""
     if not len(frame):
         return pd.Series([], index=frame.index, dtype=str)
-    parts = [_canonical_text(frame[c]) for c in columns]
-    joined = ["\x1f".join(map(str, values)) for values in zip(*parts)]
-    digests = [hashlib.blake2b(s.encode("utf-8"), digest_size=16).hexdigest() for s in joined]
+    digests: list[str] = []
+    for start in range(0, len(frame), _HASH_CHUNK):  # chunks: the joined texts of one chunk at a time
+        part = frame.iloc[start:start + _HASH_CHUNK]
+        parts = [_canonical_text(part[c]) for c in columns]
+        digests.extend(
+            hashlib.blake2b("\x1f".join(map(str, values)).encode("utf-8"), digest_size=16).hexdigest()
+            for values in zip(*parts)
+        )
     return pd.Series(digests, index=frame.index, dtype=object)
 
 
@@ -252,21 +297,26 @@ def stage_table(
             parsed = parsed.dt.tz_localize(None).dt.normalize()
         elif kind_of == "event":
             parsed = normalise_event_type(values, dict(spec.event_types))
-            flags.flag(~empty & ~parsed.isin(EVENT_TYPES).to_numpy(), "bad_event_type", name)
             parsed = parsed.where(~empty)
         elif kind_of == "line":
-            number = parse_numbers(values)
-            whole = number.notna() & (number == np.floor(number))
-            parsed = number.where(whole).astype("Int64")
+            parsed = line_numbers(values)
         else:  # money, number, rate
             parsed = parse_numbers(values)
-        if kind_of in ("timestamp", "day", "money", "number", "line", "rate"):
+        if kind_of in ("timestamp", "day", "money", "number", "line", "rate", "fraction"):
             flags.flag(~empty & parsed.isna().to_numpy(), _BAD[kind_of], name)
         if name == "discount":
             flags.flag(~empty & (parsed < 0).fillna(False).to_numpy(), "bad_discount", name)
+        if kind_of == "fraction":
+            flags.flag(~empty & ((parsed < 0) | (parsed > 1)).fillna(False).to_numpy(), "bad_discount", name)
         if kind_of == "rate":
             flags.flag(~empty & (parsed <= 0).fillna(False).to_numpy(), "bad_rate", name)
         out[name] = parsed
+    if "discount_rate" in out:
+        # a fraction of the line value: discount money = rate x quantity x unit price (source currency);
+        # only the money is kept (row hashes stay those of a source that gives discount as money)
+        rate_col = out.pop("discount_rate")
+        if "discount_rate" in columns:
+            out["discount"] = (rate_col * out["quantity"] * out["unit_price"]).round(4)
     if kind in ("order_items", "returns"):
         if "amount" in columns:
             flags.flag(missing_mask(frame[columns["amount"]]), "missing_amount", "amount")
@@ -315,4 +365,5 @@ def stage_table(
         ids_normalised=normalised,
         personal_dropped=dropped,
         seconds=time.perf_counter() - t0,
+        ignored=ignored_columns([str(c) for c in frame.columns], columns, dropped),
     )

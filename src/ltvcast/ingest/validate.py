@@ -521,7 +521,10 @@ def validate_frame(
     Raises:
         DataError: a required column is missing (the message lists the
             columns found); ``on_invalid`` is unknown; a column has an
-            unusable dtype; or, with ``on_invalid="raise"``, some row is
+            unusable dtype; a ``kind`` column holds a value other than
+            ``sale`` / ``return`` or a return with a positive amount (the
+            store's contract, whatever ``on_invalid``); or, with
+            ``on_invalid="raise"``, some row is
             invalid (the message gives reason, column and row positions).
     """
     if on_invalid not in ("raise", "drop"):
@@ -567,6 +570,21 @@ def validate_frame(
             **({"timestamp": ts.to_numpy()} if ts_converted else {}),
             **({"amount": amount.to_numpy()} if amount_converted else {}),
         )
+
+    if "kind" in frame.columns:  # the store's contract: 'sale' or 'return', returns < 0 (docs/store.md)
+        kinds = frame["kind"].astype("string")
+        unknown = ~kinds.isin(("sale", "return")).to_numpy(dtype=bool, na_value=False)
+        positive_return = (kinds == "return").to_numpy(dtype=bool, na_value=False) & (
+            pd.to_numeric(frame["amount"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) > 0
+        )
+        for mask, problem in ((unknown, "kind is not 'sale' or 'return'"),
+                              (positive_return, "a 'return' has a positive amount (returns are < 0)")):
+            if mask.any():
+                pos = np.flatnonzero(mask)
+                values = sorted({str(v) for v in frame["kind"].iloc[pos[:_MAX_LISTED]]})
+                raise DataError(f"{what}: {problem} at row(s) {', '.join(map(str, pos[:_MAX_LISTED]))}"
+                                f"{f' and {len(pos) - _MAX_LISTED} more' if len(pos) > _MAX_LISTED else ''}"
+                                f" (kind {values}; rows are 0-based positions)")
 
     # Repeated order lines: only sale rows with an order id can repeat one (a return of an order line
     # shares its order id and line: a `kind` of 'return', or without `kind` a negative amount).

@@ -433,8 +433,10 @@ def diagnose(
             )
         return (
             f"{model}: maximum-likelihood fit stopped where the gradient is not small "
-            f"(max |d mean-loglik / d log-param| = {gmax:.2e} > {GRAD_TOL:.0e}, and a Newton step would still "
-            f"gain {gain:.2g} > {LL_TOL:g} in log-likelihood); {where}"
+            f"(max |d mean-loglik / d log-param| = {gmax:.2e} > {GRAD_TOL:.0e}, and "
+            + (f"a Newton step would still gain {gain:.2g} > {LL_TOL:g} in log-likelihood"
+               if np.isfinite(gain) else "the Hessian is not positive definite there")
+            + f"); {where}"
         )
     eig = np.linalg.eigvalsh(hess) if np.all(np.isfinite(hess)) else np.array([np.nan])
     if not np.all(np.isfinite(eig)) or eig.min() < -SADDLE_TOL * max(1.0, float(eig.max())):

@@ -99,8 +99,13 @@ class BTYDForecaster(Forecaster):
                 "get the population value per purchase"
             )
         if self.name == "naive":
-            self.fill_value_ = float(summary.loc[(summary["frequency"] > 0) & ~unknown, "monetary_value"].mean())
-            self.count_model_ = Naive().fit(self._with_fill(summary))
+            repeat = summary.loc[(summary["frequency"] > 0) & ~unknown, "monetary_value"]
+            first = summary["total_spend"] / (summary["frequency"] + 1.0) if "total_spend" in summary else repeat
+            self.fill_value_ = float(repeat.mean() if len(repeat) else max(float(first.mean()), 0.0))
+            if not len(repeat):
+                self.notes_.append(f"{self.name}: no repeat buyer before the cutoff; every customer gets the mean "
+                                   f"value per purchase occasion, {self.fill_value_:.2f}")
+            self.count_model_ = Naive().fit(self._with_fill(summary), fallback_value=self.fill_value_)
             self.spend_model_ = None
         else:
             self.count_model_ = COUNT_MODELS[self.name](time_unit="weeks").fit(summary)

@@ -54,6 +54,7 @@ def fit_predict(
     horizon_days: float,
     models: Sequence[str],
     on_step: Callable[[str], None] | None = None,
+    failures: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, list[str], dict[str, Forecaster]]:
     """Fit each model on history before ``cutoff`` and predict ``horizon_days`` after it.
 
@@ -65,7 +66,9 @@ def fit_predict(
         and the fitted forecasters by model name (the models left out are not in it).
 
     A model whose fit does not converge is left out with a note; the others
-    still predict.
+    still predict. When ``failures`` is given, each left-out model's name is
+    written into it with the reason (model name -> text), so that callers can
+    show the model with its reason rather than drop it.
 
     Raises:
         LtvcastError: no model, or an unknown model name.
@@ -76,19 +79,21 @@ def fit_predict(
     if not names:
         raise LtvcastError(f"no model given; choose from {', '.join(MODEL_NAMES)}")
     forecasters = [make_forecaster(name) for name in names]  # unknown names fail before any fit
-    frames, notes, failures, fitted = [], [], [], {}
+    frames, notes, failed, fitted = [], [], [], {}
     for model in forecasters:
         step(f"fit {model.name}")
         try:
             model.fit(data, cutoff, horizon_days)
         except ConvergenceError as exc:
-            failures.append(str(exc))
+            failed.append(str(exc))
             notes.append(f"{model.name} left out: {exc}")
+            if failures is not None:
+                failures[model.name] = str(exc)
             continue
         step(f"predict {model.name}")
         frames.append(model.predict(data, cutoff, horizon_days))
         notes.extend(model.notes_)
         fitted[model.name] = model
     if not frames:
-        raise ConvergenceError("no model could be fitted: " + " | ".join(failures))
+        raise ConvergenceError("no model could be fitted: " + " | ".join(failed))
     return pd.concat(frames, ignore_index=True), notes, fitted

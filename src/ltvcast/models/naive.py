@@ -77,12 +77,16 @@ class Naive(_FittedMixin):
             )
         return z
 
-    def fit(self, summary: pd.DataFrame) -> Naive:
+    def fit(self, summary: pd.DataFrame, fallback_value: float | None = None) -> Naive:
         """Record population means (closed form; nothing is optimised).
 
         Args:
             summary: DataFrame with ``frequency``, ``recency``, ``T`` (n rows)
                 and optionally ``monetary_value`` (currency).
+            fallback_value: the population value per purchase when no repeat
+                buyer has a ``monetary_value`` (e.g. a shop of one-time buyers);
+                None leaves it unknown (then predicting spend for a one-time
+                buyer raises).
 
         Returns:
             self.
@@ -95,6 +99,8 @@ class Naive(_FittedMixin):
         rate = self._rate(x, T)
         rep = x > 0
         mean_m = float(np.mean(z[rep])) if z is not None and rep.any() else float("nan")
+        if not np.isfinite(mean_m) and fallback_value is not None:
+            mean_m = float(fallback_value)
         self.params_ = {"mean_rate": float(np.mean(rate)), "mean_monetary_value": mean_m}
         self.log_likelihood_ = float(np.sum(self._ll(x, T)))
         self.n_customers_ = len(x)

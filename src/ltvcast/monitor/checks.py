@@ -11,7 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ltvcast.metrics import churn_auc, churn_labels, decile_calibration, normalized_gini, total_error_pct
+from ltvcast.metrics import (
+    churn_auc,
+    churn_labels,
+    decile_calibration,
+    decile_mape,
+    normalized_gini,
+    total_error_pct,
+)
 from ltvcast.monitor.policy import Policy, Threshold
 from ltvcast.monitor.stats import ks_sketch, psi_sketch, wasserstein_sketch
 
@@ -177,7 +184,7 @@ def accuracy_rows(
         :func:`ltvcast.metrics.total_error_pct`), ``gini_norm``
         (:func:`ltvcast.metrics.normalized_gini`), ``churn_auc``
         (:func:`ltvcast.metrics.churn_auc`), ``decile_mape`` of the decile
-        calibration (info), and the decile calibration table
+        calibration (:func:`ltvcast.metrics.decile_mape`, a fraction; info), and the decile calibration table
         (:func:`ltvcast.metrics.decile_calibration`).
     """
     exp = np.asarray(expected_spend, dtype=np.float64)
@@ -188,11 +195,8 @@ def accuracy_rows(
     gini = normalized_gini(act, exp)
     auc = churn_auc(churned, np.asarray(p_churn, dtype=np.float64))
     table = decile_calibration(act, exp) if deciles and len(exp) >= 10 else pd.DataFrame()
-    mape = float("nan")
-    if len(table):
-        a, p = table["sum_actual"].to_numpy(float), table["sum_pred"].to_numpy(float) * season
-        ok = a != 0
-        mape = float(np.mean(np.abs(p[ok] - a[ok]) / np.abs(a[ok])) * 100) if ok.any() else float("nan")
+    # a fraction, as in the backtest and `ltvcast retrain` (one statistic, one unit)
+    mape = decile_mape(act, exp * season) if len(table) else float("nan")
     rows = [
         row("live_accuracy", subject, "total_error_pct", err, policy.total_error_pct,
             f"expected total x seasonal index {season:.3f} vs realised, {part}"),

@@ -9,6 +9,7 @@ their sources are in :data:`DEFAULT_POLICY_YAML` and docs/monitoring.md.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,8 @@ def _merge(base: dict, over: dict, where: str = "") -> dict:
     for key, value in over.items():
         if key not in base:
             raise LtvcastError(f"unknown policy key {where}{key!r}; known: {', '.join(base)}")
+        if isinstance(base[key], dict) and key != "max_metric_loss" and not isinstance(value, dict):
+            raise LtvcastError(f"policy {where}{key} must be a mapping, got {value!r}")
         if isinstance(base[key], dict) and isinstance(value, dict) and key != "max_metric_loss":
             out[key] = _merge(base[key], value, f"{where}{key}.")
         else:
@@ -131,7 +134,20 @@ def _threshold(raw: Any, name: str) -> Threshold:
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
             raise LtvcastError(f"policy {name}.{key} must be a number or null, got {v!r}")
         vals[key] = None if v is None else float(v)
-    return Threshold(vals["warn"], vals["alert"], name.split(".")[-1] in _LOWER_IS_WORSE)
+        if v is not None and (not math.isfinite(vals[key]) or (vals[key] < 0 and not name.endswith("gini_norm"))):
+            raise LtvcastError(f"policy {name}.{key} must be a finite number >= 0 or null, got {v!r}")
+    lower = name.split(".")[-1] in _LOWER_IS_WORSE
+    w, a = vals["warn"], vals["alert"]
+    if w is not None and a is not None and (w < a if lower else w > a):
+        raise LtvcastError(f"policy {name}: alert {a:g} is less severe than warn {w:g} "
+                           f"({'lower' if lower else 'higher'} is worse)")
+    return Threshold(w, a, lower)
+
+
+def _number(value: Any, name: str, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
+        raise LtvcastError(f"policy {name} must be a finite number >= {minimum:g}, got {value!r}")
+    return float(value)
 
 
 def _baseline(value: Any) -> str:
@@ -144,8 +160,10 @@ def policy_from_dict(over: dict | None = None) -> Policy:
     """The default policy with ``over`` merged in (nested keys replace the defaults').
 
     Raises:
-        LtvcastError: an unknown key, a threshold that is not ``{warn, alert}``
-            numbers/null, a non-positive window.
+        LtvcastError: an unknown key, a section that is not a mapping, a threshold that is not
+            ``{warn, alert}`` finite numbers >= 0 (``gini_norm`` may be negative) or null, or
+            whose alert is less severe than its warn, a negative or non-finite number, a
+            non-positive window, a ``report_only`` that is not a list of names.
     """
     raw = _merge(yaml.safe_load(DEFAULT_POLICY_YAML), over or {})
     d, a, h, r = raw["drift"], raw["accuracy"], raw["data_health"], raw["retrain"]
@@ -154,13 +172,22 @@ def policy_from_dict(over: dict | None = None) -> Policy:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise LtvcastError(f"policy {name} must be a positive integer, got {value!r}")
     margins = r["max_metric_loss"] or {}
-    if not isinstance(margins, dict) or not all(isinstance(v, (int, float)) for v in margins.values()):
-        raise LtvcastError("policy retrain.max_metric_loss must map metric names to numbers")
+    if not isinstance(margins, dict) or not all(
+            not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
+            for v in margins.values()):
+        raise LtvcastError("policy retrain.max_metric_loss must map metric names to finite numbers >= 0")
+    report_only = d["report_only"] or []
+    if not isinstance(report_only, list) or not all(isinstance(c, str) for c in report_only):
+        raise LtvcastError(f"policy drift.report_only must be a list of column names, got {report_only!r}")
+    if isinstance(h["min_baseline_rows"], bool) or not isinstance(h["min_baseline_rows"], int) \
+            or h["min_baseline_rows"] < 0:
+        raise LtvcastError(f"policy data_health.min_baseline_rows must be an integer >= 0, "
+                           f"got {h['min_baseline_rows']!r}")
     return Policy(
         psi=_threshold(d["psi"], "drift.psi"),
         wasserstein=_threshold(d["wasserstein"], "drift.wasserstein"),
-        report_only=tuple(str(c) for c in (d["report_only"] or ())),
-        min_elapsed_days=float(a["min_elapsed_days"]),
+        report_only=tuple(report_only),
+        min_elapsed_days=_number(a["min_elapsed_days"], "accuracy.min_elapsed_days"),
         baseline=_baseline(a["baseline"]),
         total_error_pct=_threshold(a["total_error_pct"], "accuracy.total_error_pct"),
         churn_auc=_threshold(a["churn_auc"], "accuracy.churn_auc"),
@@ -173,8 +200,8 @@ def policy_from_dict(over: dict | None = None) -> Policy:
         late_share=_threshold(h["late_share"], "data_health.late_share"),
         model_age_days=_threshold(raw["model_age_days"], "model_age_days"),
         max_metric_loss={str(k): float(v) for k, v in margins.items()},
-        min_total_error_gain_pct=float(r["min_total_error_gain_pct"]),
-        guard_total_error_pct=float(r["guard_total_error_pct"]),
+        min_total_error_gain_pct=_number(r["min_total_error_gain_pct"], "retrain.min_total_error_gain_pct"),
+        guard_total_error_pct=_number(r["guard_total_error_pct"], "retrain.guard_total_error_pct"),
         windows=int(r["windows"]),
         raw=raw,
     )
@@ -194,7 +221,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
     except OSError as exc:
         raise LtvcastError(f"cannot read policy {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise LtvcastError(f"policy {path} is not valid YAML: {exc}") from None
+        raise LtvcastError(f"policy {path} is not valid YAML: {' '.join(str(exc).split())}") from None
     if data is not None and not isinstance(data, dict):
         raise LtvcastError(f"policy {path} must be a mapping of sections (drift, accuracy, ...)")
     return policy_from_dict(data or {})

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from ltvcast.data.datasets import History, open_history
+from ltvcast.errors import CutoffError
 from ltvcast.features import horizon_labels
 from ltvcast.metrics import (
     churn_auc,
@@ -212,6 +213,11 @@ def retrain(
         for record in read_decisions(champion.name, registry):
             if record.get("key") == key and not record.get("dry_run"):
                 return RetrainDecision(**{**record, "repeated": True})
+        if latest <= to_day(champion.manifest["cutoff"]):
+            raise CutoffError(
+                f"--at {latest.date()} is not after the champion {champion.name}:{champion.version}'s training "
+                f"cutoff {to_day(champion.manifest['cutoff']).date()}: there is nothing newer to retrain on"
+            )
         horizon = float(champion.manifest["horizon_days"])
         c0 = to_day(champion.manifest["cutoff"])
         starts = [latest - pd.Timedelta(days=round(horizon) * (k + 1)) for k in range(pol.windows)]

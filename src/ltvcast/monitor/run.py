@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ltvcast.data.datasets import History, open_history
-from ltvcast.errors import LtvcastError, RegistryError
+from ltvcast.errors import CutoffError, LtvcastError, RegistryError
 from ltvcast.features import horizon_labels
 from ltvcast.metrics import total_error_pct
 from ltvcast.monitor.checks import (
@@ -214,7 +214,7 @@ def run_monitor(
 
     Raises:
         RegistryError: unknown model. DataError: missing/empty store.
-        CutoffError: ``at`` after the day following the data.
+        CutoffError: ``at`` after the day following the data, or before the model's training cutoff.
         LtvcastError: a bad policy.
     """
     pol = policy if isinstance(policy, Policy) else load_policy(policy)
@@ -225,6 +225,10 @@ def run_monitor(
     try:
         day = to_day(at) if at is not None else to_day(history.observation_end) + pd.Timedelta(days=1)
         check_cutoff(day, history.observation_end)
+        trained = to_day(registered.manifest["cutoff"])
+        if day < trained:
+            raise CutoffError(f"monitored day {day.date()} is before {label}'s training cutoff {trained.date()}: "
+                              "the model has seen the data after it; monitor at or after the cutoff")
         start, end = horizon_window(day, float(registered.manifest["horizon_days"]))
         days = float((end - start).days)
         rows: list[dict] = []
@@ -255,6 +259,16 @@ def run_monitor(
     return result
 
 
+def check_webhook_url(url: str) -> None:
+    """Refuse a webhook URL that is not http(s), before any check runs.
+
+    Raises:
+        LtvcastError: ``url`` does not start with ``http://`` or ``https://``.
+    """
+    if not url.startswith(("http://", "https://")):
+        raise LtvcastError(f"webhook URL must start with http:// or https://, got {url!r}")
+
+
 def post_webhook(url: str, result: MonitorResult, *, timeout: float = 10.0) -> int:
     """POST the result as JSON (``MonitorResult.to_dict`` plus ``alerts``: the warn/alert rows) to ``url``.
 
@@ -264,8 +278,7 @@ def post_webhook(url: str, result: MonitorResult, *, timeout: float = 10.0) -> i
     Raises:
         LtvcastError: not an http(s) URL, the receiver is unreachable or answers ≥ 300.
     """
-    if not url.startswith(("http://", "https://")):
-        raise LtvcastError(f"webhook URL must start with http:// or https://, got {url!r}")
+    check_webhook_url(url)
     body = result.to_dict()
     body["alerts"] = [c for c in body["checks"] if c["status"] in ("warn", "alert")]
     body["text"] = (f"ltvcast monitor: {result.model} at {body['at']}: {result.status.upper()} "

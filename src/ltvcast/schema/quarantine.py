@@ -9,6 +9,7 @@ from __future__ import annotations
 
 #: reason -> meaning. The foundation's reasons first, then those of ``ingest --config``.
 REASON_MEANINGS: dict[str, str] = {
+    "bad_row": "a malformed CSV row: more fields than the header, or broken quoting (the rest of the file is read)",
     "missing_customer_id": "customer id empty (on a return: neither its order nor a customer given)",
     "missing_timestamp": "timestamp empty",
     "bad_timestamp": "timestamp (or signup_at) not readable as a date/time",

@@ -120,7 +120,7 @@ TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("customer_id", "VARCHAR NOT NULL", "customer id"),
         ("session_id", "VARCHAR", "session id"),
         ("timestamp", "TIMESTAMP NOT NULL", "event time, UTC"),
-        ("event_type", "VARCHAR NOT NULL", "`session_start`, `view`, `add_to_cart` or `purchase`"),
+        ("event_type", "VARCHAR NOT NULL", "any type (lower-case, `_` for spaces/dashes); `session_start`, `view`, `add_to_cart`, `purchase` have own features"),
         ("product_id", "VARCHAR", "product id"),
     ],
     "fx_rates": [

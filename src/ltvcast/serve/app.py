@@ -7,9 +7,17 @@ route                                       scope   what
 ``GET /v1/customers/{id}/prediction``       read    the canonical prediction row
 ``GET /v1/customers/{id}/summary``          read    the online RFM summary (weeks)
 ``GET /v1/customers/{id}/explanation``      read    top reasons of pred_spend and p_churn (``top``)
+``GET /v1/customer/{what}?id=ID``           read    the same three (``prediction``, ``summary``,
+                                                    ``explanation``) for any id, URL-encoded
 ``POST /v1/predict``                        read    prediction rows for 1..10,000 ids
 ``GET /healthz``, ``/readyz``, ``/metrics``  none    liveness, readiness, Prometheus text
 ==========================================  ======  ========================================
+
+A customer id may hold any characters (``/``, spaces, ``%``, non-ASCII):
+``/v1/customer/prediction?id=a%2Fb%20c`` reads customer ``a/b c`` (the
+recommended form); in the path form each character but ``/`` must be
+percent-encoded and ``/`` may be (``/v1/customers/a%2Fb/summary`` and
+``/v1/customers/a/b/summary`` both read ``a/b``).
 
 Query parameters (body fields for ``/v1/predict``): ``horizon`` (``26w``,
 ``180d``, ``12m``; default: the model's trained horizon; rounded to whole
@@ -64,7 +72,10 @@ MAX_PREDICT = 10_000
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
 DEFAULT_HORIZON_DAYS = 182.0
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_CONVERTOR = re.compile(r":\w+}")
 _TYPES = {"order", "order_line", "return", "browse"}
+#: A customer id as the query parameter ``id`` of the ``/v1/customer/...`` routes (any characters).
+CustomerId = Annotated[str, Query(min_length=1, max_length=256)]
 
 
 @dataclass
@@ -303,17 +314,33 @@ def create_app(service: Service):
             metrics.events_duplicate.inc(len(applied.duplicates))
         return {"received": len(batch.events), "applied": len(applied.events), "duplicates": applied.duplicates}
 
-    @app.get("/v1/customers/{customer_id}/prediction")
+    @app.get("/v1/customers/{customer_id:path}/prediction")
     async def get_prediction(customer_id: str, horizon: str | None = None, cutoff: str | None = None) -> JSONResponse:
+        return await prediction(customer_id, horizon, cutoff)
+
+    @app.get("/v1/customer/prediction")
+    async def get_prediction_by_query(id: CustomerId, horizon: str | None = None,
+                                      cutoff: str | None = None) -> JSONResponse:
+        return await prediction(id, horizon, cutoff)
+
+    async def prediction(customer_id: str, horizon: str | None, cutoff: str | None) -> JSONResponse:
         # async: the state read is a short local query; the model call is batched on the loop
         served, summaries, day, days = inputs([customer_id], horizon, cutoff)
         row = await batcher.predict(served, customer_id, summaries[0], day, days)
         metrics.predictions.labels(served.label).inc()
         return JSONResponse(row, headers={"X-Ltvcast-Model": served.label})
 
-    @app.get("/v1/customers/{customer_id}/explanation")
+    @app.get("/v1/customers/{customer_id:path}/explanation")
     def get_explanation(customer_id: str, horizon: str | None = None, cutoff: str | None = None,
                         top: Annotated[int, Query(ge=1, le=20)] = 3) -> JSONResponse:
+        return explanation(customer_id, horizon, cutoff, top)
+
+    @app.get("/v1/customer/explanation")
+    def get_explanation_by_query(id: CustomerId, horizon: str | None = None, cutoff: str | None = None,
+                                 top: Annotated[int, Query(ge=1, le=20)] = 3) -> JSONResponse:
+        return explanation(id, horizon, cutoff, top)
+
+    def explanation(customer_id: str, horizon: str | None, cutoff: str | None, top: int) -> JSONResponse:
         # the batch path's numbers (ltvcast.explain) on the inputs the prediction route builds
         from ltvcast.explain import explain_inputs, explanation_record
         from ltvcast.models.learned.examples import history_before
@@ -336,8 +363,15 @@ def create_app(service: Service):
                      "horizon_days": days, "cold_start": frame is None or summaries[0] is None and not served.learned})
         return JSONResponse(body, headers={"X-Ltvcast-Model": served.label})
 
-    @app.get("/v1/customers/{customer_id}/summary")
+    @app.get("/v1/customers/{customer_id:path}/summary")
     def get_summary(customer_id: str, cutoff: Annotated[str | None, Query()] = None) -> dict:
+        return summary(customer_id, cutoff)
+
+    @app.get("/v1/customer/summary")
+    def get_summary_by_query(id: CustomerId, cutoff: Annotated[str | None, Query()] = None) -> dict:
+        return summary(id, cutoff)
+
+    def summary(customer_id: str, cutoff: str | None) -> dict:
         day = cutoff_of(cutoff, "cutoff")
         rows = service.online.days([customer_id]).get(customer_id, ())
         s = summarize(rows, day, "W", service.settings.revenue_basis)
@@ -372,8 +406,8 @@ class _Gate:
     def _route(self, scope) -> str:
         for route in self.routes:
             match, _ = route.matches(scope)
-            if match == Match.FULL:
-                return route.path
+            if match == Match.FULL:  # the template without convertors: {customer_id}, not {customer_id:path}
+                return _CONVERTOR.sub("}", route.path)
         return "unmatched"
 
     async def __call__(self, scope, receive, send) -> None:

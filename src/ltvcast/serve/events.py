@@ -1,7 +1,9 @@
 """The events the service accepts (``POST /v1/events``), validated with pydantic.
 
 Four types, told apart by ``type``; every event has an ``id`` (unique: a
-repeated id is acknowledged and not applied again, whatever its content):
+repeat of an event with the same canonical JSON, :func:`event_json`, is
+acknowledged as a duplicate and not applied again; an id reused with
+another payload is refused, HTTP 409):
 
 =============  ==============================================================
 type           fields (bold: required)
@@ -22,8 +24,8 @@ type           fields (bold: required)
 =============  ==============================================================
 
 Amounts are in the shop currency (a ``currency`` other than the shop's is
-refused), rounded to 4 decimals and kept exact as integers of 1/10,000
-(``*_e4``). Timestamps are ISO 8601; one without a zone is UTC (as in the
+refused), with at most 4 decimals (more is refused, HTTP 422, rather than
+rounded) and kept exact as integers of 1/10,000 (``*_e4``). Timestamps are ISO 8601; one without a zone is UTC (as in the
 ingest). An order line has no time of its own: its order's timestamp
 decides its day, and a line that arrives before its order waits for it.
 These are the rows ``ltvcast sync`` writes to the store's ``orders``,
@@ -32,13 +34,23 @@ These are the rows ``ltvcast sync`` writes to the store's ``orders``,
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Annotated, Literal, Union
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 MAX_BATCH = 1000
 _EPOCH = date(1970, 1, 1).toordinal()
@@ -48,7 +60,25 @@ _FIRST_YEAR, _END_YEAR = 1900, 2200
 
 Id = Annotated[str, Field(min_length=1, max_length=256)]
 Text = Annotated[str, Field(max_length=256)]
-Money = Annotated[Decimal, Field(ge=0, lt=Decimal("1e13"), allow_inf_nan=False)]
+
+
+def _four_places(value: Decimal, info: ValidationInfo) -> Decimal:
+    """Refuse an amount with a non-zero digit beyond the 4th decimal (``1.23456``; ``1.23450`` is fine).
+
+    Events already in a log (validation context ``{"logged": True}``, :func:`parse_event`) are not
+    checked again: a log written before this rule replays as it was acknowledged.
+
+    Raises:
+        ValueError: more than 4 decimals (pydantic reports it as a validation error, HTTP 422).
+    """
+    if info.context and info.context.get("logged"):
+        return value
+    if value != value.quantize(_E4, rounding=ROUND_HALF_UP):
+        raise ValueError(f"{value} has more than 4 decimals; amounts are kept to 1/10,000 of the currency unit")
+    return value
+
+
+Money = Annotated[Decimal, Field(ge=0, lt=Decimal("1e13"), allow_inf_nan=False), AfterValidator(_four_places)]
 
 
 def to_e4(value: Decimal) -> int:
@@ -152,7 +182,7 @@ class ReturnEvent(_Timed):
 
     type: Literal["return"]
     customer_id: Id
-    amount: Annotated[Decimal, Field(gt=0, lt=Decimal("1e13"), allow_inf_nan=False)]
+    amount: Annotated[Decimal, Field(gt=0, lt=Decimal("1e13"), allow_inf_nan=False), AfterValidator(_four_places)]
     return_id: Id | None = None
     order_id: Id | None = None
     line: Annotated[int, Field(ge=0, lt=2**62)] | None = None
@@ -187,10 +217,20 @@ def event_json(event: Event) -> str:
     return event.model_dump_json(exclude_none=True)
 
 
+def body_digest(body: str) -> str:
+    """SHA-256 (hex) of a logged event's canonical JSON: what a reused event id is compared by."""
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def event_digest(event: Event) -> str:
+    """:func:`body_digest` of ``event``'s canonical JSON (:func:`event_json`)."""
+    return body_digest(event_json(event))
+
+
 def parse_event(text: str | bytes) -> Event:
     """Parse a logged event's JSON (inverse of :func:`event_json`).
 
     Raises:
         pydantic.ValidationError: not a valid event.
     """
-    return EVENT_ADAPTER.validate_json(text)
+    return EVENT_ADAPTER.validate_json(text, context={"logged": True})

@@ -1,7 +1,9 @@
 """The Redis online store: the same log and state for several service instances.
 
 Keys under a prefix (default ``ltvcast:``): ``log`` (a list of
-``[event_id, json]``; seq = position + 1), ``ev:<event id>``,
+``[event_id, json]``; seq = position + 1), ``ev:<event id>`` (the SHA-256 of
+the event's canonical JSON, which a reused id is compared by; ``1`` in
+stores written before: such an id is not compared),
 ``order:<order id>`` and ``lines:<order id>`` (JSON), ``days:<customer>``
 (a hash, fields ``<day>:<order id>:s|r|n|o|k`` = sales, returned, sale rows,
 orders, return rows of that local day and order id — ``""`` for none —, a
@@ -31,7 +33,7 @@ from collections.abc import Iterable, Sequence
 import redis
 
 from ltvcast.errors import LtvcastError
-from ltvcast.serve.events import Event, event_json
+from ltvcast.serve.events import Event, event_digest, event_json
 from ltvcast.serve.online_store import BaseRow, LogEntry, OnlineStore
 from ltvcast.serve.state import Applied, DayRow, Fetched, OrderRec, Snapshot, apply_batch, needed
 
@@ -87,7 +89,8 @@ class RedisOnline(OnlineStore):
             with self._r.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(*ev_keys, *order_keys, *line_keys)
-                    fetched = Fetched(seen={i for i, v in zip(ids, pipe.mget(ev_keys)) if v is not None})
+                    known = {i: v for i, v in zip(ids, pipe.mget(ev_keys)) if v is not None}
+                    fetched = Fetched(seen=set(known), digests={i: v for i, v in known.items() if v != "1"})
                     if order_ids:
                         for oid, value in zip(order_ids, pipe.mget(order_keys)):
                             if value is not None:
@@ -107,7 +110,7 @@ class RedisOnline(OnlineStore):
     def _queue(self, pipe, applied: Applied, fetched: Fetched) -> None:
         if applied.events:
             for e in applied.events:
-                pipe.set(self._k("ev", e.id), "1")
+                pipe.set(self._k("ev", e.id), event_digest(e))
             pipe.rpush(self._k("log"), *[json.dumps([e.id, event_json(e)]) for e in applied.events])
         for oid, rec in applied.orders.items():
             pipe.set(self._k("order", oid), json.dumps([rec.customer_id, rec.day, rec.stated_e4]))

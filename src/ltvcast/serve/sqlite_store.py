@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ltvcast.errors import LtvcastError
-from ltvcast.serve.events import Event, event_json
+from ltvcast.serve.events import Event, body_digest, event_json
 from ltvcast.serve.online_store import BaseRow, LogEntry, OnlineStore
 from ltvcast.serve.state import Applied, DayRow, Fetched, OrderRec, Snapshot, apply_batch, needed
 
@@ -127,11 +127,13 @@ class SQLiteOnline(OnlineStore):
 
         def work(con: sqlite3.Connection) -> Applied:
             fetched = Fetched()
-            fetched.seen = {
-                r[0] for r in con.execute(
-                    "SELECT event_id FROM log WHERE event_id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
+            fetched.digests = {
+                r[0]: body_digest(r[1]) for r in con.execute(
+                    "SELECT event_id, body FROM log WHERE event_id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(ids),),
                 )
             }
+            fetched.seen = set(fetched.digests)
             if order_ids:
                 oids = json.dumps(order_ids)
                 for oid, cid, day, stated in con.execute(

@@ -44,6 +44,7 @@ from ltvcast.serve.events import (
     OrderLineEvent,
     ReturnEvent,
     day_index,
+    event_digest,
     index_day,
     local_day,
     to_e4,
@@ -119,9 +120,12 @@ class DayRow(NamedTuple):
 
 @dataclass
 class Fetched:
-    """What a batch reads from the state: seen event ids, orders and lines of the orders it touches."""
+    """What a batch reads from the state: seen event ids (with the digest of their logged payload,
+    :func:`~ltvcast.serve.events.event_digest`, where the backend keeps it), orders and lines of the
+    orders it touches."""
 
     seen: set[str] = field(default_factory=set)
+    digests: dict[str, str] = field(default_factory=dict)
     orders: dict[str, OrderRec] = field(default_factory=dict)
     lines: dict[str, dict[int, int]] = field(default_factory=dict)
 
@@ -168,22 +172,30 @@ def apply_batch(events: Sequence[Event], fetched: Fetched, timezone: str) -> App
         timezone: the shop's IANA zone (decides local days).
 
     Returns:
-        :class:`Applied`; a repeated id (seen before or earlier in the batch)
-        is listed in ``duplicates`` and changes nothing.
+        :class:`Applied`; a repeated id with the same payload (seen before or
+        earlier in the batch) is listed in ``duplicates`` and changes nothing.
 
     Raises:
-        ConflictError: an order id, or an order id and line, that is already
-            known under another event id.
+        ConflictError: an event id already known with another payload (its
+            canonical JSON differs; a logged event without a digest counts as
+            the same), or an order id, or an order id and line, that is
+            already known under another event id.
     """
     out = Applied()
     seen = set(fetched.seen)
+    digests = dict(fetched.digests)
     orders = dict(fetched.orders)
     lines = {k: dict(v) for k, v in fetched.lines.items()}
     for i, ev in enumerate(events):
+        digest = event_digest(ev)
         if ev.id in seen:
+            if digests.get(ev.id, digest) != digest:
+                raise ConflictError(i, f"events[{i}]: event id {ev.id!r} is already known with another payload "
+                                       "(an event id names one event: send a new id for a new event)")
             out.duplicates.append(ev.id)
             continue
         seen.add(ev.id)
+        digests[ev.id] = digest
         if isinstance(ev, OrderEvent):
             if ev.order_id in orders:
                 raise ConflictError(i, f"events[{i}]: order {ev.order_id!r} is already known under another event id")
@@ -337,6 +349,7 @@ class MemoryState:
 
     def __init__(self) -> None:
         self.snapshot = Snapshot()
+        self._digests: dict[str, str] = {}
 
     def append(self, events: Sequence[Event], timezone: str) -> Applied:
         """Apply a batch (see :func:`apply_batch`); nothing changes when it raises."""
@@ -344,11 +357,13 @@ class MemoryState:
         ids, order_ids = needed(events)
         fetched = Fetched(
             seen={i for i in ids if i in s.event_ids},
+            digests={i: self._digests[i] for i in ids if i in self._digests},
             orders={o: s.orders[o] for o in order_ids if o in s.orders},
             lines={o: s.lines[o] for o in order_ids if o in s.lines},
         )
         applied = apply_batch(events, fetched, timezone)
         s.event_ids.update(e.id for e in applied.events)
+        self._digests.update((e.id, event_digest(e)) for e in applied.events)
         s.orders.update(applied.orders)
         for (oid, line), amount in applied.lines.items():
             s.lines.setdefault(oid, {})[line] = amount

@@ -8,6 +8,8 @@ WITH per_day AS (
            CAST(SUM(CASE WHEN event_type = 'view' THEN 1 ELSE 0 END) AS BIGINT) AS views,
            CAST(SUM(CASE WHEN event_type = 'add_to_cart' THEN 1 ELSE 0 END) AS BIGINT) AS add_to_carts,
            CAST(SUM(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END) AS BIGINT) AS purchase_events,
+           CAST(SUM(CASE WHEN event_type NOT IN ('session_start', 'view', 'add_to_cart', 'purchase')
+                         THEN 1 ELSE 0 END) AS BIGINT) AS other_events,
            CAST(COUNT(*) AS BIGINT) AS events
     FROM h_events
     GROUP BY customer_id, day
@@ -28,6 +30,7 @@ SELECT d.customer_id,
        d.views,
        d.add_to_carts,
        d.purchase_events,
+       d.other_events,
        d.events
 FROM per_day d
 LEFT JOIN session_starts s ON s.customer_id = d.customer_id AND s.day = d.day

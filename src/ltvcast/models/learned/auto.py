@@ -138,6 +138,14 @@ class AutoForecaster(Forecaster):
     def _template(self) -> GBMForecaster:
         return GBMForecaster(self.name, **self.kwargs)
 
+    def _maker(self, data: History, template: GBMForecaster, *, btyd: bool) -> FeatureMaker:
+        """The shared feature maker: calendar inputs and text features as the gbm settings say."""
+        use = bool(getattr(self, "calendar_used_", False))
+        return FeatureMaker(
+            data.store, data.timezone, data.revenue_basis, age_robust=True, btyd=btyd,
+            calendar=use, events=template.events() if use else None, categoricals=template.categoricals,
+        )
+
     def fit(self, data: History, cutoff, horizon_days: float) -> "AutoForecaster":
         """Fit the candidates before ``cutoff`` and choose per output on the validation window.
 
@@ -146,12 +154,17 @@ class AutoForecaster(Forecaster):
             DataError: no customers before ``cutoff``.
         """
         self.notes_ = []
-        maker = FeatureMaker(data.store, data.timezone, data.revenue_basis, age_robust=True, btyd=True)
-        start, h, _, ex = training_examples(self._template(), data, cutoff, horizon_days, maker)
+        template = self._template()
+        calendar_note = template.decide_calendar(data, cutoff, horizon_days)
+        self.calendar_used_ = template.calendar_used_
+        maker = self._maker(data, template, btyd=True)
+        start, h, _, ex = training_examples(template, data, cutoff, horizon_days, maker)
         self.learned_ = {}
         for name in self.learned:
             model = GBMForecaster(name, btyd_features=(name == "hybrid"), **self.kwargs)
-            self.learned_[name] = model.fit_examples(ex, maker.notes if name == "hybrid" else [])
+            model.calendar_used_ = self.calendar_used_
+            notes = (maker.notes if name == "hybrid" else []) + [calendar_note]
+            self.learned_[name] = model.fit_examples(ex, notes)
             self.notes_.extend(f"auto/{n}" for n in model.notes_)
         self.feature_schema_ = {k: v for m in self.learned_.values() for k, v in m.feature_schema_.items()}
 
@@ -288,8 +301,12 @@ class AutoForecaster(Forecaster):
         start, h = scored_window(cutoff, horizon_days)
         tx = history_at(data, start, self.name)
         needs_btyd = any(m.btyd_features for m in self.learned_.values())
-        maker = FeatureMaker(data.store, data.timezone, data.revenue_basis, age_robust=True, btyd=needs_btyd)
+        maker = self._maker(data, self._template(), btyd=needs_btyd)
         feats = maker(tx, start, h)
+        # text features left out at fit (no value in training) are not inputs
+        unused = [c for c in feats.columns if c != "customer_id" and not pd.api.types.is_numeric_dtype(feats[c])
+                  and c not in (self.feature_schema_ or {})]
+        feats = feats.drop(columns=unused)
         self.check_features(feats.drop(columns="customer_id").assign(label_days=h))
         if not self.btyd_:
             return feats

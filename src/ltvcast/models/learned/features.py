@@ -34,6 +34,7 @@ from ltvcast.errors import ConvergenceError, DataError
 from ltvcast.features import build, rfm_summary
 from ltvcast.models.bgnbd import BGNBD
 from ltvcast.models.gammagamma import GammaGamma
+from ltvcast.models.learned.calendar import CALENDAR_DOCS, CalendarEvent, calendar_inputs
 from ltvcast.models.paretonbd import ParetoNBD
 from ltvcast.timeutil import to_day
 
@@ -208,6 +209,19 @@ def btyd_features(
     return out, notes
 
 
+def vocabulary(values: pd.Series, max_size: int) -> list[str]:
+    """The ``max_size`` most frequent non-missing values of a text feature (ties by value), most frequent first.
+
+    Returns:
+        The categories; a value's code is its position (empty when every value is missing).
+    """
+    counts = values.dropna().value_counts()
+    if counts.empty:
+        return []
+    frame = pd.DataFrame({"value": counts.index.astype(str), "n": counts.to_numpy()})
+    return frame.sort_values(["n", "value"], ascending=[False, True], kind="stable")["value"].head(max_size).tolist()
+
+
 @dataclass
 class FeatureMaker:
     """Computes every learned model's inputs at one cutoff.
@@ -221,6 +235,15 @@ class FeatureMaker:
             :func:`derived_features`.
         btyd: add :func:`btyd_features` (the hybrid).
         drop: further store feature names to leave out.
+        calendar: add the calendar inputs of the label window
+            (:func:`ltvcast.models.learned.calendar.calendar_inputs`: month
+            shares, declared events, the shop's seasonal index from the
+            history before the cutoff), the same value for every row.
+        events: the declared shop events (``calendar.yaml``), or None (no
+            event columns); read only with ``calendar``.
+        categoricals: keep the store's text features (customer attributes,
+            first-order channel and category) as ``string`` columns; the
+            model encodes them (gbm: LightGBM categorical codes).
 
     Attributes:
         notes: remarks collected over calls (BTYD fits that failed, ...).
@@ -237,6 +260,9 @@ class FeatureMaker:
     age_robust: bool = True
     btyd: bool = False
     drop: Sequence[str] = ()
+    calendar: bool = False
+    events: tuple[CalendarEvent, ...] | None = None
+    categoricals: bool = False
     notes: list[str] = field(default_factory=list)
     docs: dict[str, str] = field(default_factory=dict)
 
@@ -265,6 +291,10 @@ class FeatureMaker:
         if self.age_robust:
             parts.append(derived_features(cust))
             docs.update(DERIVED_DOCS)
+        if self.categoricals:
+            text = [c for c in cust.columns if c != "customer_id" and c not in numeric and c not in self.drop]
+            parts.append(cust[text].astype("string"))
+            docs.update({c: fs.feature_docs.get(c, c) + " [category]" for c in text})
         out = ids.merge(pd.concat(parts, axis=1), on="customer_id", how="left", validate="one_to_one")
         if self.btyd:
             bt, notes = btyd_features(
@@ -273,6 +303,12 @@ class FeatureMaker:
             self.notes.extend(notes)
             out = out.merge(bt, on="customer_id", how="left", validate="one_to_one")
             docs.update(BTYD_DOCS)
+        if self.calendar:
+            # dates and history before the cutoff only (tx is cut there), never the label window
+            cal = calendar_inputs(tx, day, horizon_days, events=self.events, timezone=self.timezone,
+                                  revenue_basis=self.revenue_basis)
+            out = out.assign(**cal)
+            docs.update({k: CALENDAR_DOCS[k] for k in cal})
         if not self.docs:
             self.docs = docs
         return out.sort_values("customer_id", kind="stable").reset_index(drop=True)

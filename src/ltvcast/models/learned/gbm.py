@@ -71,6 +71,7 @@ ranking unchanged. Both totals and the choice are in ``notes_`` and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -79,6 +80,7 @@ from ltvcast.data.datasets import History
 from ltvcast.errors import DataError, NotFittedError
 from ltvcast.metrics import normalized_gini
 from ltvcast.models.base import Forecaster, feature_schema
+from ltvcast.models.learned.calendar import calendar_wanted, load_calendar, parse_calendar
 from ltvcast.models.learned.calibration import LevelCalibration, PlattCalibration, QuantileLevels
 from ltvcast.models.learned.examples import (
     ExampleSet,
@@ -87,7 +89,7 @@ from ltvcast.models.learned.examples import (
     scored_window,
     training_examples,
 )
-from ltvcast.models.learned.features import BTYD_DOCS, FeatureMaker
+from ltvcast.models.learned.features import BTYD_DOCS, FeatureMaker, vocabulary
 from ltvcast.models.learned.ziln import ziln_grad_hess, ziln_init_score, ziln_loss, ziln_mean, ziln_quantile
 from ltvcast.schema.predictions import predictions_frame
 from ltvcast.timeutil import to_day
@@ -167,11 +169,28 @@ class GBMForecaster(Forecaster):
             seasonal_years`` (0 = off), see the module docstring.
         reconcile: ``"auto"`` (reconcile the spend level to the top-down
             total where it was better on validation) or ``"off"``.
+        calendar_inputs: ``"auto"`` (default), ``"on"`` or ``"off"``: the
+            calendar of each label window as inputs (month shares, declared
+            events, the shop's seasonal index; see
+            :mod:`ltvcast.models.learned.calendar`); ``"auto"`` uses them
+            when the history before the cutoff spans ``364 + 2H`` days
+            (:func:`~ltvcast.models.learned.calendar.calendar_wanted`).
+        calendar: the shop calendar of declared events: a path to a
+            ``calendar.yaml`` or the parsed list of ``{name, start, end}``;
+            None (default) = no event columns.
+        categoricals: text features (customer attributes, first-order
+            channel and category) as LightGBM categorical features (codes
+            of a vocabulary of the ``max_categories`` most frequent training
+            values; unseen and missing values are missing); a text feature
+            with no value in training is left out.
+        max_categories: vocabulary size at most per text feature.
 
     Attributes (after ``fit``):
         cutoff_, horizon_days_: what the model was fitted for.
         examples_: the :class:`~ltvcast.models.learned.examples.ExampleSet`.
         feature_names_: model inputs, in order.
+        calendar_used_: whether the calendar inputs are used.
+        vocabularies_: text feature -> its categories (code = position).
         spend_loss_: ``"ziln"`` or ``"tweedie"``, the chosen spend loss.
         validation_: validation-window frame (``customer_id``, labels, and
             the validation model's ``pred_*``, ``p_churn``), or ``None``.
@@ -184,6 +203,16 @@ class GBMForecaster(Forecaster):
     """
 
     name = "gbm"
+
+    # Parameters added after models were first registered: an unpickled older model has none of them
+    # and keeps the behaviour it was trained with (no same-season window, no reconciliation, no calendar
+    # inputs, text features dropped).
+    seasonal_years = 0
+    reconcile = "off"
+    calendar_inputs = "off"
+    calendar = None
+    categoricals = False
+    max_categories = 100
 
     def __init__(
         self,
@@ -212,8 +241,14 @@ class GBMForecaster(Forecaster):
         n_jobs: int = 2,
         seasonal_years: int = 1,
         reconcile: str = "auto",
+        calendar_inputs: str = "auto",
+        calendar=None,
+        categoricals: bool = True,
+        max_categories: int = 100,
     ) -> None:
         super().__init__()
+        if calendar_inputs not in ("auto", "on", "off"):
+            raise ValueError(f"calendar_inputs must be 'auto', 'on' or 'off', got {calendar_inputs!r}")
         if reconcile not in ("auto", "off"):
             raise ValueError(f"reconcile must be 'auto' or 'off', got {reconcile!r}")
         if spend_loss not in SPEND_LOSSES:
@@ -244,6 +279,10 @@ class GBMForecaster(Forecaster):
         self.n_jobs = n_jobs
         self.seasonal_years = seasonal_years
         self.reconcile = reconcile
+        self.calendar_inputs = calendar_inputs
+        self.calendar = calendar
+        self.categoricals = categoricals
+        self.max_categories = max_categories
 
     # ------------------------------------------------------------------ helpers
     def _params(self, objective) -> dict:
@@ -265,13 +304,48 @@ class GBMForecaster(Forecaster):
             "data_random_seed": self.seed + 3,
         }
 
+    def events(self):
+        """The declared shop events of ``calendar`` (None when no calendar is given).
+
+        Raises:
+            DataError: the calendar file is missing or malformed.
+        """
+        if self.calendar is None:
+            return None
+        if isinstance(self.calendar, (str, Path)):
+            return load_calendar(self.calendar)
+        return parse_calendar(list(self.calendar))
+
+    def decide_calendar(self, data: History, cutoff, horizon_days: float) -> str:
+        """Set ``calendar_used_`` for a fit at ``cutoff`` (:func:`calendar_wanted`) and return the note."""
+        start, h = scored_window(cutoff, horizon_days)
+        tx = history_at(data, start, self.name)
+        self.calendar_used_, note = calendar_wanted(self.calendar_inputs, tx["timestamp"].min(), start, h)
+        return note
+
     def _maker(self, data: History) -> FeatureMaker:
+        use = bool(getattr(self, "calendar_used_", False))
         return FeatureMaker(
-            data.store, data.timezone, data.revenue_basis, age_robust=True, btyd=self.btyd_features
+            data.store, data.timezone, data.revenue_basis, age_robust=True, btyd=self.btyd_features,
+            calendar=use, events=self.events() if use else None, categoricals=self.categoricals,
         )
 
     def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        return frame[self.feature_names_].to_numpy(dtype=np.float32)
+        vocab = getattr(self, "vocabularies_", {})
+        if not vocab:
+            return frame[self.feature_names_].to_numpy(dtype=np.float32)
+        cols = {}
+        for name in self.feature_names_:
+            if name in vocab:
+                codes = pd.Categorical(frame[name].astype("string"), categories=vocab[name]).codes
+                cols[name] = np.where(codes >= 0, codes, np.nan).astype(np.float32)
+            else:
+                cols[name] = frame[name].to_numpy(dtype=np.float32)
+        return np.column_stack([cols[n] for n in self.feature_names_]).astype(np.float32)
+
+    def _categorical_index(self) -> list[int]:
+        vocab = getattr(self, "vocabularies_", {})
+        return [i for i, n in enumerate(self.feature_names_) if n in vocab]
 
     def _train(
         self,
@@ -309,7 +383,8 @@ class GBMForecaster(Forecaster):
         def start(n: int) -> np.ndarray:
             return np.tile(init, (n, 1)) if init.size > 1 else np.full(n, init[0])
 
-        train_set = lgb.Dataset(X, y, init_score=start(len(y)), free_raw_data=True)
+        cats = self._categorical_index() or "auto"
+        train_set = lgb.Dataset(X, y, init_score=start(len(y)), free_raw_data=True, categorical_feature=cats)
         if X_val is not None and y_val is not None and len(y_val):
             valid = lgb.Dataset(X_val, y_val, init_score=start(len(y_val)), reference=train_set)
             callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
@@ -346,9 +421,10 @@ class GBMForecaster(Forecaster):
             DataError: no customers, or no buyer in the training windows.
         """
         self.notes_ = []
+        calendar_note = self.decide_calendar(data, cutoff, horizon_days)
         maker = self._maker(data)
         start, h, tx, ex = training_examples(self, data, cutoff, horizon_days, maker)
-        self.fit_examples(ex, maker.notes)
+        self.fit_examples(ex, maker.notes + [calendar_note])
         if self.reconcile == "auto":
             feats = maker(tx, start, h)
             bottom_up = float(self.predict_features(feats, h)["pred_spend"].sum())
@@ -404,7 +480,21 @@ class GBMForecaster(Forecaster):
         """
         self.notes_ = []
         self.examples_ = ex
-        self.feature_names_ = [f for f in ex.feature_names if self.btyd_features or f not in BTYD_DOCS]
+        names = [f for f in ex.feature_names if self.btyd_features or f not in BTYD_DOCS]
+        self.vocabularies_ = {}
+        text = [f for f in names if not pd.api.types.is_numeric_dtype(ex.frame[f])]
+        for f in text:
+            if not self.categoricals:
+                continue
+            vocab = vocabulary(ex.frame[f].astype("string"), self.max_categories)
+            if vocab:
+                self.vocabularies_[f] = vocab
+        self.feature_names_ = [f for f in names if f not in text or f in self.vocabularies_]
+        if self.vocabularies_:
+            self.notes_.append(
+                f"{self.name}: text features as LightGBM categoricals: "
+                + ", ".join(f"{k} ({len(v)} values)" for k, v in self.vocabularies_.items())
+            )
         full_windows = [w for w in ex.windows if not w.is_recent]
         start = to_day(full_windows[0].cutoff) + pd.Timedelta(days=full_windows[0].label_days)
         h = int(full_windows[0].label_days)
@@ -604,6 +694,10 @@ class GBMForecaster(Forecaster):
             raise NotFittedError(f"{self.name}: call fit() before predict()")
         start, h = scored_window(cutoff, horizon_days)
         feats = self._maker(data)(history_at(data, start, self.name), start, h)
+        # text features left out at fit (no value in training) are not inputs
+        unused = [c for c in feats.columns if c != "customer_id" and not pd.api.types.is_numeric_dtype(feats[c])
+                  and c not in (self.feature_schema_ or {})]
+        feats = feats.drop(columns=unused)
         self.check_features(feats.drop(columns="customer_id").assign(label_days=h))
         return feats
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from torch import nn
 from ltvcast.data.datasets import History
 from ltvcast.errors import CutoffError, DataError, NotFittedError, SchemaMismatchError
 from ltvcast.models.base import Forecaster, OnnxGraph, check_feature_schema, feature_schema
+from ltvcast.models.learned.calendar import calendar_wanted, load_calendar, parse_calendar
 from ltvcast.models.learned.calibration import LevelCalibration, PlattCalibration
 from ltvcast.models.learned.deep.inputs import (
     DEFAULT_LOOKBACK,
@@ -79,6 +81,9 @@ class DeepForecaster(Forecaster):
             level and Platt calibrations are fitted on them) and the
             top-down reconciliation of the spend level
             (:func:`ltvcast.models.level.reconcile`).
+        calendar_inputs, calendar: as ``gbm``: the calendar of each label
+            window as numeric inputs (``"auto"``: when the history spans
+            ``364 + 2H`` days) and the declared shop events.
 
     Attributes (after ``fit``):
         cutoff_, horizon_days_: what the model was fitted for.
@@ -102,6 +107,14 @@ class DeepForecaster(Forecaster):
     """
 
     name = "deep"
+
+    # Parameters added after models were first registered: an unpickled older model has none of them
+    # and keeps the behaviour it was trained with (no same-season window, no reconciliation, no calendar
+    # inputs, text features dropped).
+    seasonal_years = 0
+    reconcile = "off"
+    calendar_inputs = "off"
+    calendar = None
 
     def __init__(
         self,
@@ -134,8 +147,12 @@ class DeepForecaster(Forecaster):
         calibrate_churn: bool = True,
         seasonal_years: int = 1,
         reconcile: str = "auto",
+        calendar_inputs: str = "auto",
+        calendar=None,
     ) -> None:
         super().__init__()
+        if calendar_inputs not in ("auto", "on", "off"):
+            raise ValueError(f"calendar_inputs must be 'auto', 'on' or 'off', got {calendar_inputs!r}")
         if reconcile not in ("auto", "off"):
             raise ValueError(f"reconcile must be 'auto' or 'off', got {reconcile!r}")
         if encoder not in ENCODERS:
@@ -176,11 +193,19 @@ class DeepForecaster(Forecaster):
         self.calibrate_churn = calibrate_churn
         self.seasonal_years = seasonal_years
         self.reconcile = reconcile
+        self.calendar_inputs = calendar_inputs
+        self.calendar = calendar
 
     # ------------------------------------------------------------------ inputs
     def _maker(self, data: History) -> SequenceFeatureMaker:
         lookback = self.lookback or DEFAULT_LOOKBACK[self.period]
-        return SequenceFeatureMaker(data.store, data.timezone, data.revenue_basis, self.period, lookback)
+        use = bool(getattr(self, "calendar_used_", False))
+        events = None
+        if use and self.calendar is not None:
+            events = (load_calendar(self.calendar) if isinstance(self.calendar, (str, Path))
+                      else parse_calendar(list(self.calendar)))
+        return SequenceFeatureMaker(data.store, data.timezone, data.revenue_basis, self.period, lookback,
+                                    calendar=use, events=events)
 
     def _numeric(self, frame: pd.DataFrame) -> np.ndarray:
         x = frame[self.numeric_names_].to_numpy(dtype=np.float64, copy=True)
@@ -377,6 +402,10 @@ class DeepForecaster(Forecaster):
                 any training window.
         """
         self.notes_ = []
+        first_start, first_h = scored_window(cutoff, horizon_days)
+        first_day = history_at(data, first_start, self.name)["timestamp"].min()
+        self.calendar_used_, calendar_note = calendar_wanted(self.calendar_inputs, first_day, first_start, first_h)
+        self.notes_.append(f"{self.name}: {calendar_note}")
         maker = self._maker(data)
         start, h, tx, ex = training_examples(self, data, cutoff, horizon_days, maker)
         self.cutoff_, self.horizon_days_ = start, h

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ltvcast.features import build, rfm_summary
 from ltvcast.features.sequences import DEFAULT_CHANNELS
+from ltvcast.models.learned.calendar import CalendarEvent, calendar_inputs
 from ltvcast.models.learned.features import AGE_COLUMNS, derived_features
 from ltvcast.timeutil import local_midnight, to_day
 
@@ -103,6 +104,10 @@ class SequenceFeatureMaker:
         timezone, revenue_basis: the shop's settings.
         period: ``"W"`` or ``"M"``, the sequence period.
         lookback: periods in a sequence (ending at the cutoff).
+        calendar: add the calendar inputs of the label window (numeric;
+            :func:`ltvcast.models.learned.calendar.calendar_inputs`, from
+            dates and the history before the cutoff only).
+        events: the declared shop events, or None (no event columns).
 
     Attributes:
         sequences: cutoff (UTC timestamp) -> float32 array (n, lookback,
@@ -122,14 +127,16 @@ class SequenceFeatureMaker:
     numeric: list[str] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
     channels: tuple[str, ...] = DEFAULT_CHANNELS
+    calendar: bool = False
+    events: tuple[CalendarEvent, ...] | None = None
 
     def __call__(self, tx: pd.DataFrame, cutoff, horizon_days: float) -> pd.DataFrame:
         """``customer_id``, numeric and text inputs of every customer with a transaction before ``cutoff``.
 
         The customers are those of ``rfm_summary(tx, cutoff)`` as in
         :class:`~ltvcast.models.learned.features.FeatureMaker`, sorted by
-        ``customer_id``; ``horizon_days`` is not used (the protocol's
-        signature). The sequences are kept in :attr:`sequences`.
+        ``customer_id``; ``horizon_days`` is the label window's length, read
+        only by the calendar inputs. The sequences are kept in :attr:`sequences`.
         """
         day = to_day(cutoff).date()
         # tx is history cut at the cutoff: observed through the cutoff day.
@@ -155,8 +162,13 @@ class SequenceFeatureMaker:
         seq = np.zeros((len(out), fs.sequences.shape[1], fs.sequences.shape[2]), dtype=np.float32)
         seq[pos >= 0] = fs.sequences[pos[pos >= 0]]
         self.sequences[to_day(cutoff)] = seq
+        cal: dict[str, float] = {}
+        if self.calendar:
+            cal = calendar_inputs(tx, day, horizon_days, events=self.events, timezone=self.timezone,
+                                  revenue_basis=self.revenue_basis)
+            out = out.assign(**cal)
         if not self.numeric:
-            self.numeric = numeric + list(derived.columns)
+            self.numeric = numeric + list(derived.columns) + list(cal)
             self.categorical = text
         return out
 

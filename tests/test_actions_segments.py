@@ -197,6 +197,10 @@ def test_backtest_report_has_the_decisions_section(backtest_dir):
     assert "Decisions: segments and value at risk" in html
     assert "Value tier × churn risk (bgnbd)" in html  # bgnbd has the lower spend MAE on cdnow-sample
     assert "champions" in html and "by value at risk" in html
+    # the chosen model's global importance and the listed customers' churn reasons (its fitted forecaster)
+    assert "Global importance — bgnbd" in html
+    listed = html.split("by value at risk")[1].split("</table>")[0]
+    assert "<th>reasons</th>" in listed and "the chance of no purchase" in listed
 
 
 def test_segments_command_on_a_predictions_file(backtest_dir, tmp_path):

@@ -221,7 +221,7 @@ def backtest_decisions(result, history, *, importance: bool = True, **options) -
         and ``p_churn``) or the model cannot be explained, a note says why and
         the backtest's report is written either way.
     """
-    from ltvcast.actions.segments import rfm_at
+    from ltvcast.actions.segments import retention_reasons, rfm_at
     from ltvcast.explain.importance import importance_section
 
     sections: list[ReportSection] = []
@@ -237,8 +237,17 @@ def backtest_decisions(result, history, *, importance: bool = True, **options) -
             sections.append(importance_section(forecaster, inputs, result.cutoff, result.horizon_days))
         except LtvcastError as exc:
             notes.append(f"Global importance of {chosen}: not shown ({exc}).")
+    reasons = None
+    if forecaster is not None:
+        chosen_rows = result.predictions[result.predictions["model"].astype(str) == chosen]
+        at_risk = (chosen_rows["pred_spend"] * chosen_rows["p_churn"]).to_numpy(float)
+        top_ids = chosen_rows["customer_id"].to_numpy()[np.argsort(-at_risk, kind="stable")[: options.get("top", 10)]]
+        reasons, note = retention_reasons(forecaster, history, result.cutoff, top_ids, result.horizon_days)
+        notes += [note] if note else []
     try:
-        decisions = decisions_section(result.predictions, rfm_at(history, result.cutoff), metrics=result.metrics, **options)
+        decisions = decisions_section(
+            result.predictions, rfm_at(history, result.cutoff), metrics=result.metrics, reasons=reasons, **options
+        )
         decisions = replace(decisions, notes=[*decisions.notes, *notes])
     except DataError as exc:  # e.g. no model fills p_churn: the backtest still gets its report
         decisions = ReportSection(title=TITLE, notes=[f"No decisions section: {exc}", *notes])

@@ -586,18 +586,19 @@ def write_segments(segments: pd.DataFrame, summary: pd.DataFrame, out, summary_p
     return out, path
 
 
-def retention_reasons(registered, history, cutoff, customer_ids, horizon_days: float | None = None, k: int = 3):
+def retention_reasons(forecaster, history, cutoff, customer_ids, horizon_days: float, k: int = 3):
     """The churn reasons of a few customers as one text each, from the explain room.
 
-    Uses :func:`ltvcast.explain.explain_registered` (imported lazily) for the
-    ``p_churn`` target: the top ``k`` sentences joined by ``"; "``.
+    Uses :func:`ltvcast.explain.core.explain` for the ``p_churn`` target: the
+    top ``k`` sentences joined by ``"; "``.
 
     Args:
-        registered: a :class:`~ltvcast.registry.RegisteredModel`.
+        forecaster: a fitted forecaster (a registered model's ``forecaster``,
+            or a backtest's fitted one).
         history: the shop's data.
         cutoff: the prediction date.
         customer_ids: the customers (e.g. the retention list's).
-        horizon_days: the horizon (default: the trained one).
+        horizon_days: the horizon in days.
         k: reasons per customer.
 
     Returns:
@@ -605,13 +606,10 @@ def retention_reasons(registered, history, cutoff, customer_ids, horizon_days: f
         when no reasons could be made), ``note`` says why not (else None).
     """
     from ltvcast.errors import LtvcastError
+    from ltvcast.explain.core import explain
 
     try:
-        from ltvcast.explain import explain_registered
-    except ImportError:  # the explain room is not installed in this build
-        return None, "reasons: not available (ltvcast.explain is missing)"
-    try:
-        exp = explain_registered(registered, history, cutoff, horizon_days, customer_ids=list(customer_ids), k=k)
+        exp = explain(forecaster, history, cutoff, horizon_days, customer_ids=list(customer_ids), k=k)
     except LtvcastError as exc:
         return None, f"reasons: not available for this model ({exc})"
     r = exp.reasons

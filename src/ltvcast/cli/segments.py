@@ -160,10 +160,9 @@ def segments(
     ranked = retention_list(segs, top=top)
     note = "reasons: only with --model (a predictions file has no model to explain)"
     if "registered" in pred.attrs and reasons:
-        found, note = retention_reasons(
-            pred.attrs["registered"], history, at, ranked["customer_id"],
-            None if horizon is None else parse_horizon(horizon),
-        )
+        registered = pred.attrs["registered"]
+        days = float(registered.manifest["horizon_days"]) if horizon is None else parse_horizon(horizon)
+        found, note = retention_reasons(registered.forecaster, history, at, ranked["customer_id"], days)
         if found is not None:
             ranked = ranked.merge(found, on="customer_id", how="left")
     elif not reasons:

@@ -66,6 +66,7 @@ import pandas as pd
 from ltvcast.data.datasets import History
 from ltvcast.errors import CutoffError, DataError
 from ltvcast.models.base import Forecaster
+from ltvcast.schema.predictions import write_frame
 from ltvcast.timeutil import to_day
 
 __all__ = [
@@ -469,14 +470,4 @@ def write_clv(frame: pd.DataFrame, path) -> None:
     Raises:
         DataError: another extension.
     """
-    from pathlib import Path
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise DataError(f"--out must be a .parquet or .csv file, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".parquet":
-        frame.to_parquet(path, index=False)
-    else:
-        frame.to_csv(path, index=False)
+    write_frame(frame, path, "the CLV frame")

@@ -17,6 +17,7 @@ from ltvcast.models.btyd import RFM_INPUTS, BTYDForecaster
 from ltvcast.models.learned.auto import ENSEMBLE, AutoForecaster
 from ltvcast.models.learned.gbm import GBMForecaster
 from ltvcast.registry import RegisteredModel, check_registered
+from ltvcast.schema.predictions import write_frame
 from ltvcast.timeutil import horizon_window
 
 __all__ = ["Explanation", "attribute", "explain", "explain_inputs", "explain_registered", "explanation_record",
@@ -189,17 +190,7 @@ def write_reasons(reasons: pd.DataFrame, path) -> None:
         DataError: another file suffix.
         OSError: the file cannot be written.
     """
-    from pathlib import Path
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise DataError(f"reasons are written as .parquet or .csv, not {path.name!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".parquet":
-        reasons.to_parquet(path, index=False)
-    else:
-        reasons.to_csv(path, index=False)
+    write_frame(reasons, path, "reasons")
 
 
 def explanation_record(explanation: Explanation, customer_id: str) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ltvcast.errors import LtvcastError
+from ltvcast.errors import DataError, LtvcastError
 from ltvcast.schema import PREDICTION_COLUMNS
 from ltvcast.timeutil import to_day
 
@@ -59,22 +59,33 @@ def predictions_frame(
     return frame
 
 
-def write_predictions(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write a predictions frame as Parquet (``.parquet``) or CSV (``.csv``).
+def write_frame(frame: pd.DataFrame, path: str | Path, what: str = "predictions") -> Path:
+    """Write a frame as Parquet (``.parquet``) or CSV (``.csv``), creating the parent folders.
+
+    Args:
+        frame: the frame (its index is not written).
+        path: the file; its suffix picks the format.
+        what: what the frame holds, for the error message.
 
     Raises:
-        LtvcastError: another file extension.
+        DataError: another file suffix.
+        OSError: the file cannot be written.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".csv"):
-        raise LtvcastError(f"cannot write predictions to {path}: use a .parquet or .csv file name")
+        raise DataError(f"cannot write {what} to {path}: use a .parquet or .csv file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".parquet":
         frame.to_parquet(path, index=False)
     else:
         frame.to_csv(path, index=False)
     return path
+
+
+def write_predictions(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a predictions frame as Parquet (``.parquet``) or CSV (``.csv``) (:func:`write_frame`)."""
+    return write_frame(frame, path, "predictions")
 
 
 #: The columns a forecast summary (totals and means per model) reads.

@@ -701,6 +701,15 @@ class _FittedMixin:
 
     _model_name = "model"
 
+    def _record(self, out: FitOutcome, n: int, notes: Sequence[str] = ()) -> None:
+        """Keep a :func:`fit_robust` outcome: parameters, method, ``notes`` then the fit's notes, the result."""
+        self.params_ = out.params
+        self.fit_method_ = out.method
+        self.notes_ = [*notes, *out.notes]
+        self.optimizer_result_ = out.result
+        self.n_customers_ = int(n)
+        self.converged_ = True
+
     def _check_fitted(self) -> dict[str, float]:
         params = getattr(self, "params_", None)
         if params is None:

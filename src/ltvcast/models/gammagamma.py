@@ -201,12 +201,7 @@ class GammaGamma(_FittedMixin):
             too_few = f"{n:,} repeat buyers: too few to estimate Gamma-Gamma (want at least {MIN_REPEAT_BUYERS})"
         out = fit_robust(nll, z0, model=self._model_name, names=PARAM_NAMES, to_params=to_params, n=n, jac=jac,
                          maxiter=self.maxiter, ll_shift=-n * np.log(scale), prior=PRIOR, too_few=too_few)
-        self.params_ = out.params
-        self.fit_method_ = out.method
-        self.notes_ = out.notes
-        self.optimizer_result_ = out.result
-        self.n_customers_ = int(n)
-        self.converged_ = True
+        self._record(out, n)
         pr = self.params_
         self.log_likelihood_ = float(np.sum(gammagamma_log_likelihood(pr["p"], pr["q"], pr["gamma"], x, z)))
         return self

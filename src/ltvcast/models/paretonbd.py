@@ -309,12 +309,7 @@ class ParetoNBD(_FittedMixin):
         out = fit_robust(nll, z0, model=self._model_name, names=PARAM_NAMES, to_params=to_params, n=n,
                          maxiter=self.maxiter, ll_shift=shift, prior=PRIOR, limit=Limit(fit_limit, NBD_LIMIT),
                          too_few=too_few)
-        self.params_ = out.params
-        self.fit_method_ = out.method
-        self.notes_ += out.notes
-        self.optimizer_result_ = out.result
-        self.n_customers_ = n
-        self.converged_ = True
+        self._record(out, n, self.notes_)
         self.log_likelihood_ = float(np.sum(self._ll(x, tx, T)))
         return self
 

@@ -56,6 +56,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from ltvcast.errors import CutoffError, DataError
@@ -71,6 +72,7 @@ __all__ = [
     "history_before",
     "training_cutoffs",
     "window_labels",
+    "window_notes",
 ]
 
 
@@ -514,3 +516,33 @@ def training_examples(
     )
     ex = build_examples(tx, start, plan, maker, timezone=data.timezone, revenue_basis=data.revenue_basis)
     return start, h, tx, ex
+
+
+def window_notes(name: str, ex: ExampleSet) -> list[str]:
+    """The notes a learned model gives on its training windows: the windows, the examples, net spend <= 0.
+
+    Args:
+        name: the model's name (each note starts with it).
+        ex: the training examples (:func:`training_examples`).
+
+    Returns:
+        One or two lines of text.
+    """
+    full = [w for w in ex.windows if not w.is_recent]
+    recent = [w for w in ex.windows if w.is_recent]
+    text = (
+        f"{name}: {len(full)} full training window(s) at "
+        + ", ".join(str(w.cutoff.date()) for w in full)
+        + f" ({full[0].label_days} days each; {full[0].cutoff.date()} validates)"
+    )
+    if recent:
+        text += "; recent windows " + ", ".join(f"{w.cutoff.date()} ({w.label_days} d)" for w in recent)
+    notes = [text + f"; {len(ex.frame):,} examples"]
+    spend = ex.frame["actual_spend"].to_numpy(float)
+    n_nonpos = int(np.sum((ex.frame["actual_transactions"].to_numpy(float) > 0) & (spend <= 0)))
+    if n_nonpos:
+        notes.append(
+            f"{name}: {n_nonpos:,} training example(s) bought but had a net spend <= 0 in the window; "
+            "counted as zero spend (the net-revenue rule)"
+        )
+    return notes

@@ -88,6 +88,7 @@ from ltvcast.models.learned.examples import (
     history_at,
     scored_window,
     training_examples,
+    window_notes,
 )
 from ltvcast.models.learned.features import BTYD_DOCS, FeatureMaker, vocabulary
 from ltvcast.models.learned.ziln import ziln_grad_hess, ziln_init_score, ziln_loss, ziln_mean, ziln_quantile
@@ -651,25 +652,7 @@ class GBMForecaster(Forecaster):
         return self
 
     def _describe_windows(self, ex: ExampleSet, feature_notes: list[str]) -> None:
-        full = [w for w in ex.windows if not w.is_recent]
-        recent = [w for w in ex.windows if w.is_recent]
-        text = (
-            f"{self.name}: {len(full)} full training window(s) at "
-            + ", ".join(str(w.cutoff.date()) for w in full)
-            + f" ({full[0].label_days} days each; {full[0].cutoff.date()} validates)"
-        )
-        if recent:
-            text += "; recent windows " + ", ".join(f"{w.cutoff.date()} ({w.label_days} d)" for w in recent)
-        text += f"; {len(ex.frame):,} examples"
-        self.notes_.append(text)
-        nonpos = ex.frame["actual_spend"].to_numpy(float)
-        buyers = ex.frame["actual_transactions"].to_numpy(float) > 0
-        n_nonpos = int(np.sum(buyers & (nonpos <= 0)))
-        if n_nonpos:
-            self.notes_.append(
-                f"{self.name}: {n_nonpos:,} training example(s) bought but had a net spend <= 0 in the window; "
-                "counted as zero spend (the net-revenue rule)"
-            )
+        self.notes_ += window_notes(self.name, ex)
         seen = set()
         for note in feature_notes:
             if note not in seen:

@@ -35,6 +35,7 @@ from ltvcast.models.learned.examples import (
     history_at,
     scored_window,
     training_examples,
+    window_notes,
 )
 from ltvcast.models.learned.gbm import QUANTILES
 from ltvcast.models.learned.ziln import ziln_init_score, ziln_mean, ziln_quantile
@@ -431,7 +432,7 @@ class DeepForecaster(Forecaster):
         totals = per_period.sum(axis=1, keepdims=True)
         shares = np.divide(per_period, totals, out=np.zeros_like(per_period), where=totals > 0)
         self.examples_ = ex
-        self._describe(ex)
+        self.notes_ += window_notes(self.name, ex)
         spend_all = frame["actual_spend"].to_numpy(float)
         if not (frame["actual_transactions"].to_numpy(float) > 0).any():
             raise DataError(f"{self.name}: nobody bought in any training window; nothing to learn from")
@@ -532,25 +533,6 @@ class DeepForecaster(Forecaster):
                 if self.calibrate_churn else ""
             )
         )
-
-    def _describe(self, ex: ExampleSet) -> None:
-        full = [w for w in ex.windows if not w.is_recent]
-        recent = [w for w in ex.windows if w.is_recent]
-        text = (
-            f"{self.name}: {len(full)} full training window(s) at "
-            + ", ".join(str(w.cutoff.date()) for w in full)
-            + f" ({full[0].label_days} days each; {full[0].cutoff.date()} validates)"
-        )
-        if recent:
-            text += "; recent windows " + ", ".join(f"{w.cutoff.date()} ({w.label_days} d)" for w in recent)
-        self.notes_.append(text + f"; {len(ex.frame):,} examples")
-        spend = ex.frame["actual_spend"].to_numpy(float)
-        n_nonpos = int(np.sum((ex.frame["actual_transactions"].to_numpy(float) > 0) & (spend <= 0)))
-        if n_nonpos:
-            self.notes_.append(
-                f"{self.name}: {n_nonpos:,} training example(s) bought but had a net spend <= 0 in the window; "
-                "counted as zero spend (the net-revenue rule)"
-            )
 
     # ------------------------------------------------------------------ predict
     def _window(self, cutoff, horizon_days: float) -> tuple[pd.Timestamp, float]:

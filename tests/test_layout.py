@@ -28,7 +28,7 @@ ROOMS: tuple[tuple[str, ...], ...] = (
     ("ingest",),
     ("store",),
     ("simulate",),
-    ("schema", "errors", "timeutil", "metrics"),
+    ("schema", "errors", "timeutil", "metrics", "yamlfile"),
 )
 RANK = {room: len(ROOMS) - i for i, rooms in enumerate(ROOMS) for room in rooms}
 

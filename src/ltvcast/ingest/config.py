@@ -28,12 +28,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from ltvcast.errors import DataError
 from ltvcast.ingest.kinds import KINDS, check_mapping
 from ltvcast.ingest.parse import check_decimal, check_timezone
 from ltvcast.ingest.readers import SOURCE_FORMATS, detect_format
+from ltvcast.yamlfile import read_yaml
 
 #: Column names treated as personal data when ``personal_columns`` is not given.
 DEFAULT_PERSONAL_COLUMNS: tuple[str, ...] = (
@@ -420,13 +419,6 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> S
             (see :func:`config_from_dict`).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise DataError(f"config {path} is not valid YAML: {exc}") from None
+    data = read_yaml(path, "config")
     config = config_from_dict(data, base=path.resolve().parent, where=str(path), environ=environ)
     return SourcesConfig(shop=config.shop, sources=config.sources, path=path.resolve())

@@ -46,11 +46,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
 from ltvcast.errors import DataError
 from ltvcast.ingest.parse import check_decimal
 from ltvcast.schema import TRANSACTION_COLUMNS
+from ltvcast.yamlfile import read_yaml
 
 #: Canonical names a mapping may target: the transaction columns plus
 #: ``unit_price`` (used to derive ``amount``).
@@ -275,14 +274,7 @@ def load_mapping_file(path: str | Path) -> ColumnMapping:
             or holds unknown keys / invalid options (the message names the file).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"cannot read mapping file {path}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise DataError(f"mapping file {path} is not valid YAML: {exc}") from None
+    data = read_yaml(path, "mapping file")
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ltvcast.errors import LtvcastError
+from ltvcast.yamlfile import read_yaml
 
 __all__ = ["DEFAULT_POLICY_YAML", "Policy", "Threshold", "load_policy", "policy_from_dict"]
 
@@ -216,12 +217,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
     if path is None:
         return policy_from_dict()
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise LtvcastError(f"cannot read policy {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise LtvcastError(f"policy {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    data = read_yaml(path, "policy")
     if data is not None and not isinstance(data, dict):
         raise LtvcastError(f"policy {path} must be a mapping of sections (drift, accuracy, ...)")
     return policy_from_dict(data or {})

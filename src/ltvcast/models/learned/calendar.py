@@ -41,6 +41,7 @@ import pandas as pd
 
 from ltvcast.errors import DataError
 from ltvcast.timeutil import to_day
+from ltvcast.yamlfile import read_yaml
 
 __all__ = [
     "CALENDAR_DOCS",
@@ -111,16 +112,9 @@ def load_calendar(path) -> tuple[CalendarEvent, ...]:
     Raises:
         DataError: the file is missing, is not YAML, or an event is malformed.
     """
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"calendar: no file {p}")
-    try:
-        entries = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise DataError(f"calendar: {p} is not valid YAML ({exc})") from exc
-    return parse_calendar(entries)
+    if not Path(path).is_file():
+        raise DataError(f"calendar: no file {path}")
+    return parse_calendar(read_yaml(path, "calendar"))
 
 
 def calendar_columns(events: Sequence[CalendarEvent] | None) -> list[str]:

@@ -17,7 +17,8 @@ two lines per order. Then, each in a fresh process (peak = its own
 * ``reference``: a bare DuckDB ``read_csv`` of the same files (count rows);
 * ``ingest``: :func:`ltvcast.ingest.multisource.ingest_sources` into a new store.
 
-Printed: rows, wall seconds, peak MiB of each, the ratio, and the load average
+Printed: rows, wall seconds, peak MiB of each, the ratios (time and memory
+against the reference, peak against the CSV size), and the load average
 (the machine is shared: read timings beside it). Goal of issue 11: the
 10M-event shop in at most 2 GiB peak.
 """
@@ -192,6 +193,8 @@ def main() -> None:
         print(f"ratio ingest/reference: {ing['seconds'] / ref['seconds']:.1f}x time, "
               f"{ing['peak_mib'] / ref['peak_mib']:.1f}x memory; goal peak <= {GOAL_MIB} MiB: "
               f"{'met' if ing['peak_mib'] <= GOAL_MIB else 'NOT met'}")
+        print(f"peak / input size: {ing['peak_mib'] / (size / 2**20):.1f}x ({size / 2**20:,.0f} MiB of CSV); "
+              f"peak per million events: {ing['peak_mib'] / (rows['events'] / 1e6):,.0f} MiB")
         print("per source [read, kept, quarantined, duplicates]:", ing["counts"])
         print("load average (1, 5, 15 min):", " ".join(f"{x:.2f}" for x in os.getloadavg()), f"on {os.cpu_count()} cpus")
     finally:

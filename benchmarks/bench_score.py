@@ -17,12 +17,23 @@ runs in its own child process; peak memory is that child's ``ru_maxrss``.
 exported (``ltvcast export``) and loaded again, so its network runs in
 onnxruntime as ``ltvcast score`` runs it; the same seed gives ``deep`` and
 ``deep-onnx`` the same network.
+
+For BTYD models the same rows are also predicted in one bare call of the
+model's math (``predict_columns``: every column, quantiles and next purchase
+included, no frame and no file) and in one call of the closed-form columns
+alone (``n_draws=0``: expected count, spend, P(churn), P(alive)); the goal
+of issue 12 is batch scoring at most 1.5x the bare call and at least
+200,000 customers/s. ``ratio`` = scoring time / bare-call time; ``cf ratio``
+= scoring time / closed-form-only time. The load average is printed with
+each model.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -57,9 +68,23 @@ def one(model: str, db: str, horizon: float, customers: int, chunk_size: int, ou
     reps = -(-customers // len(inputs))
     big = pd.concat([inputs] * reps, ignore_index=True).iloc[:customers]
     big["customer_id"] = pd.array(np.char.add("c", np.arange(customers).astype(str)), dtype="string")
+    clear = getattr(sys.modules.get("ltvcast.models.btyd_dist"), "_spend_table", None)
+    if clear is not None:  # every timed call starts without the spend tables of an earlier one
+        clear.cache_clear()
     t1 = time.perf_counter()
     write_scores(forecaster, big, cutoff, horizon, out, label=f"{model}:bench", chunk_size=chunk_size)
     score_s = time.perf_counter() - t1
+    bare_s = closed_s = float("nan")
+    if hasattr(forecaster, "predict_columns"):  # BTYD: the model's math alone, one call
+        clear.cache_clear()
+        t2 = time.perf_counter()
+        forecaster.predict_columns(big, horizon)
+        bare_s = time.perf_counter() - t2
+        closed = copy.copy(forecaster)
+        closed.n_draws = 0
+        t3 = time.perf_counter()
+        closed.predict_columns(big, horizon)
+        closed_s = time.perf_counter() - t3
     return {
         "model": model,
         "shop_customers": len(inputs),
@@ -67,6 +92,9 @@ def one(model: str, db: str, horizon: float, customers: int, chunk_size: int, ou
         "customers": customers,
         "score_s": score_s,
         "score_per_s": customers / score_s,
+        "bare_s": bare_s,
+        "closed_s": closed_s,
+        "load": os.getloadavg()[0],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
 
@@ -103,7 +131,8 @@ def main(argv: list[str]) -> int:
               f"simulated and ingested in {time.perf_counter() - t0:.1f} s")
         print(f"scoring {args.customers:,} customers in chunks of {args.chunk_size:,} to Parquet, "
               f"horizon {args.horizon:g} days")
-        print(f"{'model':<10} {'inputs cust/s':>13} {'score s':>8} {'score cust/s':>13} {'peak RSS MB':>11}")
+        print(f"{'model':<10} {'inputs cust/s':>13} {'score s':>8} {'score cust/s':>13} {'bare s':>7} "
+              f"{'ratio':>6} {'cf s':>6} {'cf ratio':>8} {'peak RSS MB':>11} {'load':>5}")
         for model in [m.strip() for m in args.models.split(",") if m.strip()]:
             cmd = [sys.executable, __file__, "--one", model, "--db", str(db), "--horizon", str(args.horizon),
                    "--customers", str(args.customers), "--chunk-size", str(args.chunk_size),
@@ -113,8 +142,10 @@ def main(argv: list[str]) -> int:
                 print(f"{model:<10} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else proc.returncode}")
                 continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(f"{r['model']:<10} {r['inputs_per_s']:>13,.0f} {r['score_s']:>8.1f} "
-                  f"{r['score_per_s']:>13,.0f} {r['peak_rss_mb']:>11.0f}")
+            print(f"{r['model']:<10} {r['inputs_per_s']:>13,.0f} {r['score_s']:>8.2f} "
+                  f"{r['score_per_s']:>13,.0f} {r['bare_s']:>7.2f} {r['score_s'] / r['bare_s']:>6.2f} "
+                  f"{r['closed_s']:>6.2f} {r['score_s'] / r['closed_s']:>8.2f} {r['peak_rss_mb']:>11.0f} "
+                  f"{r['load']:>5.1f}")
     return 0
 
 

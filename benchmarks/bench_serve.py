@@ -1,11 +1,11 @@
 """Latency and throughput of the prediction service on loopback (bounded load; stops by itself).
 
     .venv/bin/python benchmarks/bench_serve.py [--rate 200] [--seconds 15] [--event-rate 30] [--batches 300] [--clients 4]
-        [--model-kind bgnbd|gbm] [--connections 8]
+        [--model-kind bgnbd|gbm|deep] [--connections 8] [--folder DIR]
 
 Builds a store of the built-in CDNOW data (23,570 customers) in a temporary folder, registers a BG/NBD
-model (400 simulation draws; ``--model-kind gbm``: a small LightGBM model, whose features the service
-computes from its in-memory mirror of the store), starts ``ltvcast serve`` (uvicorn, one worker, SQLite
+model (400 simulation draws; ``--model-kind gbm`` / ``deep``: a small LightGBM / GRU model, whose inputs the
+service takes from its in-memory mirror of the store), starts ``ltvcast serve`` (uvicorn, one worker, SQLite
 online store) on 127.0.0.1, then measures:
 
 1. single predictions, ``GET /v1/customers/{id}/prediction``, open loop at ``--rate`` requests/s for
@@ -15,8 +15,11 @@ online store) on 127.0.0.1, then measures:
    loop with ``--clients`` concurrent clients for ``--batches`` batches (the most it takes; at most
    120 s each).
 
-For gbm it first times, in process, where a learned prediction's time goes (the mirror's history and the
-model's ``inputs``, i.e. the feature SQL, versus ``predict_inputs``) for 1 and 32 customers.
+For a learned model it first times, in process, where a prediction's time goes for 1 and 32 customers:
+the uncached path (the mirror's history and the model's ``inputs``, i.e. the feature SQL, versus
+``predict_inputs``), the one-off build of every customer's inputs at the cutoff, and the served path
+(``predict_learned``: cached inputs, then ``predict_inputs``), the reference the service's latency is
+compared with.
 
 The load generator runs on the same machine as the server (it competes for the CPUs).
 """
@@ -61,10 +64,14 @@ def _quantiles(ms: list[float]) -> str:
 
 #: The learned model of ``--model-kind gbm``: few windows and rounds (a latency benchmark, not an accuracy one).
 GBM_SETTINGS = dict(n_windows=3, stride_days=56, max_rounds=60, early_stopping_rounds=10, n_jobs=2)
+#: The learned model of ``--model-kind deep``: few windows and epochs.
+DEEP_SETTINGS = dict(n_windows=2, stride_days=56, max_epochs=3, default_epochs=2, patience=1, epoch_rows=20_000)
 
 
 def setup(folder: Path, kind: str = "bgnbd") -> tuple[Path, Path, Path]:
     db = folder / "cdnow.duckdb"
+    if (folder / "keys.yaml").exists():  # --folder: made by an earlier run
+        return db, folder / "models", folder / "keys.yaml"
     with Store.open(db) as store:
         write_ingest(store, load_dataset("cdnow"))
     history = open_history(db=db)
@@ -72,6 +79,10 @@ def setup(folder: Path, kind: str = "bgnbd") -> tuple[Path, Path, Path]:
         from ltvcast.models.learned.gbm import GBMForecaster
 
         model = GBMForecaster(**GBM_SETTINGS).fit(history, "1998-07-01", 182.0)
+    elif kind == "deep":
+        from ltvcast.models.learned.deep.forecaster import DeepForecaster
+
+        model = DeepForecaster(**DEEP_SETTINGS).fit(history, "1998-07-01", 182.0)
     else:
         model = BTYDForecaster(kind).fit(history, "1998-07-01", 182.0)
     save_model(model, name="clv", cutoff="1998-07-01", horizon_days=182.0, history=history, root=folder / "models")
@@ -82,11 +93,13 @@ def setup(folder: Path, kind: str = "bgnbd") -> tuple[Path, Path, Path]:
 
 
 def learned_breakdown(db: Path, root: Path, rng: np.random.Generator, repeats: int = 20) -> None:
-    """In process: median ms of the mirror's history + ``inputs`` (features) and of ``predict_inputs``."""
+    """In process: median ms of the mirror's history + ``inputs`` (features), of ``predict_inputs``, of the
+    build of every customer's inputs, and of ``predict_learned`` on the cached inputs."""
     from datetime import date
 
     from ltvcast.registry import load_model
     from ltvcast.serve.mirror import Mirror
+    from ltvcast.serve.model import predict_learned, servable
     from ltvcast.serve.online import open_online
 
     online = open_online(db.with_name("breakdown.online.sqlite"))
@@ -108,11 +121,37 @@ def learned_breakdown(db: Path, root: Path, rng: np.random.Generator, repeats: i
                 model.predict_inputs(inputs, cutoff, 182.0)
                 feats.append((t1 - t0) * 1000)
                 preds.append((time.perf_counter() - t1) * 1000)
-            print(f"learned prediction of {n} customer(s), in process: features (mirror history + inputs) "
-                  f"{np.median(feats):.0f} ms, model (predict_inputs) {np.median(preds):.0f} ms (medians)")
+            print(f"learned prediction of {n} customer(s), in process, uncached: features (mirror history + "
+                  f"inputs) {np.median(feats):.0f} ms, model (predict_inputs) {np.median(preds):.0f} ms (medians)")
+        served = servable(load_model("clv", root))
+        t0 = time.perf_counter()
+        predict_learned(served, mirror, ["00001"], cutoff, 182.0)  # builds every customer's inputs
+        print(f"inputs of every customer at the cutoff (once per model, cutoff and horizon): "
+              f"{(time.perf_counter() - t0) * 1000:.0f} ms")
+        for n in (1, 32):
+            took = []
+            for _ in range(repeats):
+                ids = [f"{i:05d}" for i in rng.integers(1, 23571, n)]
+                t0 = time.perf_counter()
+                predict_learned(served, mirror, ids, cutoff, 182.0)
+                took.append((time.perf_counter() - t0) * 1000)
+            print(f"served learned prediction of {n} customer(s), in process (cached inputs + predict_inputs, "
+                  f"the reference): median {np.median(took):.1f} ms, p99 {np.percentile(took, 99):.1f} ms")
     finally:
         mirror.close()
         online.close()
+
+
+def warm_learned(url: str, limit_s: float = 300.0) -> str:
+    """Single requests one after another until one takes < 50 ms (the inputs of every customer are built)."""
+    client, t_start, took = _Http(url), time.perf_counter(), []
+    while time.perf_counter() - t_start < limit_s:
+        t0 = time.perf_counter()
+        client.request("GET", "/v1/customers/00001/prediction?cutoff=1998-07-01")
+        took.append((time.perf_counter() - t0) * 1000)
+        if took[-1] < 50:
+            break
+    return f"{len(took)} requests in {time.perf_counter() - t_start:.1f} s, the last {took[-1]:.1f} ms"
 
 
 def server_quantiles(url: str, route: str, before: dict[float, float]) -> tuple[str, dict[float, float]]:
@@ -258,17 +297,23 @@ def main() -> None:
     parser.add_argument("--event-rate", type=float, default=30.0, help="batches of 100 per second (open loop)")
     parser.add_argument("--batches", type=int, default=300, help="batches of the closed-loop run")
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--model-kind", default="bgnbd", choices=("naive", "bgnbd", "paretonbd", "gbm"))
+    parser.add_argument("--model-kind", default="bgnbd", choices=("naive", "bgnbd", "paretonbd", "gbm", "deep"))
     parser.add_argument("--connections", type=int, default=None,
                         help="keep-alive connections of the prediction load, each one request at a time "
-                        "(default 8; 128 for gbm, whose answers take a feature build)")
+                        "(default 8; 128 for gbm and deep, whose uncached answers take a feature build)")
+    parser.add_argument("--folder", default=None,
+                        help="keep the store and the registered model here, and reuse them when already there "
+                        "(a folder per --model-kind)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        folder = Path(args.folder or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.online.sqlite*"):  # each run starts with an empty online store
+            old.unlink()
         t0 = time.perf_counter()
         db, root, keys = setup(folder, args.model_kind)
-        if args.model_kind == "gbm":
+        if args.model_kind in ("gbm", "deep"):
             learned_breakdown(db, root, rng)
         port = _port()
         cmd = [sys.executable, "-c", "from ltvcast.cli import main; main()", "serve", "--db", str(db),
@@ -286,13 +331,17 @@ def main() -> None:
             else:
                 raise SystemExit("the server did not start")
             print(f"{args.model_kind}: setup (store, fit, server start): {time.perf_counter() - t0:.1f} s; "
-                  f"{os.cpu_count()} CPUs")
-            conns = args.connections or (128 if args.model_kind == "gbm" else 8)
+                  f"{os.cpu_count()} CPUs; load average {os.getloadavg()}")
+            conns = args.connections or (128 if args.model_kind in ("gbm", "deep") else 8)
+            if args.model_kind in ("gbm", "deep"):
+                print(f"first learned answers (the service builds every customer's inputs meanwhile): "
+                      f"{warm_learned(url)}")
             predictions(url, args.rate / 4, 4.0, rng, report=False, connections=conns)  # warm-up
             predictions(url, args.rate, args.seconds, rng, connections=conns)
             events(url, _batches(0, int(args.event_rate * args.seconds), rng), args.event_rate, 4)
             events(url, _batches(10**6, args.batches, rng), None, args.clients)
             predictions(url, args.rate, args.seconds, rng, connections=conns)  # again, with the online state grown
+            print(f"load average {os.getloadavg()}")
         finally:
             server.terminate()
             server.wait(30)

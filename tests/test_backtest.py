@@ -91,3 +91,22 @@ def test_future_transactions_never_reach_the_fit(cdnow):
     cols = ["pred_transactions", "pred_spend", "p_churn", "p_alive"]
     np.testing.assert_allclose(base.predictions[cols], changed.predictions[cols], rtol=1e-12)
     assert changed.actuals["actual_spend"].sum() == pytest.approx(10 * base.actuals["actual_spend"].sum())
+
+
+def test_actuals_are_the_two_label_queries_in_one(cdnow, cdnow_backtest):
+    """horizon_actuals runs one query (window_labels); its columns equal horizon_labels and next_purchase_labels."""
+    from ltvcast.features import horizon_labels, next_purchase_labels
+    from ltvcast.features.labels import window_labels
+
+    tx, ids = cdnow.transactions, cdnow_backtest.actuals["customer_id"]
+    both = window_labels(tx, ids, "1998-01-01", 181.0)
+    counts = horizon_labels(tx, ids, "1998-01-01", 181.0)
+    nxt = next_purchase_labels(tx, ids, "1998-01-01", 181.0)
+    assert list(both["customer_id"]) == list(counts["customer_id"]) == list(nxt["customer_id"])
+    for col in ("actual_transactions", "actual_spend"):
+        assert np.array_equal(both[col].to_numpy(), counts[col].to_numpy())
+    assert np.array_equal(both["next_purchase_days"].to_numpy(), nxt["next_purchase_days"].to_numpy(), equal_nan=True)
+    assert (both["next_purchase_days"].notna() == (both["actual_transactions"] > 0)).all()
+    actuals = cdnow_backtest.actuals
+    assert np.array_equal(actuals["actual_next_purchase_days"].to_numpy(), both["next_purchase_days"].to_numpy(),
+                          equal_nan=True)

@@ -174,3 +174,52 @@ def test_deep_with_calendar_inputs_on_does_not_leak():
     assert {"cal_month_01", "cal_events", "cal_season_index"} <= set(runs[0][1].numeric_names_)
     preds = [m.predict(h, CUTOFF, 181.0) for h, m in runs]
     pd.testing.assert_frame_equal(preds[0], preds[1])
+
+
+def test_calendar_option_reaches_the_learned_models(tmp_path, monkeypatch):
+    """--calendar on backtest (single and rolling), forecast and train hands the parsed events to every model."""
+    from typer.testing import CliRunner
+
+    import ltvcast.cli.registry as cli_registry
+    import ltvcast.models.forecast as forecast_module
+    from ltvcast.cli import app
+    from ltvcast.models.catalog import make_forecaster
+
+    path = tmp_path / "calendar.yaml"
+    path.write_text("- {name: Black Friday, start: 1997-11-28, end: 1997-12-01}\n")
+    events = load_calendar(path)
+    seen: list[tuple[str, object]] = []
+
+    def spy(name, calendar=None):
+        seen.append((name, calendar))
+        return make_forecaster(name, calendar)
+
+    monkeypatch.setattr(forecast_module, "make_forecaster", spy)
+    monkeypatch.setattr(cli_registry, "make_forecaster", spy)
+    runs = [
+        ["backtest", "--cutoff", "1998-01-01", "--out", tmp_path / "b"],
+        ["backtest", "--cutoffs", "1997-10-01,1998-01-01", "--out", tmp_path / "r"],
+        ["forecast", "--cutoff", "1998-01-01", "--out", tmp_path / "f.parquet"],
+        ["train", "--cutoff", "1998-01-01", "--name", "shop", "--registry", tmp_path / "reg"],
+    ]
+    runner = CliRunner()
+    for args in runs:
+        args = args + ["--dataset", "cdnow-sample", "--horizon", "13w", "--models", "naive", "--calendar", path]
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+    assert seen == [("naive", events)] * 5  # the rolling backtest makes one per cutoff
+    result = runner.invoke(app, ["forecast", "--dataset", "cdnow-sample", "--cutoff", "1998-01-01",
+                                 "--calendar", str(tmp_path / "missing.yaml")])
+    assert result.exit_code != 0 and "calendar: no file" in result.output
+    assert len(seen) == 5  # refused before any model was made
+
+
+def test_make_forecaster_gives_the_calendar_to_learned_models_only():
+    from ltvcast.models.catalog import make_forecaster
+
+    events = parse_calendar([{"name": "Sale", "start": "2024-07-01", "end": "2024-07-14"}])
+    assert make_forecaster("gbm", events).events() == events
+    assert make_forecaster("auto", events).kwargs["calendar"] == events
+    assert make_forecaster("deep", events).calendar == events
+    assert not hasattr(make_forecaster("paretonbd", events), "calendar")
+    assert parse_calendar(list(events)) == events  # parsed events pass through (pickled models keep them)

@@ -20,7 +20,8 @@ import torch
 from ltvcast.data.datasets import open_history
 from ltvcast.errors import CutoffError, SchemaMismatchError
 from ltvcast.models.catalog import make_forecaster
-from ltvcast.models.learned.deep import DeepForecaster, period_offsets, period_spend, ziln_loss_torch
+from ltvcast.models.learned.deep import DeepForecaster, DeepNet, period_offsets, period_spend, ziln_loss_torch
+from ltvcast.models.learned.deep.training import leading_zeros
 from ltvcast.models.learned.ziln import SIGMA_MAX, SIGMA_MIN, ziln_loss, ziln_mean
 from ltvcast.schema import PREDICTION_COLUMNS
 
@@ -54,6 +55,36 @@ def test_torch_ziln_loss_equals_numpy():
     # by hand: f_p = 0, mu = 1, sigma = 1, y = e^2 -> ln 2 + 2 + ln(2 pi)/2 + 1/2
     one = ziln_loss_torch(torch.tensor([math.e**2]), torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64))
     assert float(one[0]) == pytest.approx(math.log(2) + 2.0 + 0.5 * math.log(2 * math.pi) + 0.5, rel=1e-12)
+
+
+@pytest.mark.parametrize("encoder", ["gru", "lstm"])
+def test_skipping_leading_empty_periods_changes_nothing(encoder):
+    torch.manual_seed(0)
+    config = dict(
+        encoder=encoder, hidden_size=8, n_layers=1, dropout=0.0, lookback=10, n_channels=3, n_numeric=2,
+        missing=np.array([], np.int64), cat_sizes=[1], offsets=np.arange(0, 28, 7).astype(np.float32),
+        label_scale=28.0, seq_mean=np.full(3, 0.3), seq_std=np.full(3, 2.0), num_mean=np.zeros(2),
+        num_std=np.ones(2), mu_bounds=(-5.0, 10.0),
+    )
+    net = DeepNet(config)
+    seq = torch.rand(5, 10, 3) * 10
+    seq[:, :4] = 0.0  # four empty periods in every row (the normalised input there is -0.15, not 0)
+    seq[0, 4] = 0.0
+    args = (seq, torch.rand(5, 2), torch.zeros(5, 1, dtype=torch.int64), torch.full((5,), 28.0))
+    assert leading_zeros(seq.numpy()).tolist() == [5, 4, 4, 4, 4]
+    grads = []
+    for skip in (0, 4):
+        net.zero_grad()
+        out = net(*args, skip=skip)
+        sum(o.sum() for o in out).backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+        if skip == 0:
+            full = [o.detach() for o in out]
+        else:
+            for a, b in zip(full, out):
+                torch.testing.assert_close(b.detach(), a, rtol=1e-5, atol=1e-5)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
 def test_period_offsets():
@@ -120,6 +151,23 @@ def test_level_calibration_fixes_the_validation_total(fitted):
     assert 0.0 < model.churn_calibration_.a_
 
 
+def test_warm_refit_starts_from_the_validation_network(fitted):
+    model, _ = fitted
+    net = model._net
+    data = model._tensors(
+        pd.DataFrame({"actual_spend": [0.0, 5.0], "actual_transactions": [0.0, 1.0], "label_days": [H, H],
+                      "next_purchase_days": [np.nan, 3.0], **{c: [1.0, 2.0] for c in model.numeric_names_},
+                      **{c: ["a", "b"] for c in model.categorical_names_}}),
+        np.zeros((2, 13, len(model.channels_)), np.float32), np.zeros((2, 26), np.float32),
+    )
+    same, _, _ = model._train(data, np.arange(2), None, 0, start=net)  # zero epochs: the start's weights
+    moved, _, _ = model._train(data, np.arange(2), None, 1, start=net)
+    for (k, a), b, c in zip(net.state_dict().items(), same.state_dict().values(), moved.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert not all(torch.equal(a, c) for a, c in zip(net.state_dict().values(), moved.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), model._net.state_dict().values()))
+
+
 def test_retrain_is_deterministic(history, fitted):
     _, first = fitted
     settings = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
@@ -144,9 +192,12 @@ def test_pickle_round_trip(history, fitted):
 def test_other_encoders_fit(history, name):
     encoder = name.split("-")[1]
     assert make_forecaster(name).encoder == encoder and make_forecaster(name).name == name
-    model = DeepForecaster(name, encoder=encoder, **{**TINY, "max_epochs": 2})
+    model = DeepForecaster(name, encoder=encoder, warm_refit=0.5, **{**TINY, "max_epochs": 2})
     p = model.fit(history, CUTOFF, H).predict(history, CUTOFF, H)
     assert (p["model"] == name).all()
+    # warm_refit=0.5: the final network is the validation network trained ceil(0.5 × best epoch) more epochs
+    assert model.refit_epochs_ == math.ceil(0.5 * model.epochs_)
+    assert any(f"trained {model.refit_epochs_} more epoch(s) on every window" in n for n in model.notes_)
     assert (p["pred_spend"] >= 0).all() and p["p_churn"].between(0, 1).all()
     assert (p["pred_spend_p10"] <= p["pred_spend_p90"]).all()
 
@@ -193,3 +244,5 @@ def test_settings_are_checked():
         DeepForecaster(encoder="rnn")
     with pytest.raises(ValueError, match="period"):
         DeepForecaster(period="D")
+    with pytest.raises(ValueError, match="warm_refit"):
+        DeepForecaster(warm_refit=0.0)

@@ -103,6 +103,18 @@ def test_retrain_is_deterministic(history, gbm_predictions):
     assert not np.allclose(other["pred_spend"], first["pred_spend"])
 
 
+def test_prepared_fit_and_predict_columns_equal_predict(history, gbm_predictions):
+    # tune's trials share one prepare(); batch scoring calls predict_columns: both give predict's numbers
+    model, before = gbm_predictions
+    again = GBMForecaster(**SMALL)
+    prep = again.prepare(history, CUTOFF, H, features=True)
+    pd.testing.assert_frame_equal(again.fit_prepared(prep).predict_prepared(prep), before)
+    cols = model.predict_columns(model.inputs(history, CUTOFF, H), H)
+    assert set(cols) == {c for c in PREDICTION_COLUMNS[4:] if c != "p_alive"}
+    for name, values in cols.items():
+        np.testing.assert_array_equal(values, before[name].to_numpy(float))
+
+
 def test_canonical_frame(history, gbm_predictions):
     model, p = gbm_predictions
     assert list(p.columns) == list(PREDICTION_COLUMNS)
@@ -177,3 +189,15 @@ def test_a_gbm_pickled_before_the_new_parameters_still_loads_and_predicts(histor
         del old.__dict__[name]  # as an artifact written before these parameters existed
     after = old.predict(history, CUTOFF, H)  # was: AttributeError 'GBMForecaster' object has no attribute ...
     pd.testing.assert_frame_equal(after, before)  # cdnow-sample has no text features and < 2 years: same inputs
+
+
+def test_a_model_fitted_before_a_feature_was_added_ignores_it():
+    """Registered models keep predicting when a feature family later gains columns (trend, event types)."""
+    model = GBMForecaster()
+    model.feature_schema_ = {"frequency": "float64", "label_days": "float64"}
+    feats = pd.DataFrame({"customer_id": ["a", "b"], "frequency": [1.0, 2.0], "spend_slope_13w": [0.5, -0.5],
+                          "country": ["DE", "FR"]})
+    kept = model.known_features(feats)
+    assert list(kept.columns) == ["customer_id", "frequency"]
+    assert kept["frequency"].tolist() == [1.0, 2.0]
+    assert GBMForecaster().known_features(feats) is feats  # unfitted: nothing to compare with

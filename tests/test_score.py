@@ -1,8 +1,9 @@
 """Batch scoring (`ltvcast.serve.score`, `ltvcast score`) on the CDNOW sample.
 
 Scoring in chunks must write exactly what one whole prediction gives (rows
-do not depend on each other), for a BTYD model (whose quantiles come from a
-per-customer-seeded simulation) and for a small gbm.
+do not depend on each other), for a BTYD model (whose quantiles come from each
+customer's own horizon distribution; Parquet written straight from its
+arrays) and for a small gbm.
 """
 
 from __future__ import annotations

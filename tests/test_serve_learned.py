@@ -28,7 +28,7 @@ from ltvcast.models.learned.gbm import GBMForecaster
 from ltvcast.registry import RegisteredModel, promote, save_model
 from ltvcast.serve.events import EVENT_ADAPTER
 from ltvcast.serve.mirror import Mirror
-from ltvcast.serve.model import ModelHolder, population_inputs, predict_learned, servable
+from ltvcast.serve.model import ModelHolder, Served, population_inputs, predict_learned, servable
 from ltvcast.serve.online import open_online
 from ltvcast.store import Store
 
@@ -245,3 +245,48 @@ def test_promotion_from_btyd_to_gbm_loads_the_mirror(env, tmp_path):
         mirror.close()
         online.close()
 
+
+
+def _prefixed(events: list[dict], prefix: str) -> list[dict]:
+    return [{**e, "id": prefix + e["id"], **({"order_id": prefix + e["order_id"]} if "order_id" in e else {})}
+            for e in events]
+
+
+def test_cached_inputs_stay_equal_to_a_fresh_build_as_events_arrive(env, tmp_path):
+    """The mirror's table of every customer's inputs: customers touched by events are rebuilt (on request, or
+    together by ``refresh``), untouched rows are kept, and every served row equals the subset build's."""
+    db = make_store(tmp_path, customers=60, seed=4)
+    online = open_online(tmp_path / "shop.online.sqlite")
+    mirror = Mirror(db, online)
+    mirror.load()
+    served, model = Served("ltv", 1, env["model"], H), env["model"]
+    day, ids = pd.Timestamp("2024-08-01").date(), ["c001", "c002", "c003", "c004", "n1", "zz"]
+
+    def fresh(who):
+        with mirror.history(who, day) as h:
+            frame = model.predict_inputs(model.inputs(h, day, H), day, H).set_index("customer_id")
+        return {c: float(frame.loc[c, "pred_spend"]) if c in frame.index else None for c in who}
+
+    def served_now():
+        return {r["customer_id"]: r["pred_spend"] for r in predict_learned(served, mirror, ids, day, H)}
+
+    def send(events):
+        mirror.append(online.append([EVENT_ADAPTER.validate_python(e) for e in events], TZ).events)
+
+    try:
+        before = served_now()  # builds the table of every customer (no refresh thread: in this call)
+        assert before == fresh(ids) and before["zz"] is None and before["n1"] is None
+        cache = next(iter(mirror._inputs.values()))
+        assert cache.frame is not None and len(cache.frame) >= 55 and not cache.stale
+        send(_prefixed(event_stream(np.random.default_rng(1), ["c001", "n1"], 12, datetime(2024, 7, 1), 25), "a"))
+        assert cache.stale == {"c001", "n1"}
+        after = served_now()  # the stale rows are built for this request and stored
+        assert after == fresh(ids) and after["n1"] is not None and after["c001"] != before["c001"]
+        assert after["c003"] == before["c003"] and not cache.stale
+        send(_prefixed(event_stream(np.random.default_rng(2), ["c003"], 6, datetime(2024, 7, 2), 20), "b"))
+        assert cache.stale == {"c003"}
+        mirror.refresh()  # what the watcher thread does after each batch
+        assert not cache.stale and served_now() == fresh(ids)
+    finally:
+        mirror.close()
+        online.close()

@@ -212,7 +212,7 @@ def test_transactions_are_derived_with_returns_on_their_own_day(ingested):
     assert (gross, net) == (D("197.9900"), D("125.5000"))
     assert sql(db, "SELECT sum(net_amount) FROM orders")[0][0] + D("-15") + D("-7.5") == net
     assert meta["shop_currency"] == "EUR" and meta["shop_timezone"] == "Europe/Berlin"
-    assert meta["revenue_basis"] == "net" and meta["schema_version"] == "2"
+    assert meta["revenue_basis"] == "net" and meta["schema_version"] == "3"
 
 
 def test_quarantine_rows_name_source_row_column_value(ingested, shop_dir):

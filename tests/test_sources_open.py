@@ -161,20 +161,34 @@ def test_discount_is_never_matched_by_name_and_rate_must_be_a_fraction(tmp_path)
     assert sql(tmp_path / "s.duckdb", "SELECT gross_amount FROM orders WHERE order_id = 'O2'") == [(D("30.0000"),)]
 
 
-def test_extra_columns_are_named_in_the_report_and_ingest_log(shop):
+def test_extra_columns_are_kept_as_attributes_or_named_as_ignored(shop):
     result, db = shop
-    ignored = {r.kind: list(r.ignored) for r in result.sources}
-    assert ignored == {
-        "customers": ["age_band"],
-        "orders": ["promo_name", "session_id"],
-        "order_items": ["campaign_id"],
-        "returns": ["return_reason"],
-        "events": ["campaign_id"],
-    }
-    logged = {kind: json.loads(m)["_ignored"] for kind, m in sql(db, "SELECT kind, mapping FROM ingest_log")}
-    assert logged == ignored
-    mapping = dict(sql(db, "SELECT kind, mapping FROM ingest_log"))
-    assert json.loads(mapping["order_items"])["line"] == "order_item_id"
+    kept = {r.kind: list(r.attributes) for r in result.sources if r.attributes}
+    ignored = {r.kind: list(r.ignored) for r in result.sources if r.ignored}
+    assert kept == {"customers": ["age_band"], "orders": ["promo_name", "session_id"], "order_items": ["campaign_id"]}
+    assert ignored == {"returns": ["return_reason"], "events": ["campaign_id"]}
+    mapping = {kind: json.loads(m) for kind, m in sql(db, "SELECT kind, mapping FROM ingest_log")}
+    assert {k: m["_attributes"] for k, m in mapping.items() if "_attributes" in m} == kept
+    assert {k: m["_ignored"] for k, m in mapping.items() if m["_ignored"]} == ignored
+    assert mapping["order_items"]["line"] == "order_item_id"
+
+
+def test_attributes_round_trip(shop):
+    _, db = shop
+    # every value comes back as written; an empty value is left out, a row without any is NULL
+    assert sql(db, "SELECT order_id, attributes FROM orders ORDER BY 1") == [
+        ("O1", '{"promo_name": "spring", "session_id": "s1"}'), ("O2", '{"session_id": "s2"}'),
+    ]
+    assert [json.loads(a) if a else a for (a,) in sql(db, "SELECT attributes FROM order_items ORDER BY order_id, line")] == [
+        {"campaign_id": "k1"}, {"campaign_id": "k1"}, None,
+    ]
+    assert sql(db, "SELECT customer_id, attributes->>'age_band' FROM customers ORDER BY 1") == [
+        ("c1", "25-34"), ("c2", "25-34"), ("c3", "25-34"),
+    ]
+    raw = pd.read_csv(Path(db).parent / "shop" / "orders.csv", dtype=str, keep_default_na=False)
+    back = {o: json.loads(a) for o, a in sql(db, "SELECT order_id, attributes FROM orders")}
+    for _, row in raw.iterrows():
+        assert back[row["order_id"]] == {c: row[c] for c in ("promo_name", "session_id") if row[c]}
 
 
 def test_cli_names_ignored_columns(tmp_path):
@@ -186,8 +200,8 @@ def test_cli_names_ignored_columns(tmp_path):
     out = CliRunner().invoke(app, ["ingest", "--config", str(config), "--db", str(tmp_path / "s.duckdb")])
     assert out.exit_code == 0, out.output
     text = " ".join(out.output.split())
-    assert "columns ignored (no canonical field, not stored) in" in text
-    assert "promo_name, session_id" in text and "return_reason" in text
+    assert "columns ignored (no canonical field, not stored) in" in text and "return_reason" in text
+    assert "columns kept as JSON in attributes (no canonical field) in orders.csv: promo_name, session_id" in text
 
 
 def test_cli_reports_progress_as_log_lines_when_not_a_terminal(tmp_path):
@@ -203,3 +217,24 @@ def test_cli_reports_progress_as_log_lines_when_not_a_terminal(tmp_path):
     lines = [line for line in out.output.splitlines() if re.match(r"\d\d:\d\d:\d\d \[\d+/8\] ", line)]
     assert len(lines) == 8  # 5 sources read, resolving, writing, rebuilding
     assert "reading events:" in lines[4] and lines[-1].endswith("rebuilding transactions and order totals")
+
+
+def test_online_api_accepts_any_event_type_spelled_as_the_ingest_stores_it():
+    from pydantic import ValidationError
+
+    from ltvcast.ingest.staging import normalise_event_type
+    from ltvcast.serve.events import EVENT_ADAPTER, event_json
+
+    def browse(event_type):
+        return EVENT_ADAPTER.validate_python({"type": "browse", "id": "e1", "customer_id": "c1",
+                                              "timestamp": "2024-03-01T10:00:00Z", "event_type": event_type})
+
+    sent = [" Email-Open ", "search", "add to  cart", "view"]
+    got = [browse(t).event_type for t in sent]
+    assert got == ["email_open", "search", "add_to_cart", "view"]
+    assert got == normalise_event_type(pd.Series(sent), {}).tolist()
+    # the canonical JSON holds the stored spelling: a resend spelled otherwise is the same event
+    assert event_json(browse("Email-Open")) == event_json(browse("email_open"))
+    for bad in ("", "   ", "x" * 257):
+        with pytest.raises(ValidationError):
+            browse(bad)

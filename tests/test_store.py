@@ -186,7 +186,7 @@ def test_not_a_store(tmp_path):
     con.execute("CREATE TABLE store_meta (key VARCHAR, value VARCHAR)")
     con.execute("INSERT INTO store_meta VALUES ('schema_version', '99')")
     con.close()
-    with pytest.raises(DataError, match="schema version 2 \\(found 99\\)"):
+    with pytest.raises(DataError, match="schema version 3 \\(found 99\\)"):
         Store.open(other)
 
 

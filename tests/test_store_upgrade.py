@@ -58,12 +58,39 @@ def test_v1_store_is_upgraded(v1_store, read_only):
         assert tx["amount"].tolist() == [54.08, -27.5]
         assert store.quarantine()["kind"].tolist() == ["transactions"]
         assert store.ingest_log()["kind"].tolist() == ["transactions"]
-        assert store.meta()["schema_version"] == "2" and store.meta()["revenue_basis"] == "net"
+        assert store.meta()["schema_version"] == "3" and store.meta()["revenue_basis"] == "net"
         assert store.observation_end() == pd.Timestamp("2020-01-06", tz="UTC")
         con = store.connection
         assert con.execute("SELECT sum(amount) FROM transactions").fetchone()[0] == Decimal("26.5800")
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         assert {"orders", "order_items", "returns", "events", "customers", "products", "fx_rates", "ingest_keys"} <= tables
+
+
+@pytest.fixture
+def v2_store(tmp_path):
+    """A schema-2 store: today's layout without ``attributes``, one order and one customer with an extra column."""
+    path = tmp_path / "v2.duckdb"
+    Store.open(path).close()
+    con = duckdb.connect(str(path))
+    for table in ("customers", "orders", "order_items"):
+        con.execute(f"ALTER TABLE {table} DROP COLUMN attributes")
+    con.execute("ALTER TABLE customers ADD COLUMN segment VARCHAR")
+    con.execute("INSERT INTO customers (ingest_id, customer_id, segment) VALUES (1, 'c1', 'gold')")
+    con.execute("INSERT INTO orders VALUES (1, 'A', 'c1', '2024-01-05 10:00', NULL, 'EUR', 10, 10, 0, 10)")
+    con.execute("UPDATE store_meta SET value = '2' WHERE key = 'schema_version'")
+    con.close()
+    return path
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_v2_store_gets_attributes_columns(v2_store, read_only):
+    with Store.open(v2_store, read_only=read_only) as store:
+        assert store.meta()["schema_version"] == "3"
+        con = store.connection
+        for table in ("customers", "orders", "order_items"):
+            assert "attributes" in [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+        assert con.execute("SELECT order_id, net_amount, attributes FROM orders").fetchall() == [("A", Decimal("10.0000"), None)]
+        assert con.execute("SELECT segment, attributes FROM customers").fetchall() == [("gold", None)]
 
 
 def test_fresh_store_tables_match_the_doc(tmp_path):

@@ -45,7 +45,7 @@ draws one row per posterior draw):
 
 Interval: ``clv_p10``/``clv_p90`` are the model's 10 % and 90 % quantiles of
 the undiscounted horizon revenue (``pred_spend_p10``/``pred_spend_p90`` at H:
-posterior simulation for BTYD, the ZILN quantiles for learned models), times
+the exact horizon distribution for BTYD, the ZILN quantiles for learned models), times
 the margin and the customer's discount ratio ``Σ spend_ik D_k / Σ spend_ik``
 — exact when the customer's revenue arrives on its expected timing profile,
 an approximation otherwise; null when the model gives no quantiles.
@@ -233,7 +233,7 @@ def _btyd_spend(fc, history: History, cutoff, settings: CLVSettings) -> PeriodSp
     h = settings.horizon_days
     starts, ends = period_grid(h, PERIOD_DAYS[settings.period])
     summary = fc.inputs(history, cutoff, h)
-    cols = fc.predict_columns(summary, h)  # includes the simulated quantiles when n_draws > 0
+    cols = fc.predict_columns(summary, h)  # includes the closed-form quantiles when n_draws > 0
     tx_h, spend_h = cols["pred_transactions"], cols["pred_spend"]
     with np.errstate(invalid="ignore", divide="ignore"):
         value = np.where(tx_h > 0, spend_h / tx_h, 0.0)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from ltvcast.cli import (  # noqa: F401  (register commands)
     backtest,
+    categories,
     clv,
     demo,
     experiment,
     explain,
     export,
+    features,
     ingest,
     monitor,
     quarantine,
@@ -22,6 +24,7 @@ from ltvcast.cli import (  # noqa: F401  (register commands)
     simulate,
     target,
     tune,
+    ui,
 )
 from ltvcast.cli._app import app
 

@@ -39,6 +39,27 @@ Models = Annotated[
 DataEnd = Annotated[
     str | None, typer.Option("--data-end", help="Declare the last observed day (default: the data's last day).")
 ]
+Calendar = Annotated[
+    Path | None,
+    typer.Option(
+        "--calendar",
+        help="Shop calendar (calendar.yaml: a list of {name, start, end} events) for the learned models' "
+        "calendar inputs; the BTYD models ignore it (docs/models.md).",
+    ),
+]
+
+
+def shop_calendar(path: Path | None):
+    """The events of ``--calendar`` (read once, before any fit), or None without the option.
+
+    Raises:
+        DataError: the file is missing or an event is malformed (file and event named).
+    """
+    if path is None:
+        return None
+    from ltvcast.models.learned.calendar import load_calendar
+
+    return load_calendar(path)
 
 
 def _models(text: str) -> list[str]:
@@ -85,6 +106,9 @@ def backtest(
     models: Models = ",".join(DEFAULT_MODELS),
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("ltvcast-backtest"),
     data_end: DataEnd = None,
+    categories: Annotated[bool, typer.Option(
+        "--categories", help="Add the category section: next categories and demand beside baselines.")] = False,
+    calendar: Calendar = None,
 ) -> None:
     """Fit models before CUTOFF, predict the HORIZON after it and score against what happened.
 
@@ -92,14 +116,31 @@ def backtest(
     --cutoffs also OUT/metrics_summary.csv (mean and std per model across cutoffs).
     """
     rolling = _cutoff_choice(cutoff, cutoffs)
+    events = shop_calendar(calendar)
     history = open_history(dataset, db, data_end)
     names = _models(models)
     if rolling is not None:
-        _rolling(history, rolling, parse_horizon(horizon), names, out)
+        _rolling(history, rolling, parse_horizon(horizon), names, out, events)
         return
     with progress(console, total=2 * len(names) + 1) as step:
-        result = run_backtest(history, cutoff, parse_horizon(horizon), names, step)
+        result = run_backtest(history, cutoff, parse_horizon(horizon), names, step, calendar=events)
     sections = backtest_decisions(result, history)
+    if categories:
+        from ltvcast.actions.report import choose_model
+        from ltvcast.actions.segments import assign_segments
+        from ltvcast.errors import LtvcastError
+        from ltvcast.evaluate.categories import category_section
+
+        try:
+            chosen = choose_model(result.predictions, result.metrics)
+            try:  # the categories-per-segment table needs complete p_churn; the section stands without it
+                segments = assign_segments(result.predictions[result.predictions["model"] == chosen])
+            except LtvcastError:
+                segments = None
+            sections.append(category_section(history, result.cutoff, result.horizon_days, result.predictions, chosen,
+                                             segments=segments))
+        except LtvcastError as exc:  # the backtest's own results are still written
+            show(console, f"[yellow]note:[/] no category section: {exc}")
     if db is not None:
         from ltvcast.monitor.report import health_section  # only when the store may hold monitoring runs
 
@@ -111,9 +152,9 @@ def backtest(
     _print_outcome(title, tables, result.notes, result.failures, paths)
 
 
-def _rolling(history, cutoffs: list[str], horizon_days: float, names: list[str], out: Path) -> None:
+def _rolling(history, cutoffs: list[str], horizon_days: float, names: list[str], out: Path, events) -> None:
     with progress(console, total=len(cutoffs) * (2 * len(names) + 1)) as step:
-        result = run_rolling_backtest(history, cutoffs, horizon_days, names, step)
+        result = run_rolling_backtest(history, cutoffs, horizon_days, names, step, calendar=events)
     paths = write_rolling_backtest(result, out, dataset=history.origin)
     first, last = result.cutoffs[0].date(), result.cutoffs[-1].date()
     title = f"Rolling-origin backtest — {len(result.cutoffs)} cutoffs {first} … {last}, {horizon_days:g} days: mean ± std"
@@ -134,8 +175,10 @@ def forecast(
     allow_future_cutoff: Annotated[
         bool, typer.Option("--allow-future-cutoff", help="Accept a cutoff after the day following the data end.")
     ] = False,
+    calendar: Calendar = None,
 ) -> None:
     """Fit on all history before CUTOFF and predict every customer's next HORIZON."""
+    events = shop_calendar(calendar)
     history = open_history(dataset, db, data_end)
     names = _models(models)
     with progress(console, total=2 * len(names)) as step:
@@ -146,6 +189,7 @@ def forecast(
             names,
             allow_future_cutoff=allow_future_cutoff,
             on_step=step,
+            calendar=events,
         )
     write_predictions(predictions, out)
     for note in notes:

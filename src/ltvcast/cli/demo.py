@@ -23,6 +23,10 @@ BACKTEST_CUTOFF = "1998-01-01"
 BACKTEST_HORIZON = "26w"
 FORECAST_CUTOFF = "1998-07-01"
 FORECAST_HORIZON = "52w"
+#: The backtest's models: the BTYD ones and the learned ones (gbm, deep, and auto, which blends them).
+BACKTEST_MODELS = (*DEFAULT_MODELS, "gbm", "deep", "auto")
+#: The forecast's models (those of the backtest's among them): the BTYD ones and gbm, the fastest learned model.
+FORECAST_MODELS = (*DEFAULT_MODELS, "gbm")
 DEMO_FILES = ("ltvcast.duckdb", "ltvcast.duckdb.wal", "predictions.parquet", "metrics.csv", "report.html", "forecast.parquet")
 
 
@@ -32,8 +36,16 @@ def demo(
     out: Annotated[
         Path, typer.Option("--out", help="Output folder; the demo's own files in it are replaced, nothing else.")
     ] = Path("ltvcast-demo"),
+    models: Annotated[
+        str,
+        typer.Option("--models", help="Comma-separated models of the backtest; the forecast uses those of them among "
+                     "naive, bgnbd, paretonbd and gbm."),
+    ] = ",".join(BACKTEST_MODELS),
 ) -> None:
     """Ingest CDNOW, backtest (cutoff 1998-01-01, 26 weeks), then forecast 52 weeks from 1998-07-01.
+
+    The backtest compares naive, BG/NBD, Pareto/NBD, gbm, deep and auto; the
+    forecast uses naive, BG/NBD, Pareto/NBD and gbm.
 
     Writes OUT/ltvcast.duckdb, OUT/predictions.parquet, OUT/metrics.csv,
     OUT/report.html and OUT/forecast.parquet.
@@ -51,11 +63,11 @@ def demo(
     console.print(ingest_table(result, str(result.observation_end.date())))
 
     history = open_history(db=db)
-    models = list(DEFAULT_MODELS)
+    chosen = [m.strip() for m in models.split(",") if m.strip()]
     console.rule(f"[bold]2. backtest: cutoff {BACKTEST_CUTOFF}, horizon {BACKTEST_HORIZON}")
-    with progress(console, total=2 * len(models) + 1) as step:
+    with progress(console, total=2 * len(chosen) + 1) as step:
         bt = run_backtest(
-            history, BACKTEST_CUTOFF, parse_horizon(BACKTEST_HORIZON), models, step
+            history, BACKTEST_CUTOFF, parse_horizon(BACKTEST_HORIZON), chosen, step
         )
     paths = write_backtest(bt, out, dataset="CDNOW (built-in)")
     console.print(metrics_table(bt.metrics, f"CDNOW backtest — cutoff {BACKTEST_CUTOFF}, {bt.horizon_days:g} days"))
@@ -63,12 +75,13 @@ def demo(
         console.print(f"[yellow]note:[/] {note}")
 
     console.rule(f"[bold]3. forecast: fit on all data, {FORECAST_HORIZON} from {FORECAST_CUTOFF}")
-    with progress(console, total=2 * len(models)) as step:
+    kept = [m for m in chosen if m in FORECAST_MODELS] or list(DEFAULT_MODELS)
+    with progress(console, total=2 * len(kept)) as step:
         predictions, notes = forecast(
             history,
             FORECAST_CUTOFF,
             parse_horizon(FORECAST_HORIZON),
-            models,
+            kept,
             on_step=step,
         )
     forecast_path = write_predictions(predictions, out / "forecast.parquet")

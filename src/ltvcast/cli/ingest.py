@@ -215,14 +215,17 @@ def _short(source: str, base: Path) -> str:
 
 
 def sources_table(result: MultiSourceResult, config: Path) -> Table:
-    """One row per source table of a --config run: kind, source, rows read / kept / quarantined / duplicates."""
+    """One row per source table of a --config run: kind, source, rows read / kept / quarantined / duplicates
+    / excluded (read = kept + quarantined + duplicates + excluded)."""
     table = Table(header_style="bold")
-    for header in ("kind", "source", "read", "kept", "quarantined", "duplicates", "status"):
-        table.add_column(header, justify="right" if header in ("read", "kept", "quarantined", "duplicates") else "left")
+    numbers = ("read", "kept", "quarantined", "duplicates", "excluded")
+    for header in ("kind", "source", *numbers, "status"):
+        table.add_column(header, justify="right" if header in numbers else "left")
     for rep in result.sources:
         c = rep.counts
-        cells = ("–",) * 4 if c is None else (
-            f"{c.rows_read:,}", f"{c.rows_kept:,}", f"{c.rows_quarantined:,}", f"{c.duplicates_dropped:,}"
+        cells = ("–",) * len(numbers) if c is None else (
+            f"{c.rows_read:,}", f"{c.rows_kept:,}", f"{c.rows_quarantined:,}", f"{c.duplicates_dropped:,}",
+            f"{c.rows_excluded:,}",
         )
         status = rep.status if not rep.note else f"{rep.status}: {rep.note}"
         table.add_row(rep.kind, _short(rep.source, config), *cells, status)
@@ -237,14 +240,14 @@ def _print_sources(result: MultiSourceResult, db: Path, config: Path) -> None:
         soft_wrap=True,
         highlight=False,
     )
-    console.print(sources_table(result, config))
+    show(console, sources_table(result, config))
     if result.quarantined:
         table = Table(show_header=True, header_style="bold", title="quarantined rows by reason")
         table.add_column("reason")
         table.add_column("rows", justify="right")
         for reason, n in result.quarantined.items():
             table.add_row(reason, f"{n:,}")
-        console.print(table)
+        show(console, table)
         console.print(
             f"see them with: ltvcast quarantine --db {db} --show 5", highlight=False, soft_wrap=True
         )
@@ -252,6 +255,20 @@ def _print_sources(result: MultiSourceResult, db: Path, config: Path) -> None:
         if rep.personal_dropped:
             console.print(
                 f"personal columns dropped from {_short(rep.source, config)}: {', '.join(rep.personal_dropped)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if rep.counts is not None and rep.counts.excluded:
+            rules = ", ".join(f"{k}: {v:,}" for k, v in rep.counts.excluded.items())
+            console.print(
+                f"rows excluded by the exclude rule in {_short(rep.source, config)}: {rules}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if rep.attributes:
+            console.print(
+                f"columns kept as JSON in attributes (no canonical field) in {_short(rep.source, config)}: "
+                f"{', '.join(rep.attributes)}",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from ltvcast.cli._app import app, console, user_errors
 from ltvcast.cli._show import chunk_progress, forecast_table, progress
-from ltvcast.cli.backtest import Cutoff, DataEnd, Dataset, Db
+from ltvcast.cli.backtest import Calendar, Cutoff, DataEnd, Dataset, Db, shop_calendar
+from ltvcast.cli.features import Engine, Source, SparkMaster, check_engine
 from ltvcast.data.datasets import open_history
 from ltvcast.errors import RegistryError
 from ltvcast.models.catalog import make_forecaster
@@ -44,20 +45,39 @@ def train(
     horizon: Annotated[str, typer.Option("--horizon", help="Horizon: e.g. 26w, 180d, 12m.")] = "26w",
     registry: Registry = DEFAULT_ROOT,
     data_end: DataEnd = None,
+    engine: Engine = "duckdb",
+    source: Source = None,
+    spark_master: SparkMaster = None,
+    max_customers: Annotated[
+        int, typer.Option("--max-customers", help="--engine spark: stratified sample of customers collected to train.")
+    ] = 1_000_000,
+    calendar: Calendar = None,
 ) -> None:
     """Fit MODELS on the history before CUTOFF for HORIZON and register a new version of each.
 
     One model is registered as NAME, several as NAME-<model> (e.g. shop-gbm,
-    shop-paretonbd), each with its own versions.
+    shop-paretonbd), each with its own versions. With --engine spark the
+    customers' rows are read from --source (a stratified sample above
+    --max-customers) and the models train on the driver (docs/scale.md).
     """
+    check_engine(engine, db, source)
     base = parse_ref(name)
     if base.version is not None:
         raise RegistryError(f"--name takes a name without a version, got {name!r}")
     kinds = list(dict.fromkeys(m.strip() for m in models.split(",") if m.strip()))
     if not kinds:
         raise RegistryError("--models names no model")
-    forecasters = [make_forecaster(kind) for kind in kinds]  # unknown names fail before any fit
-    history = open_history(dataset, db, data_end)
+    events = shop_calendar(calendar)  # kept in the learned models: they predict with it later
+    forecasters = [make_forecaster(kind, events) for kind in kinds]  # unknown names fail before any fit
+    if engine == "spark":
+        from ltvcast.engines.spark import session
+        from ltvcast.features.spark import collect_history, open_shop
+
+        shop = open_shop(session(spark_master, conf={"spark.ui.showConsoleProgress": "false"}), source)
+        history = collect_history(shop, cutoff, max_customers=max_customers, data_end=data_end)
+        console.print(f"collected {history.origin}")
+    else:
+        history = open_history(dataset, db, data_end)
     check_cutoff(cutoff, history.observation_end)
     start, end = horizon_window(cutoff, parse_horizon(horizon))
     days = float((end - start).days)
@@ -106,9 +126,28 @@ def predict_command(
     log: Annotated[
         bool, typer.Option("--log/--no-log", help="With --db: log the run in the store for `ltvcast monitor`.")
     ] = True,
+    engine: Engine = "duckdb",
+    source: Source = None,
+    spark_master: SparkMaster = None,
 ) -> None:
-    """Score every customer's next HORIZON after CUTOFF with a registered model (in chunks; `score` is the same)."""
+    """Score every customer's next HORIZON after CUTOFF with a registered model (in chunks; `score` is the same).
+
+    With --engine spark the inputs are computed on Spark from --source and
+    the model predicts on the executors; --out is then a Parquet folder.
+    """
+    check_engine(engine, db, source)
     registered = load_model(model, registry)
+    if engine == "spark":
+        from ltvcast.engines.spark import session
+        from ltvcast.features.spark import open_shop
+        from ltvcast.serve.spark_score import score_spark
+
+        shop = open_shop(session(spark_master, conf={"spark.ui.showConsoleProgress": "false"}), source)
+        days = parse_horizon(horizon) if horizon is not None else float(registered.manifest["horizon_days"])
+        done = score_spark(registered, shop, cutoff, days, str(out))
+        console.print(f"{done.customers:,} customers scored by {done.model} on Spark in {done.seconds:.1f} s "
+                      f"({done.customers / max(done.seconds, 1e-9):,.0f} customers/s) -> {done.path}", soft_wrap=True)
+        return
     history = open_history(dataset, db, data_end)
     check_cutoff(cutoff, history.observation_end, allow_future=allow_future_cutoff)
     days = parse_horizon(horizon) if horizon is not None else float(registered.manifest["horizon_days"])

@@ -65,6 +65,29 @@ def _hash_key() -> None:
     console.print(f"sha256: {hash_key(key)}", highlight=False)
 
 
+def _mount_ui(web, db: Path, registry: Path, holder, ring) -> None:
+    from ltvcast.data.datasets import open_history
+    from ltvcast.ui.app import UiConfig, mount_ui
+    from ltvcast.ui.local import one_time_keys
+
+    key = None
+    if ring is None:  # --no-auth: the API stays open, the web app still needs a sign-in
+        ring, key = one_time_keys()
+    console.print("preparing the web app's pages ...", highlight=False)
+    mount_ui(web, UiConfig(open_history=lambda: open_history(db=db), registry=registry,
+                           model=lambda: holder.current.label, keys=ring, monitor_db=db))
+    if key is not None:
+        console.print(f"web app one-time sign-in key (valid until the service stops): {key}", highlight=False,
+                      markup=False)
+
+
+def _next_categories(path: Path) -> dict[str, list[dict]]:
+    from ltvcast.actions.cross_sell import index_next_categories
+    from ltvcast.schema.predictions import read_predictions
+
+    return index_next_categories(read_predictions(path), str(path))
+
+
 @app.command("serve")
 @user_errors
 def serve_command(
@@ -86,6 +109,10 @@ def serve_command(
     ] = 1.0,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+    ui: Annotated[bool, typer.Option(
+        "--ui", help="Also serve the analyst web app at /ui/ (sign in with a read key; docs/ui.md).")] = False,
+    next_categories: Annotated[Path | None, typer.Option(
+        "--next-categories", help="Table written by `ltvcast next-categories`, served per customer.")] = None,
     hash_key: Annotated[
         bool,
         typer.Option("--hash-key", help="Print the SHA-256 of a key read from standard input (or of a new key), then exit."),
@@ -132,7 +159,8 @@ def serve_command(
         store_online.close()
         raise
     holder.start(watch_interval)
-    service = Service(store_online, holder, settings, ring, max_body, mirror, monitor_db=db)
+    service = Service(store_online, holder, settings, ring, max_body, mirror, monitor_db=db,
+                      next_categories=None if next_categories is None else _next_categories(next_categories))
     console.print(
         f"serving {holder.current.label} ({holder.current.forecaster.name}) on http://{host}:{port} "
         f"[{'auth' if ring else 'NO AUTH'}; online store {store_online.description}]",
@@ -141,7 +169,10 @@ def serve_command(
     )
     logging.getLogger("ltvcast").setLevel(log_level.upper())
     try:
-        uvicorn.run(create_app(service), host=host, port=port, workers=1, log_level=log_level,
+        web = create_app(service)
+        if ui:
+            _mount_ui(web, db, registry, holder, ring)
+        uvicorn.run(web, host=host, port=port, workers=1, log_level=log_level,
                     access_log=access_log)
     finally:
         holder.stop()

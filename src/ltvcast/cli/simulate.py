@@ -18,6 +18,8 @@ from rich.table import Table
 from ltvcast.cli._app import app, console, user_errors
 from ltvcast.simulate import simulate_shop
 from ltvcast.simulate.campaigns import Campaign
+from ltvcast.simulate.categories import CategoryAffinity
+from ltvcast.simulate.process import ShopParams
 from ltvcast.simulate.writer import DEFAULT_CHUNK_CUSTOMERS, DEFAULT_DIRTY_RATE, KINDS
 
 
@@ -57,6 +59,11 @@ def simulate_command(
     campaign_lift: Annotated[
         float, typer.Option("--campaign-lift", help="Base lift: extra purchase rate in units of the mean rate.")
     ] = 0.5,
+    category_affinity: Annotated[
+        bool,
+        typer.Option("--category-affinity", help="Customers with category preferences of their own, cross-selling "
+                     "and an early 'home' cohort that ages out (ltvcast.simulate.categories; off: unchanged output)."),
+    ] = False,
 ) -> None:
     """Simulate an online shop: customers, products, orders, order items, returns, events, FX rates.
 
@@ -95,6 +102,7 @@ def simulate_command(
             campaign=None
             if campaign_start is None
             else Campaign(campaign_start, campaign_days, campaign_share, campaign_lift),
+            params=ShopParams(category_affinity=CategoryAffinity()) if category_affinity else None,
         )
     table = Table(title=f"simulated shop: {summary.start.date()} to {summary.end.date()} (exclusive)")
     table.add_column("kind")

@@ -128,6 +128,9 @@ def tune_command(
         f"{len(result.trials)} trial(s), {done} complete, in {result.seconds:.0f} s (stopped by {result.stopped_by}); "
         f"best trial {result.best_trial}: {result.metric} {result.best_value:.4g}"
     )
+    first = result.trials[result.trials["number"] == 0]
+    if len(first) and first["state"].iloc[0] == "COMPLETE":  # trial 0 holds the model's default settings
+        console.print(f"the default settings (trial 0): {result.metric} {first['value'].iloc[0]:.4g}")
     saved = save_model(
         result.forecaster, name=ref.name, cutoff=result.cutoff, horizon_days=result.horizon_days, history=history,
         tuning=result.manifest(), seed=seed, root=registry,

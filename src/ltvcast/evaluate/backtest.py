@@ -22,8 +22,7 @@ import pandas as pd
 from ltvcast.data.datasets import History
 from ltvcast.errors import CutoffError, DataError, LtvcastError
 from ltvcast.evaluate.report import ReportSection, write_report
-from ltvcast.features import horizon_labels
-from ltvcast.features.labels import next_purchase_labels
+from ltvcast.features.labels import window_labels
 from ltvcast.metrics import evaluate, summarize_backtest
 from ltvcast.models.base import Forecaster
 from ltvcast.models.forecast import fit_predict
@@ -122,18 +121,13 @@ def horizon_actuals(data: History, customers: pd.Series, cutoff, horizon_days: f
         store says) and ``actual_next_purchase_days`` (days from the cutoff
         to the first occasion in the window; NaN for non-buyers), as
         :func:`ltvcast.features.horizon_labels` and
-        :func:`ltvcast.features.labels.next_purchase_labels` define them.
+        :func:`ltvcast.features.labels.next_purchase_labels` define them
+        (one query: :func:`ltvcast.features.labels.window_labels`).
     """
-    actuals = horizon_labels(
+    actuals = window_labels(
         data.transactions, customers, cutoff, horizon_days, timezone=data.timezone, revenue_basis=data.revenue_basis
     )
-    nxt = next_purchase_labels(
-        data.transactions, customers, cutoff, horizon_days, timezone=data.timezone, revenue_basis=data.revenue_basis
-    )
-    actuals["customer_id"] = actuals["customer_id"].astype("string")
-    return actuals.merge(
-        nxt.rename(columns={"next_purchase_days": "actual_next_purchase_days"}), on="customer_id", how="left"
-    )
+    return actuals.rename(columns={"next_purchase_days": "actual_next_purchase_days"})
 
 
 def run_backtest(
@@ -142,6 +136,7 @@ def run_backtest(
     horizon_days: float,
     models: Sequence[str] = DEFAULT_MODELS,
     on_step: Callable[[str], None] | None = None,
+    calendar=None,
 ) -> BacktestResult:
     """Fit every model before ``cutoff``, predict the horizon, score against actuals.
 
@@ -153,6 +148,8 @@ def run_backtest(
         models: model names (:data:`ltvcast.models.catalog.MODEL_NAMES`).
         on_step: called with a short description before each step (the CLI
             drives a progress bar with it); the library itself never prints.
+        calendar: the shop calendar (``calendar.yaml`` path or parsed events)
+            for the learned models; None: no declared events.
 
     Returns:
         A :class:`BacktestResult`.
@@ -165,7 +162,7 @@ def run_backtest(
     step = on_step or (lambda _msg: None)
     days, notes = evaluation_window(cutoff, horizon_days, data.observation_end)
     failures: dict[str, str] = {}
-    predictions, fit_notes, fitted = fit_predict(data, cutoff, days, models, step, failures)
+    predictions, fit_notes, fitted = fit_predict(data, cutoff, days, models, step, failures, calendar=calendar)
     notes.extend(fit_notes)
     if predictions.empty:
         raise DataError(f"no customer has a purchase before the cutoff {to_day(cutoff).date()}")
@@ -369,6 +366,7 @@ def run_rolling_backtest(
     horizon_days: float,
     models: Sequence[str] = DEFAULT_MODELS,
     on_step: Callable[[str], None] | None = None,
+    calendar=None,
 ) -> RollingBacktestResult:
     """Run :func:`run_backtest` at every cutoff with the same horizon and summarise.
 
@@ -384,6 +382,7 @@ def run_rolling_backtest(
         horizon_days: requested horizon in days, the same at every cutoff.
         models: model names (:data:`ltvcast.models.catalog.MODEL_NAMES`).
         on_step: progress callback; each text is prefixed with the cutoff.
+        calendar: the shop calendar for the learned models (as :func:`run_backtest`).
 
     Returns:
         A :class:`RollingBacktestResult`.
@@ -400,7 +399,8 @@ def run_rolling_backtest(
     runs, notes = [], []
     for day in days:
         label = str(day.date())
-        run = run_backtest(data, day, horizon_days, models, lambda msg, label=label: step(f"{label}: {msg}"))
+        run = run_backtest(data, day, horizon_days, models, lambda msg, label=label: step(f"{label}: {msg}"),
+                           calendar=calendar)
         runs.append(run)
         notes.extend(f"cutoff {label}: {note}" for note in run.notes)
     failures: dict[str, list[str]] = {}

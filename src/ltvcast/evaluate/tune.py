@@ -442,13 +442,19 @@ def tune(
             "shorter horizon"
         )
     objective = TUNE_METRICS[metric]
+    prepared: dict[str, Any] = {}  # the trials' shared windows and features (gbm, hybrid), made once
 
     def score(trial: Any) -> float:
         step(f"trial {trial.number + 1}/{n_trials}")
         model = _build(model_name, {**fixed, **{name: p.suggest(trial, name) for name, p in space.items()}})
         try:
-            model.fit(past, trial_cutoff, h)
-            preds = model.predict(past, trial_cutoff, h)
+            if hasattr(model, "prepare"):  # windows and features do not depend on the searched settings
+                if "data" not in prepared:
+                    prepared["data"] = model.prepare(past, trial_cutoff, h, features=True)
+                preds = model.fit_prepared(prepared["data"]).predict_prepared(prepared["data"])
+            else:
+                model.fit(past, trial_cutoff, h)
+                preds = model.predict(past, trial_cutoff, h)
         except ConvergenceError as exc:
             trial.set_user_attr("error", str(exc))
             raise

@@ -50,7 +50,7 @@ def btyd_outputs(model, summary: pd.DataFrame, horizon_days: float) -> dict[str,
         NotFittedError, SchemaMismatchError, DataError: as ``predict_columns``.
     """
     quiet = copy.copy(model)
-    quiet.n_draws = 0  # the simulated columns are not explained
+    quiet.n_draws = 0  # the quantile columns are not explained
     out = quiet.predict_columns(summary, horizon_days)
     return {"pred_spend": np.asarray(out["pred_spend"], float), "p_churn": np.asarray(out["p_churn"], float)}
 

@@ -145,6 +145,14 @@ def feature_specs(windows: tuple[int, ...] = DEFAULT_WINDOWS) -> tuple[FeatureSp
         _f("spend_recent_ratio", "trend", "float", None, "ratio",
            "spend in the last 180 days / spend in the 180 days before (days C-360 .. C-181); NULL when "
            "the earlier spend is <= 0"),
+        _f("spend_slope_13w", "trend", "float", None, "per week",
+           "least-squares slope of the weekly spend over the last 13 weeks (week k = days C-7k-7 .. C-7k-1; "
+           "only the n weeks since the first sale or return day, n <= 13), divided by the mean weekly spend "
+           "of the last min(52, weeks of tenure) weeks: relative change per week, age-robust; NULL with "
+           "n < 2 or no positive spend in the last 52 weeks"),
+        _f("spend_13w_vs_52w", "trend", "float", None, "ratio",
+           "mean weekly spend of the last min(13, weeks of tenure) weeks / mean weekly spend of the last "
+           "min(52, weeks of tenure) weeks (1 = steady); NULL without positive spend in the last 52 weeks"),
         # -- tenure ---------------------------------------------------------------
         _f("tenure_days", "tenure", "float", None, "days",
            "C minus the day of the first occasion (1 = first purchase the day before the cutoff); NULL "
@@ -222,6 +230,26 @@ def feature_specs(windows: tuple[int, ...] = DEFAULT_WINDOWS) -> tuple[FeatureSp
            "C minus the day of the last event of any type; NULL without events"),
         _f("days_since_last_other_event", "events", "float", None, "days",
            "C minus the day of the last event of another type; NULL without such events"),
+    ]
+    for i in (1, 2, 3):
+        specs += [
+            _f(f"other_type_{i}_events", "events", "int", 0, "count",
+               f"events of the shop's {i}. most frequent other event type (types beyond session_start, view, "
+               "add_to_cart, purchase, e.g. email_open, search; ranked by their count over all customers before "
+               "the cutoff, ties alphabetically) before the cutoff; 0 when the shop has fewer such types"),
+            _f(f"other_type_{i}_events_90d", "events", "int", 0, "count",
+               f"events of the {i}. other event type in the last 90 days"),
+            _f(f"days_since_other_type_{i}", "events", "float", None, "days",
+               f"C minus the day of the customer's last event of the {i}. other event type; NULL without one"),
+        ]
+    specs += [
+        _f("visit_slope_13w", "events", "float", None, "per week",
+           "least-squares slope of the weekly visit days (local days with any event) over the last 13 weeks "
+           "(only the n weeks since the first event day, n <= 13), divided by the mean weekly visit days of "
+           "the last min(52, weeks since the first event) weeks; NULL with n < 2 or no visit in the last 52 weeks"),
+        _f("visits_13w_vs_52w", "events", "float", None, "ratio",
+           "mean weekly visit days of the last min(13, weeks) weeks / of the last min(52, weeks) weeks "
+           "(weeks since the first event day; 1 = steady); NULL without a visit in the last 52 weeks"),
         # -- attributes -----------------------------------------------------------
         _f("acquisition_channel", "attributes", "str", None, "category",
            "customers.acquisition_channel; missing when the customer has no customers row known at the "

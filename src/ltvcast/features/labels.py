@@ -59,9 +59,11 @@ LEFT JOIN occasion_days d ON d.customer_id = c.customer_id
 GROUP BY c.customer_id
 ORDER BY c.customer_id
 """
-# Days from the cutoff day to the first occasion of the window (the same occasions as LABELS_SQL).
-NEXT_PURCHASE_SQL = _WINDOW_DAYS_SQL + """
+# LABELS_SQL's columns plus the days from the cutoff day to the first occasion of the window, in one pass.
+WINDOW_LABELS_SQL = _WINDOW_DAYS_SQL + """
 SELECT c.customer_id,
+       CAST(COUNT(CASE WHEN d.occasion THEN 1 END) AS DOUBLE) AS actual_transactions,
+       CAST(COALESCE(SUM(d.spend), 0) AS DOUBLE) AS actual_spend,
        CAST(MIN(CASE WHEN d.occasion THEN d.day - $start_day END) AS DOUBLE) AS next_purchase_days
 FROM customers c
 LEFT JOIN occasion_days d ON d.customer_id = c.customer_id
@@ -105,6 +107,31 @@ def horizon_labels(
         CutoffError: ``cutoff`` is not a calendar day.
     """
     return _window_query(LABELS_SQL, tx, customers, cutoff, horizon_days, timezone, revenue_basis)
+
+
+def window_labels(
+    tx: pd.DataFrame,
+    customers: pd.Series,
+    cutoff,
+    horizon_days: float,
+    *,
+    timezone: str = "UTC",
+    revenue_basis: str = "net",
+) -> pd.DataFrame:
+    """:func:`horizon_labels` and :func:`next_purchase_labels` of one window, from one query.
+
+    Returns:
+        Frame of n rows sorted by ``customer_id``: ``customer_id`` (string),
+        ``actual_transactions``, ``actual_spend``, ``next_purchase_days``
+        (floats, as those two functions define them).
+
+    Raises:
+        DataError: unknown time zone or revenue basis.
+        CutoffError: ``cutoff`` is not a calendar day.
+    """
+    out = _window_query(WINDOW_LABELS_SQL, tx, customers, cutoff, horizon_days, timezone, revenue_basis)
+    out["customer_id"] = out["customer_id"].astype("string")
+    return out
 
 
 def _window_query(
@@ -161,6 +188,5 @@ def next_purchase_labels(
         the day of the first sale in the window, 0 = on the cutoff day; NaN
         when the customer has none in the window).
     """
-    out = _window_query(NEXT_PURCHASE_SQL, tx, customers, cutoff, horizon_days, timezone, revenue_basis)
-    out["customer_id"] = out["customer_id"].astype("string")
-    return out
+    out = window_labels(tx, customers, cutoff, horizon_days, timezone=timezone, revenue_basis=revenue_basis)
+    return out[["customer_id", "next_purchase_days"]]

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ltvcast.errors import DataError
 from ltvcast.ingest.kinds import KINDS, check_mapping
+from ltvcast.ingest.mapping import exclude_rule
 from ltvcast.ingest.parse import check_decimal, check_timezone
 from ltvcast.ingest.readers import SOURCE_FORMATS, detect_format
 from ltvcast.yamlfile import read_yaml
@@ -83,6 +84,7 @@ _SOURCE_KEYS = (
     "event_types",
     "invert",
     "decimal",
+    "exclude",
 )
 _KIND_ONLY = {
     "cancellation_prefix": ("orders", "order_items"),
@@ -147,6 +149,9 @@ class SourceSpec:
             the shop currency (e.g. the ECB's "1 EUR = 1.08 USD").
         name: label for messages (default: path or table).
         index: position in ``sources:`` (0-based), for messages.
+        exclude: column (canonical field or source column) -> values whose rows
+            are left out and counted (``rows_excluded``), as ``--exclude`` of a
+            single-file ingest (:func:`ltvcast.ingest.mapping.excluded_rows`).
     """
 
     kind: str
@@ -170,6 +175,7 @@ class SourceSpec:
     name: str | None = None
     index: int = 0
     decimal: str | None = None
+    exclude: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -376,6 +382,7 @@ def _source(data: object, index: int, base: Path, where: str) -> SourceSpec:
         name=_text(data["name"], "name", at) if data.get("name") is not None else None,
         index=index,
         decimal=None if data.get("decimal") is None else check_decimal(str(data["decimal"]), f"{at}: decimal"),
+        exclude=exclude_rule(data["exclude"], at) if data.get("exclude") is not None else {},
     )
 
 

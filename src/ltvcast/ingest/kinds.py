@@ -29,12 +29,29 @@ mapped explicitly (``mapping: {discount_rate: discount}``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from ltvcast.errors import DataError
 
 KINDS: tuple[str, ...] = ("orders", "order_items", "returns", "events", "customers", "products", "fx_rates")
 EVENT_TYPES: tuple[str, ...] = ("session_start", "view", "add_to_cart", "purchase")
+#: Runs of spaces and dashes in an event type, written as one ``_``.
+EVENT_TYPE_SEPARATORS = r"[\s\-]+"
+
+
+def event_type_name(text: str) -> str:
+    """The stored spelling of an event type (ingest and the online API alike): stripped,
+    lower-case, runs of spaces / dashes as ``_`` (``" Email-Open "`` -> ``email_open``).
+
+    Raises:
+        ValueError: the type is empty.
+    """
+    name = re.sub(EVENT_TYPE_SEPARATORS, "_", text.strip().lower())
+    if not name:
+        raise ValueError("event_type is empty")
+    return name
+
 
 FIELD_TYPES: dict[str, str] = {
     "order_id": "id",
@@ -128,7 +145,11 @@ KIND_KEYS: dict[str, tuple[str, ...]] = {
 #: Fields never matched by their own name: they are read only when mapped explicitly.
 MAP_ONLY: frozenset[str] = frozenset({"discount", "discount_rate"})
 
-_RESERVED = {"ingest_id", "kind", "row_hash"}
+#: Kinds whose extra source columns (mapped to no field) are kept, as JSON, in the ``attributes``
+#: column; those of other kinds are named as ignored (:func:`ignored_columns`).
+ATTRIBUTE_KINDS: tuple[str, ...] = ("customers", "orders", "order_items")
+
+_RESERVED = {"ingest_id", "kind", "row_hash", "attributes"}
 
 
 def extra_fields(kind: str, mapping: Mapping[str, str]) -> tuple[str, ...]:
@@ -215,7 +236,9 @@ def resolve_fields(kind: str, columns: Sequence[str], mapping: Mapping[str, str]
 def ignored_columns(columns: Sequence[str], used: Mapping[str, str], dropped: Sequence[str] = ()) -> list[str]:
     """Source columns that reach no canonical field: not mapped, not matched by name, not dropped as personal.
 
-    They are not stored; the ingest names them in its summary and in
+    Sources of :data:`ATTRIBUTE_KINDS` keep them in the JSON ``attributes``
+    column (``ingest_log.mapping`` key ``_attributes``); other kinds do not
+    store them, and the ingest names them in its summary and in
     ``ingest_log.mapping`` (key ``_ignored``), so nothing is dropped without a word.
     """
     taken = set(used.values()) | set(dropped)

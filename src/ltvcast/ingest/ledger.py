@@ -1,8 +1,8 @@
 """Where every source row went: kept, dropped as a duplicate, or quarantined with a reason.
 
 The :class:`Ledger` gives each data row of each source exactly one fate and
-refuses a second one, so ``rows read = kept + quarantined + duplicates``
-holds by construction and is checked at the end (:meth:`Ledger.check`).
+refuses a second one, so ``rows read = kept + quarantined + duplicates +
+excluded`` holds by construction and is checked at the end (:meth:`Ledger.check`).
 It also builds the quarantine rows (reason, offending column and value,
 the whole raw row as JSON) and finds duplicate keys (:func:`classify_keys`).
 """
@@ -10,12 +10,13 @@ the whole raw row as JSON) and finds duplicate keys (:func:`classify_keys`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from ltvcast.ingest.staging import StagedTable
+from ltvcast.ingest.staging import EXCLUDED, StagedTable
 
 KEPT = "kept"
 DUPLICATE = "duplicate"
@@ -30,12 +31,19 @@ class FileCounts:
         rows_kept: rows written to the store.
         duplicates_dropped: rows repeating a key with identical content.
         quarantined: reason -> rows (reasons that occurred).
+        excluded: ``column=value`` -> rows left out by the source's ``exclude`` rule.
     """
 
     rows_read: int
     rows_kept: int
     duplicates_dropped: int
     quarantined: dict[str, int]
+    excluded: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_excluded(self) -> int:
+        """Rows left out by the ``exclude`` rule (all its values)."""
+        return sum(self.excluded.values())
 
     @property
     def rows_quarantined(self) -> int:
@@ -56,11 +64,15 @@ class Ledger:
         self.fate = [np.full(t.rows_read, None, dtype=object) for t in tables]
         self.field = [np.full(t.rows_read, None, dtype=object) for t in tables]
         self.value = [np.full(t.rows_read, None, dtype=object) for t in tables]
+        self.raw_row: list[dict[int, str]] = [{} for _ in tables]  # malformed rows: their own raw_row
         for i, t in enumerate(tables):
             if len(t.bad):
                 rows = t.bad["_row"].to_numpy() - 1
                 self.fate[i][rows] = t.bad["reason"].to_numpy()
                 self.field[i][rows] = t.bad["field"].to_numpy()
+                self.value[i][rows] = t.bad["value"].to_numpy()
+                given = t.bad["raw_row"].notna().to_numpy()
+                self.raw_row[i] = dict(zip(rows[given].tolist(), t.bad["raw_row"].to_numpy()[given]))
 
     def mark(self, frame: pd.DataFrame, fate: str, field: str | None = None, values: pd.Series | None = None) -> None:
         """Give the rows of ``frame`` (columns ``_file``, ``_row``) their fate.
@@ -105,17 +117,23 @@ class Ledger:
         tally = {str(k): int(v) for k, v in pd.Series(fate).value_counts(sort=False).items()}
         kept = tally.pop(KEPT, 0)
         dups = tally.pop(DUPLICATE, 0)
+        excluded = tally.pop(EXCLUDED, 0)
+        if excluded != sum(self.tables[f].excluded.values()):
+            raise AssertionError(f"{self.tables[f].source}: {excluded} rows excluded, the rule counted otherwise")
         return FileCounts(
-            rows_read=len(fate), rows_kept=kept, duplicates_dropped=dups, quarantined=dict(sorted(tally.items()))
+            rows_read=len(fate), rows_kept=kept, duplicates_dropped=dups, quarantined=dict(sorted(tally.items())),
+            excluded=dict(self.tables[f].excluded),
         )
 
     def check(self) -> list[FileCounts]:
-        """Counts of every table, checking ``read = kept + quarantined + duplicates`` for each."""
+        """Counts of every table, checking ``read = kept + quarantined + duplicates + excluded`` for each."""
         out = []
         for f in range(len(self.tables)):
             c = self.counts(f)
-            if c.rows_read != c.rows_kept + c.rows_quarantined + c.duplicates_dropped:
-                raise AssertionError(f"{self.tables[f].source}: rows read {c.rows_read} != kept + quarantined + duplicates")
+            if c.rows_read != c.rows_kept + c.rows_quarantined + c.duplicates_dropped + c.rows_excluded:
+                raise AssertionError(
+                    f"{self.tables[f].source}: rows read {c.rows_read} != kept + quarantined + duplicates + excluded"
+                )
             out.append(c)
         return out
 
@@ -123,8 +141,8 @@ class Ledger:
         """Quarantine rows of table ``f``: source_row, reason, source_column, raw_value, raw_row."""
         table = self.tables[f]
         fate = self.fate[f]
-        bad = np.flatnonzero((fate != None) & (fate != KEPT) & (fate != DUPLICATE))
-        raw = table.raw.iloc[bad]
+        bad = np.flatnonzero((fate != None) & (fate != KEPT) & (fate != DUPLICATE) & (fate != EXCLUDED))
+        raw = table.raw.take(pa.array(bad, type=pa.int64())).to_pandas()
         text = {c: _text(raw[c]) for c in raw.columns}
         records = [dict(zip(text, vals)) for vals in zip(*text.values())] if text else [{} for _ in bad]
         source_cols, raw_values = [], []
@@ -145,7 +163,10 @@ class Ledger:
                 "reason": pd.Series(fate[bad], dtype=str),
                 "source_column": pd.Series(source_cols, dtype=object),
                 "raw_value": pd.Series(raw_values, dtype=object),
-                "raw_row": pd.Series([json.dumps(r, ensure_ascii=False) for r in records], dtype=str),
+                "raw_row": pd.Series(
+                    [self.raw_row[f].get(i) or json.dumps(r, ensure_ascii=False) for i, r in zip(bad.tolist(), records)],
+                    dtype=str,
+                ),
             }
         )
 

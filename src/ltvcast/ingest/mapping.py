@@ -46,6 +46,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from ltvcast.errors import DataError
 from ltvcast.ingest.parse import check_decimal
 from ltvcast.schema import TRANSACTION_COLUMNS
@@ -58,8 +61,14 @@ MAPPABLE_FIELDS: tuple[str, ...] = TRANSACTION_COLUMNS + ("unit_price",)
 _OPTION_KEYS = ("date_format", "dayfirst", "has_header", "columns", "decimal", "exclude")
 
 
-def _exclude_rule(data: object, origin: str) -> dict[str, tuple[str, ...]]:
-    """Check an exclusion rule: column name -> non-empty list of text values."""
+def exclude_rule(data: object, origin: str) -> dict[str, tuple[str, ...]]:
+    """Check an exclusion rule (``exclude:`` of a mapping file or of a ``sources.yaml`` source,
+    ``--exclude``): column name -> non-empty list of text values.
+
+    Raises:
+        DataError: not a mapping, a key that is not a name, or values that are not a
+            non-empty list of text (the message starts with ``origin``).
+    """
     if not isinstance(data, Mapping):
         raise DataError(f"{origin}: exclude must map a column to the values to leave out, e.g. {{product_id: [POST, M]}}")
     out: dict[str, tuple[str, ...]] = {}
@@ -74,6 +83,45 @@ def _exclude_rule(data: object, origin: str) -> dict[str, tuple[str, ...]]:
             raise DataError(f"{origin}: exclude {key} must list the values to leave out as text, got {values!r}")
         out[key.strip()] = tuple(dict.fromkeys(str(v).strip() for v in values))
     return out
+
+
+def excluded_rows(
+    frame: pd.DataFrame, rules: Mapping[str, tuple[str, ...]], fields: Mapping[str, str], source: str
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Which rows an exclusion rule leaves out (values compared as stripped text, exactly).
+
+    Args:
+        frame: the source table as text (readers), shape (rows, columns).
+        rules: column -> values (:func:`exclude_rule`); a key is a canonical
+            field (looked up in ``fields``) or a source column.
+        fields: canonical field -> source column.
+        source: file name for messages.
+
+    Returns:
+        (boolean mask of shape (rows,), ``column=value`` -> rows left out, for
+        values that occurred; a row counts under the first rule it matches, so
+        the counts add up to ``mask.sum()``).
+
+    Raises:
+        DataError: a rule's column is neither mapped nor in the table.
+    """
+    names = [str(c) for c in frame.columns]
+    hit = np.zeros(len(frame), dtype=bool)
+    out: dict[str, int] = {}
+    for key, values in rules.items():
+        column = fields.get(key, key)
+        if column not in names:
+            raise DataError(
+                f"{source}: exclude names column {key!r}, which is not in the file; "
+                f"columns found: {', '.join(names)}"
+            )
+        text = frame[frame.columns[names.index(column)]].astype("string").str.strip()
+        for value in values:
+            match = (text == value).fillna(False).to_numpy(dtype=bool) & ~hit
+            if match.any():
+                out[f"{key}={value}"] = int(match.sum())
+                hit |= match
+    return hit, out
 
 
 @dataclass(frozen=True)
@@ -108,7 +156,7 @@ class ColumnMapping:
     def __post_init__(self) -> None:
         if self.decimal is not None:
             check_decimal(self.decimal)
-        object.__setattr__(self, "exclude", _exclude_rule(self.exclude, "exclude"))
+        object.__setattr__(self, "exclude", exclude_rule(self.exclude, "exclude"))
         unknown = sorted(set(self.fields) - set(MAPPABLE_FIELDS))
         if unknown:
             raise DataError(
@@ -212,7 +260,7 @@ def parse_exclude_option(text: str) -> dict[str, tuple[str, ...]]:
     items = [v.strip() for v in values.split(",") if v.strip()]
     if not sep or not column.strip() or not items:
         raise DataError(f"--exclude {text!r} is not column=value,value,... (e.g. product_id=POST,M,DOT)")
-    return _exclude_rule({column.strip(): items}, "--exclude")
+    return exclude_rule({column.strip(): items}, "--exclude")
 
 
 def _bool(value: object, key: str, path: Path) -> bool:
@@ -260,7 +308,7 @@ def mapping_from_dict(data: Mapping[str, object], origin: str = "mapping") -> Co
             has_header=_bool(options["has_header"], "has_header", path) if "has_header" in options else None,
             columns=columns,
             decimal=None if options.get("decimal") is None else str(options["decimal"]),
-            exclude=_exclude_rule(options["exclude"], "exclude") if options.get("exclude") is not None else {},
+            exclude=exclude_rule(options["exclude"], "exclude") if options.get("exclude") is not None else {},
         )
     except DataError as exc:
         raise DataError(f"{origin}: {exc}") from None

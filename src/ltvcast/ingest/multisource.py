@@ -63,6 +63,8 @@ class SourceReport:
         content_hash: SHA-256 of the content.
         note: why it was skipped, or which ingest it replaced.
         ignored: source columns that reach no canonical field (not stored).
+        attributes: source columns with no canonical field kept as JSON in the
+            ``attributes`` column (customers, orders, order_items).
     """
 
     kind: str
@@ -76,6 +78,7 @@ class SourceReport:
     content_hash: str = ""
     note: str = ""
     ignored: tuple[str, ...] = ()
+    attributes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ def _read_file(path: Path, spec: SourceSpec):
         encoding=spec.encoding,
         sheet=spec.sheet,
         formats=SOURCE_FORMATS,
+        bad_rows="keep",  # malformed CSV rows are quarantined as bad_row (staging), the rest is read
     )
 
 
@@ -175,12 +179,16 @@ def _stage_all(
             progress(f"reading {spec.kind}: {label}")
             if raw is None:
                 raw = _read_file(path, spec)
-                raw = type(raw)(frame=raw.frame, source=label, format=raw.format, encoding=raw.encoding)
+                raw = type(raw)(frame=raw.frame, source=label, format=raw.format, encoding=raw.encoding,
+                                bad_rows=raw.bad_rows)
             with number_format(spec.decimal):  # decimal: "," on the source
                 table = stage_table(raw, spec, config.shop, content_hash, key)
+            raw = None  # the text frame is not needed any more; free it before the next source is read
             table.seconds = time.perf_counter() - t0
             if table.personal_dropped:
                 log.info("%s: dropped personal column(s) %s", label, ", ".join(table.personal_dropped))
+            if table.attributes:
+                log.info("%s: column(s) kept as JSON in attributes: %s", label, ", ".join(table.attributes))
             if table.ignored:
                 log.warning("%s: column(s) with no canonical field, not stored: %s", label, ", ".join(table.ignored))
             log.info("%s: %d rows read and parsed in %.1f s", label, table.rows_read, table.seconds)
@@ -214,11 +222,14 @@ def ingest_sources(
 
     Returns:
         :class:`MultiSourceResult`; for every ingested source
-        ``rows_read == rows_kept + rows_quarantined + duplicates_dropped``.
+        ``rows_read == rows_kept + rows_quarantined + duplicates_dropped + rows_excluded``
+        (malformed CSV rows are quarantined as ``bad_row``; rows matching a
+        source's ``exclude:`` rule are counted in ``rows_excluded``).
 
     Raises:
         DataError: a source cannot be read (names the file / database, row
-            and column where known), a required column is missing, personal
+            and column where known), a required column is missing, an
+            ``exclude`` rule names a column the source does not have, personal
             data is mapped without being allowed, the key for pseudonymised
             ids is missing, the store holds another shop currency, or the
             declared ``data_end`` is before the last transaction day.
@@ -244,8 +255,11 @@ def ingest_sources(
             ctx = ingest_context(store, {t.spec.kind for t in staged} | {"orders"})
             step(f"resolving {sum(t.rows_read for t in staged):,} rows of {len(staged)} source table(s)")
             run = resolve(staged, ctx, shop)
+            for table in staged:
+                table.release()
             step("writing the store")
             ids = write_run(store, run, staged, run_id, started_at, declared)
+            run.tables.clear()  # written: free the rows before the derived tables are rebuilt
             step("rebuilding transactions and order totals")
             store.rebuild_derived()
         store.check_data_end(declared)
@@ -271,6 +285,7 @@ def ingest_sources(
                 ids_normalised=table.ids_normalised,
                 content_hash=table.content_hash,
                 ignored=tuple(table.ignored),
+                attributes=tuple(table.attributes),
             )
         )
     try:

@@ -138,6 +138,19 @@ class BadRow:
     problem: str
     fields: tuple[str, ...]
 
+    @property
+    def note(self) -> str:
+        """The quarantine's ``raw_value`` of the row: ``line 7: expected 3 fields, saw 4``."""
+        return f"line {self.line}: {self.problem}"
+
+    def record(self, columns: list[str], leave_out: set[str] = frozenset()) -> str:
+        """The quarantine's ``raw_row``: JSON of the fields under the header's names (extra
+        fields as ``_extra_1``, ...), the ``leave_out`` columns (personal data) omitted."""
+        import json
+
+        names = list(columns) + [f"_extra_{k + 1}" for k in range(max(0, len(self.fields) - len(columns)))]
+        return json.dumps({n: v for n, v in zip(names, self.fields) if n not in leave_out}, ensure_ascii=False)
+
 
 def detect_format(
     path: str | Path, format: str | None = None, *, formats: tuple[str, ...] = FORMATS

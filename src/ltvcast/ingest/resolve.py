@@ -275,7 +275,7 @@ class _Run:
         if cust.empty:
             return
         self.keep(cust, "customers")
-        cols = ["customer_id", "signup_at", "acquisition_channel", "region", "country", *self.attributes]
+        cols = ["customer_id", "signup_at", "acquisition_channel", "region", "country", "attributes", *self.attributes]
         self.out["customers"] = cust[[c for c in cols if c in cust] + ["_file"]]
 
     def products(self) -> None:
@@ -312,7 +312,9 @@ class _Run:
         sales = sales.assign(currency=currency, rate=rate)
         sales = self.reject(sales, rate.isna().to_numpy(), "unknown_currency", "currency", currency)
         self.keep(sales, "orders")
-        self.run_orders = sales[["order_id", "customer_id", "timestamp", "channel", "currency", "amount", "rate", "_file"]]
+        self.run_orders = sales[
+            ["order_id", "customer_id", "timestamp", "channel", "currency", "amount", "rate", "attributes", "_file"]
+        ]
 
     def _number_lines(self, items: pd.DataFrame) -> pd.DataFrame:
         """Lines without a number: identical repeats of one order in one file are export
@@ -361,7 +363,7 @@ class _Run:
                 "order_id": first["order_id"], "customer_id": first["customer_id"], "timestamp": first["timestamp"],
                 "channel": first["channel"],
                 "currency": _coalesce(first["currency"], first["_declared_currency"], self.shop_currency(first)),
-                "amount": np.nan, "rate": np.nan, "_file": first["_file"],
+                "amount": np.nan, "rate": np.nan, "attributes": None, "_file": first["_file"],
             }
         )
         orphan = unknown & ~sales["order_id"].isin(derived["order_id"]).to_numpy()
@@ -380,7 +382,7 @@ class _Run:
         self.derived_orders = derived[derived["order_id"].isin(sales["order_id"])]
         self.out["order_items"] = sales[
             ["order_id", "line", "product_id", "quantity", "unit_price", "discount", "amount", "rate",
-             "category", "brand", "_file", "_ts"]
+             "category", "brand", "attributes", "_file", "_ts"]
         ]
 
     def returns(self) -> None:

@@ -14,7 +14,6 @@ row numbers, duplicate rules), :mod:`ltvcast.timeutil` (observation end).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ltvcast.errors import DataError
-from ltvcast.ingest.mapping import ColumnMapping
+from ltvcast.ingest.mapping import ColumnMapping, excluded_rows
 from ltvcast.ingest.parse import normalise_ids, number_format
 from ltvcast.ingest.privacy import drop_personal_columns
 from ltvcast.ingest.readers import BadRow, RawTable, read_table
@@ -138,54 +137,30 @@ def _kept_ids_normalised(
 
 
 def _bad_row_quarantine(bad: tuple[BadRow, ...], columns: list[str], personal: set[str], source: str) -> pd.DataFrame:
-    """Quarantine rows (reason ``bad_row``) of malformed CSV rows: the problem as the value, the fields
-    split as far as possible as the raw row (under the header's names, extra ones as ``_extra_1``, ...;
-    personal columns left out)."""
-    raw_rows = []
-    for b in bad:
-        names = columns + [f"_extra_{k + 1}" for k in range(max(0, len(b.fields) - len(columns)))]
-        raw_rows.append(json.dumps({n: v for n, v in zip(names, b.fields) if n not in personal}, ensure_ascii=False))
+    """Quarantine rows (reason ``bad_row``) of malformed CSV rows (:meth:`BadRow.note`, :meth:`BadRow.record`)."""
     return pd.DataFrame({
         "source": pd.Series([source] * len(bad), dtype=str),
         "source_row": pd.Series([b.row for b in bad], dtype="int64"),
         "reason": pd.Series(["bad_row"] * len(bad), dtype=str),
         "source_column": pd.Series([""] * len(bad), dtype=str),
-        "raw_value": pd.Series([f"line {b.line}: {b.problem}" for b in bad], dtype=str),
-        "raw_row": pd.Series(raw_rows, dtype=str),
+        "raw_value": pd.Series([b.note for b in bad], dtype=str),
+        "raw_row": pd.Series([b.record(columns, personal) for b in bad], dtype=str),
     })
 
 
 def _exclude(raw: RawTable, cmap: ColumnMapping) -> tuple[RawTable, dict[str, int]]:
-    """Leave out the rows matching ``cmap.exclude``; the rest keep their index (= data row numbers).
-
-    Returns:
-        The remaining table and ``column=value`` -> rows left out (values that occurred).
+    """Leave out the rows matching ``cmap.exclude`` (:func:`~ltvcast.ingest.mapping.excluded_rows`);
+    the rest keep their index (= data row numbers).
 
     Raises:
         DataError: a rule's column is neither mapped nor in the file.
     """
     if not cmap.exclude:
         return raw, {}
-    frame = raw.frame
-    names = [str(c) for c in frame.columns]
-    out: dict[str, int] = {}
-    hit = pd.Series(False, index=frame.index)
-    for key, values in cmap.exclude.items():
-        column = cmap.fields.get(key, key)
-        if column not in names:
-            raise DataError(
-                f"{raw.source}: exclude names column {key!r}, which is not in the file; "
-                f"columns found: {', '.join(names)}"
-            )
-        text = frame[frame.columns[names.index(column)]].astype("string").str.strip()
-        for value in values:
-            match = (text == value).fillna(False) & ~hit
-            if match.any():
-                out[f"{key}={value}"] = int(match.sum())
-                hit |= match
+    hit, out = excluded_rows(raw.frame, cmap.exclude, cmap.fields, raw.source)
     if not hit.any():
         return raw, out
-    kept = RawTable(frame=frame.loc[~hit], source=raw.source, format=raw.format, encoding=raw.encoding,
+    kept = RawTable(frame=raw.frame.loc[~hit], source=raw.source, format=raw.format, encoding=raw.encoding,
                     bad_rows=raw.bad_rows)
     return kept, out
 

@@ -20,7 +20,12 @@ Row-level reasons (besides the foundation's):
 ``bad_rate``         fx rate not a number > 0 (or a shop-currency rate other than 1)
 ``missing_currency`` a mapped currency column is empty in the row
 ``bad_currency``     currency not a 3-letter code
+``bad_row``          a malformed CSV row (more fields than the header, broken
+                     quoting; :mod:`ltvcast.ingest.readers`), the rest of the file read
 ==================== ==========================================================
+
+Rows matching the source's ``exclude:`` rule get the fate :data:`EXCLUDED`:
+counted (``rows_excluded``, per ``column=value``), neither kept nor quarantined.
 
 Event types are open: any non-empty type is kept (normalised); the four of
 :data:`~ltvcast.ingest.kinds.EVENT_TYPES` get their own features, others
@@ -31,14 +36,18 @@ generic ones (``other_events``, ...). Line ids may be any text
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ltvcast.errors import DataError
 from ltvcast.ingest.config import ShopConfig, SourceSpec
 from ltvcast.ingest.kinds import (
+    ATTRIBUTE_KINDS,
+    EVENT_TYPE_SEPARATORS,
     FIELD_TYPES,
     KIND_FIELDS,
     NOT_EMPTY,
@@ -46,6 +55,7 @@ from ltvcast.ingest.kinds import (
     ignored_columns,
     resolve_fields,
 )
+from ltvcast.ingest.mapping import excluded_rows
 from ltvcast.ingest.parse import (
     as_text,
     missing_mask,
@@ -74,6 +84,9 @@ _BAD = {
 
 _HASH_CHUNK = 200_000
 
+#: Fate of a row left out by the source's ``exclude:`` rule (counted, not quarantined).
+EXCLUDED = "excluded"
+
 #: String line ids map to numbers from here up (whole-number line ids stay as they are).
 TEXT_LINE_BASE = 2**62
 
@@ -88,26 +101,35 @@ class StagedTable:
         format: reader format (``csv``, ..., ``sql``).
         content_hash: SHA-256 of the file bytes or of the query result.
         raw: the table as text without the dropped personal columns (and with
-            pseudonymised customer ids), shape (rows read, columns); index
-            0..n-1 = data row - 1.
+            pseudonymised customer ids), shape (rows read, columns); row
+            ``i`` = data row ``i + 1``. An Arrow table (a few bytes per value,
+            against ~60 for a Python string in pandas): it is kept only to show
+            quarantined rows (:meth:`ltvcast.ingest.ledger.Ledger.quarantine`).
         columns: canonical field -> source column.
         rows: the good rows: one column per field of the kind (absent
             fields are all-missing), plus ``_row`` (1-based data row) and
             ``_hash`` (hash of the parsed values, for duplicate checks);
             index = raw index.
-        bad: the bad rows: ``_row``, ``reason``, ``field`` (canonical).
+        bad: the bad rows: ``_row``, ``reason``, ``field`` (canonical), and for
+            malformed CSV rows ``value`` (line and problem) and ``raw_row`` (JSON of
+            the fields as far as they split); rows left out by ``exclude`` have
+            reason :data:`EXCLUDED`.
         ids_normalised: float-spelled ids rewritten (``17850.0`` -> ``17850``).
         personal_dropped: source columns dropped as personal data.
         seconds: time spent reading and parsing.
         ignored: source columns that reach no canonical field (not stored; named
             in the summary and in ``ingest_log.mapping`` under ``_ignored``).
+        excluded: ``column=value`` -> rows left out by the source's ``exclude`` rule.
+        attributes: source columns with no canonical field kept as JSON in the
+            ``attributes`` column of ``rows`` (kinds of
+            :data:`~ltvcast.ingest.kinds.ATTRIBUTE_KINDS`; empty for others).
     """
 
     spec: SourceSpec
     source: str
     format: str
     content_hash: str
-    raw: pd.DataFrame
+    raw: pa.Table
     columns: dict[str, str]
     rows: pd.DataFrame
     bad: pd.DataFrame
@@ -115,11 +137,20 @@ class StagedTable:
     personal_dropped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     ignored: list[str] = field(default_factory=list)
+    excluded: dict[str, int] = field(default_factory=dict)
+    attributes: list[str] = field(default_factory=list)
+    #: Data rows in the source (kept by :meth:`release`).
+    rows_read: int = field(init=False, default=0)
 
-    @property
-    def rows_read(self) -> int:
-        """Data rows in the source."""
-        return len(self.raw)
+    def __post_init__(self) -> None:
+        self.rows_read = self.raw.num_rows
+
+    def release(self) -> None:
+        """Drop the rows and the raw text once the run is resolved (the ledger holds their fates
+        and quarantine rows), so that they do not stay in memory while the store is written."""
+        self.rows = self.rows.iloc[:0]
+        self.bad = self.bad.iloc[:0]
+        self.raw = self.raw.slice(0, 0)
 
 
 def normalise_event_type(values: pd.Series, synonyms: dict[str, str]) -> pd.Series:
@@ -130,7 +161,7 @@ def normalise_event_type(values: pd.Series, synonyms: dict[str, str]) -> pd.Seri
         (the caller flags them).
     """
     def norm(s: pd.Series) -> pd.Series:
-        return as_text(s).str.lower().str.replace(r"[\s\-]+", "_", regex=True)
+        return as_text(s).str.lower().str.replace(EVENT_TYPE_SEPARATORS, "_", regex=True)
 
     text = norm(values)
     if synonyms:
@@ -165,6 +196,37 @@ def line_numbers(values: pd.Series) -> pd.Series:
         }
         out.iloc[np.flatnonzero(rest)] = text[rest].str.strip().map(table).to_numpy(dtype=np.int64)
     return out
+
+
+def attributes_json(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """One JSON object per row of ``frame``: source column -> stripped text, for ``columns``;
+    empty values (and null tokens) left out, None where every value is empty.
+
+    Returns:
+        object series on ``frame``'s index (``{"promo_name": "spring"}`` as text).
+    """
+    texts = [as_text(frame[c]).where(~missing_mask(frame[c]), "").tolist() for c in columns]
+    out = [
+        json.dumps(d, ensure_ascii=False) if (d := {c: v for c, v in zip(columns, values) if v}) else None
+        for values in zip(*texts)
+    ]
+    return pd.Series(out, index=frame.index, dtype=object)
+
+
+def _arrow_text(frame: pd.DataFrame) -> pa.Table:
+    """``frame`` as an Arrow table: datetime columns as timestamps, every other column as text (null where missing)."""
+    arrays = {}
+    for c in frame.columns:
+        col = frame[c]
+        if pd.api.types.is_datetime64_any_dtype(col.dtype):
+            arrays[str(c)] = pa.array(col)
+            continue
+        values = col.to_numpy(dtype=object)
+        try:
+            arrays[str(c)] = pa.array(values, type=pa.string(), from_pandas=True)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):  # not all text (e.g. numbers from a database driver)
+            arrays[str(c)] = pa.array([None if pd.isna(v) else str(v) for v in values], type=pa.string())
+    return pa.table(arrays)
 
 
 class _Flags:
@@ -251,11 +313,13 @@ def stage_table(
         id_key: pseudonymisation key when ``shop.pseudonymise_ids``.
 
     Returns:
-        :class:`StagedTable`; ``len(rows) + len(bad) == rows read``.
+        :class:`StagedTable`; ``len(rows) + len(bad) == rows read`` (malformed CSV
+        rows of ``raw.bad_rows`` included, as ``bad_row``).
 
     Raises:
         DataError: a required column is missing, a mapped column holds
-            personal data that is not allowed, or dates mix day-first and
+            personal data that is not allowed, an ``exclude`` rule names a
+            column the source does not have, or dates mix day-first and
             month-first. A source with a header and no rows is fine (a quiet
             day's export): it is logged with 0 rows.
     """
@@ -266,9 +330,17 @@ def stage_table(
     columns = resolve_fields(kind, [str(c) for c in raw.frame.columns], spec.mapping, raw.source)
     keep = _check_personal_mapping(raw, spec, shop, columns)
     frame, dropped = drop_personal_columns(raw.frame, shop.personal_columns, shop.allow_personal, keep=keep)
-    frame = frame.copy()
+    read_columns = [str(c) for c in raw.frame.columns]
+    if raw.bad_rows:  # malformed CSV rows: empty placeholders at their own positions (index = data row - 1)
+        frame = frame.reindex(pd.RangeIndex(len(frame) + len(raw.bad_rows)), fill_value="")
+    else:  # a new frame object sharing the data (copy-on-write): the pseudonymised column below replaces, not mutates
+        frame = frame.copy(deep=False)
     tz = spec.timezone or shop.timezone
     flags = _Flags(len(frame))
+    malformed = np.array([b.row - 1 for b in raw.bad_rows], dtype=np.int64)
+    flags.reason[malformed] = "bad_row"
+    hit, excluded = excluded_rows(frame, spec.exclude, {**spec.mapping, **columns}, raw.source)
+    flags.flag(hit, EXCLUDED, None)
     out: dict[str, pd.Series] = {}
     normalised = 0
     for name in KIND_FIELDS[kind] + extra_fields(kind, spec.mapping):
@@ -341,29 +413,47 @@ def stage_table(
     good = ~flags.bad
     names = list(out)
     rows = pd.DataFrame({n: out[n][good] for n in names}, index=frame.index[good])
+    out.clear()  # the parsed columns of every row: only the good rows' copies are needed from here
     for n in names:
         if FIELD_TYPES.get(n, "text") in ("id", "text", "currency", "event"):
             rows[n] = rows[n].astype(object).where(rows[n].notna(), None)
     rows["_row"] = (rows.index.to_numpy() + 1).astype(np.int64)
-    rows["_hash"] = row_hashes(rows, names)
+    rows["_hash"] = row_hashes(rows, names).astype("str")  # attributes are not part of a row's identity
+    for n in names:  # text as Arrow-backed strings (a few bytes a value, not a Python object each)
+        if FIELD_TYPES.get(n, "text") in ("id", "text", "currency", "event"):
+            rows[n] = rows[n].astype("str")
+    ignored = ignored_columns([str(c) for c in frame.columns], columns, dropped)
+    kept_extra: list[str] = []
+    if kind in ATTRIBUTE_KINDS:
+        kept_extra, ignored = ignored, []
+        rows["attributes"] = attributes_json(frame.loc[rows.index], kept_extra) if kept_extra else None
     bad = pd.DataFrame(
         {
             "_row": (frame.index[~good].to_numpy() + 1).astype(np.int64),
             "reason": pd.Series(flags.reason[~good], dtype=str),
             "field": pd.Series(flags.field[~good], dtype=str),
+            "value": None,
+            "raw_row": None,
         }
     )
+    if raw.bad_rows:
+        leave_out = set(dropped) | ({columns["customer_id"]} if "customer_id" in columns and shop.pseudonymise_ids else set())
+        at = bad.set_index("_row").index.get_indexer([b.row for b in raw.bad_rows])
+        bad.iloc[at, bad.columns.get_loc("value")] = [b.note for b in raw.bad_rows]
+        bad.iloc[at, bad.columns.get_loc("raw_row")] = [b.record(read_columns, leave_out) for b in raw.bad_rows]
     return StagedTable(
         spec=spec,
         source=raw.source,
         format=raw.format,
         content_hash=content_hash,
-        raw=frame,
+        raw=_arrow_text(frame),
         columns=columns,
         rows=rows,
         bad=bad,
         ids_normalised=normalised,
         personal_dropped=dropped,
         seconds=time.perf_counter() - t0,
-        ignored=ignored_columns([str(c) for c in frame.columns], columns, dropped),
+        ignored=ignored,
+        excluded=excluded,
+        attributes=kept_extra,
     )

@@ -48,12 +48,12 @@ _INSERTS = {
     ),
     "orders": (
         "INSERT INTO orders SELECT ingest_id, order_id, customer_id, timestamp, channel, currency, "
-        f"{_money(_DEC4.format('amount'))}, 0, 0, 0 FROM v"
+        f"{_money(_DEC4.format('amount'))}, 0, 0, 0, attributes FROM v"
     ),
     "order_items": (
         "INSERT INTO order_items SELECT ingest_id, order_id, line, product_id, quantity, "
         f"CAST({_DEC4.format('unit_price')} AS DECIMAL(18,4)), {_money(_DISCOUNT)}, "
-        f"{_money(_line_total())}, category, brand FROM v"
+        f"{_money(_line_total())}, category, brand, attributes FROM v"
     ),
     "returns": (
         "INSERT INTO returns SELECT ingest_id, return_id, order_id, line, customer_id, timestamp, abs(quantity), "
@@ -282,7 +282,12 @@ def write_run(store: Store,
                 "first_day": None if first_day is None else first_day.date(),
                 "last_day": None if last_day is None else last_day.date(),
                 "data_end": None if data_end is None else data_end.date(),
-                "mapping": json.dumps({**table.columns, "_ignored": list(table.ignored)}, ensure_ascii=False),
+                "mapping": json.dumps(
+                    {**table.columns, "_ignored": list(table.ignored),
+                     **({"_attributes": list(table.attributes)} if table.attributes else {}),
+                     **({"_excluded": counts.excluded} if counts.excluded else {})},
+                    ensure_ascii=False,
+                ),
                 "started_at": started_at.tz_convert("UTC").tz_localize(None).to_pydatetime(),
                 "seconds": float(table.seconds),
                 "kind": table.spec.kind,

@@ -148,6 +148,18 @@ class Forecaster(ABC):
                 self.feature_schema_, feature_schema(features), what=self.name, allow_extra=allow_extra
             )
 
+    def known_features(self, features: pd.DataFrame) -> pd.DataFrame:
+        """``features`` without the columns ``feature_schema_`` does not name (``customer_id`` kept).
+
+        A model registered before a feature family gained columns keeps
+        predicting from the columns it was fitted on; unused text columns are
+        dropped the same way. Unchanged while ``feature_schema_`` is ``None``.
+        """
+        if self.feature_schema_ is None:
+            return features
+        return features.drop(columns=[c for c in features.columns
+                                      if c != "customer_id" and c not in self.feature_schema_])
+
     def to_onnx(self, label: str, *, atol: float, seed: int = 0) -> OnnxGraph:
         """The model's network as an ONNX graph, checked to ``atol`` (a hook for :func:`ltvcast.registry.export_onnx`).
 

@@ -15,6 +15,7 @@ from ltvcast.errors import ConvergenceError, DataError, NotFittedError
 from ltvcast.features import rfm_summary
 from ltvcast.models.base import Forecaster, feature_schema
 from ltvcast.models.bgnbd import BGNBD
+from ltvcast.models.btyd_dist import btyd_horizon
 from ltvcast.models.gammagamma import GammaGamma
 from ltvcast.models.naive import Naive
 from ltvcast.models.paretonbd import ParetoNBD
@@ -32,11 +33,14 @@ class BTYDForecaster(Forecaster):
 
     Args:
         name: ``"naive"``, ``"bgnbd"`` or ``"paretonbd"``.
-        n_draws: posterior futures per customer for ``pred_spend_p10/p50/p90``
-            and ``pred_next_purchase_days``
-            (:func:`ltvcast.models.learned.btyd_sim.simulate_btyd`); 0 leaves
-            those columns null.
-        seed: seed of that simulation (deterministic).
+        n_draws: 0 leaves ``pred_spend_p10/p50/p90`` and
+            ``pred_next_purchase_days`` null; any positive number fills them
+            from the horizon's exact distribution
+            (:func:`ltvcast.models.btyd_dist.btyd_horizon`: closed forms and
+            fixed quadrature, no draws). The name and ``seed`` remain from
+            the posterior simulation they replaced, so that registered
+            models and their manifests keep loading unchanged.
+        seed: not used by the computation (kept with ``n_draws``).
 
     Attributes (after ``fit``):
         count_model_: the fitted count model (time unit: weeks).
@@ -149,13 +153,13 @@ class BTYDForecaster(Forecaster):
         ``p_churn`` = P(no purchase in the horizon); ``p_alive`` for BG/NBD
         and Pareto/NBD; ``pred_spend_p10/p50/p90`` and
         ``pred_next_purchase_days`` (expected days to the next purchase given
-        one in the horizon) by posterior simulation when ``n_draws > 0``.
+        one in the horizon) from the horizon's distribution when ``n_draws > 0``.
 
         :meth:`inputs` computes the summary from the history; the online
         service (:mod:`ltvcast.serve`) builds it from its incremental state.
-        Each customer's simulated columns depend only on that customer's row
-        (:func:`~ltvcast.models.learned.btyd_sim.simulate_btyd` seeds per
-        customer id), so a customer's prediction is the same in any batch.
+        Each customer's columns depend only on that customer's row
+        (:func:`~ltvcast.models.btyd_dist.btyd_horizon` uses no random
+        numbers), so a customer's prediction is the same in any batch.
 
         Args:
             summary: n rows with ``customer_id``, ``frequency``, ``recency``,
@@ -200,30 +204,29 @@ class BTYDForecaster(Forecaster):
         self.check_features(summary.filter(items=RFM_INPUTS))
         t = horizon_days / DAYS_PER_WEEK
         model = self.count_model_
-        pred_tx = model.expected_transactions(summary, t)
+        # the count model's columns once per distinct (frequency, recency, T), then per customer
+        codes, first = _distinct_histories(summary)
+        hist = summary.iloc[first]
+        pred_tx = model.expected_transactions(hist, t)[codes]
         value = None
         if self.name != "naive" and self.spend_model_ is None:  # Gamma-Gamma could not be fitted
             value = np.full(len(summary), self.fill_value_)
             pred_spend = pred_tx * value
-            p_alive = model.p_alive(summary)
+            p_alive = model.p_alive(hist)[codes]
         elif self.spend_model_ is None:
             value = model.expected_value(self._with_fill(summary))
             pred_spend = model.expected_spend(self._with_fill(summary), t)
             p_alive = None
         else:
             pred_spend = pred_tx * self._spend_per_occasion(summary)
-            p_alive = model.p_alive(summary)
-        simulated = {}
+            p_alive = model.p_alive(hist)[codes]
+        horizon = {}
         if self.n_draws > 0:
-            from ltvcast.models.learned.btyd_sim import simulate_btyd
-
-            simulated = simulate_btyd(
-                model, self.spend_model_, summary, horizon_days, n_draws=self.n_draws, seed=self.seed, value=value
-            )
-        out = {"pred_transactions": pred_tx, "pred_spend": pred_spend, "p_churn": model.p_no_purchase(summary, t)}
+            horizon = btyd_horizon(model, self.spend_model_, summary, horizon_days, p_alive=p_alive, value=value)
+        out = {"pred_transactions": pred_tx, "pred_spend": pred_spend, "p_churn": model.p_no_purchase(hist, t)[codes]}
         if p_alive is not None:
             out["p_alive"] = p_alive
-        return {**out, **simulated}
+        return {**out, **horizon}
 
     def _spend_per_occasion(self, summary: pd.DataFrame) -> np.ndarray:
         gg = self.spend_model_
@@ -233,3 +236,21 @@ class BTYDForecaster(Forecaster):
             value[usable] = gg.conditional_expected_value(summary[usable])
         return value
 
+
+def _distinct_histories(summary: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the distinct (frequency, recency, T) rows and each code's first row position.
+
+    Exact (factorised values, no hashing; a NaN is a value of its own, so the
+    models' input checks still see it). Many customers share a history (every
+    one-time buyer of a day has x = t_x = 0 and the same T).
+    """
+    n = len(summary)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    key = None
+    for col in ("frequency", "recency", "T"):
+        codes, uniques = pd.factorize(summary[col].to_numpy(float), use_na_sentinel=False)
+        key = codes if key is None else pd.factorize(key.astype(np.int64) * len(uniques) + codes)[0]
+    first = np.empty(int(key.max()) + 1, dtype=np.int64)
+    first[key[::-1]] = np.arange(n - 1, -1, -1)
+    return key, first

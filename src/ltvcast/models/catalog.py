@@ -43,34 +43,34 @@ def _btyd(name: str) -> Callable[[], Forecaster]:
     return make
 
 
-def _gbm() -> Forecaster:
+def _gbm(**params) -> Forecaster:
     from ltvcast.models.learned.gbm import GBMForecaster
 
-    return GBMForecaster()
+    return GBMForecaster(**params)
 
 
-def _hybrid() -> Forecaster:
+def _hybrid(**params) -> Forecaster:
     from ltvcast.models.learned.hybrid import HybridForecaster
 
-    return HybridForecaster()
+    return HybridForecaster(**params)
 
 
-def _auto() -> Forecaster:
+def _auto(**params) -> Forecaster:
     from ltvcast.models.learned.auto import AutoForecaster
 
-    return AutoForecaster()
+    return AutoForecaster(**params)
 
 
-def _deep(name: str, encoder: str) -> Callable[[], Forecaster]:
-    def make() -> Forecaster:
+def _deep(name: str, encoder: str) -> Callable[..., Forecaster]:
+    def make(**params) -> Forecaster:
         from ltvcast.models.learned.deep import DeepForecaster
 
-        return DeepForecaster(name, encoder=encoder)
+        return DeepForecaster(name, encoder=encoder, **params)
 
     return make
 
 
-_FACTORIES: dict[str, Callable[[], Forecaster]] = {
+_FACTORIES: dict[str, Callable[..., Forecaster]] = {
     "naive": _btyd("naive"),
     "bgnbd": _btyd("bgnbd"),
     "paretonbd": _btyd("paretonbd"),
@@ -88,14 +88,24 @@ MODEL_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 LEARNED_MODELS: tuple[str, ...] = ("gbm", "hybrid", "auto", "deep", "deep-lstm", "deep-transformer")
 
 
-def make_forecaster(name: str) -> Forecaster:
+def make_forecaster(name: str, calendar=None) -> Forecaster:
     """A new, unfitted forecaster by name (see :data:`MODEL_NAMES`).
+
+    Args:
+        name: the model name.
+        calendar: the shop calendar (a ``calendar.yaml`` path or its parsed
+            events) handed to the learned models
+            (:data:`LEARNED_MODELS`, their ``calendar=``); the BTYD models
+            ignore it. None: no declared events.
 
     Raises:
         LtvcastError: the name is unknown (the message lists the known ones).
+        DataError: the calendar cannot be read.
     """
     try:
         factory = _FACTORIES[name]
     except KeyError:
         raise LtvcastError(f"unknown model {name!r}; available: {', '.join(MODEL_NAMES)}") from None
+    if calendar is not None and name in LEARNED_MODELS:
+        return factory(calendar=calendar)
     return factory()

@@ -21,6 +21,7 @@ def forecast(
     *,
     allow_future_cutoff: bool = False,
     on_step: Callable[[str], None] | None = None,
+    calendar=None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Predict ``[cutoff, cutoff + horizon)`` for every customer seen before ``cutoff``.
 
@@ -33,6 +34,8 @@ def forecast(
         allow_future_cutoff: accept a cutoff after the day following the
             observation end (T then counts unobserved days).
         on_step: progress callback, called with a short text before each step.
+        calendar: the shop calendar for the learned models (see
+            :func:`ltvcast.models.catalog.make_forecaster`).
 
     Returns:
         The canonical predictions frame (models stacked), notes from the fits,
@@ -44,7 +47,7 @@ def forecast(
     """
     check_cutoff(cutoff, data.observation_end, allow_future=allow_future_cutoff)
     start, end = horizon_window(cutoff, horizon_days)
-    predictions, notes, _ = fit_predict(data, cutoff, float((end - start).days), models, on_step)
+    predictions, notes, _ = fit_predict(data, cutoff, float((end - start).days), models, on_step, calendar=calendar)
     return predictions, notes
 
 
@@ -55,6 +58,7 @@ def fit_predict(
     models: Sequence[str],
     on_step: Callable[[str], None] | None = None,
     failures: dict[str, str] | None = None,
+    calendar=None,
 ) -> tuple[pd.DataFrame, list[str], dict[str, Forecaster]]:
     """Fit each model on history before ``cutoff`` and predict ``horizon_days`` after it.
 
@@ -68,7 +72,8 @@ def fit_predict(
     A model whose fit does not converge is left out with a note; the others
     still predict. When ``failures`` is given, each left-out model's name is
     written into it with the reason (model name -> text), so that callers can
-    show the model with its reason rather than drop it.
+    show the model with its reason rather than drop it. ``calendar`` goes to
+    the learned models (:func:`ltvcast.models.catalog.make_forecaster`).
 
     Raises:
         LtvcastError: no model, or an unknown model name.
@@ -78,7 +83,7 @@ def fit_predict(
     names = list(dict.fromkeys(models))
     if not names:
         raise LtvcastError(f"no model given; choose from {', '.join(MODEL_NAMES)}")
-    forecasters = [make_forecaster(name) for name in names]  # unknown names fail before any fit
+    forecasters = [make_forecaster(name, calendar) for name in names]  # unknown names fail before any fit
     frames, notes, failed, fitted = [], [], [], {}
     for model in forecasters:
         step(f"fit {model.name}")

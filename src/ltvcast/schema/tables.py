@@ -10,7 +10,7 @@ in the shop currency unless the meaning says "original currency".
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MONEY = "DECIMAL(18,4)"
 RATE = "DECIMAL(18,8)"
 
@@ -69,6 +69,7 @@ TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("acquisition_channel", "VARCHAR", "how the customer came"),
         ("region", "VARCHAR", "region"),
         ("country", "VARCHAR", "country"),
+        ("attributes", "VARCHAR", "JSON object of the source's extra columns (mapped to no field): column -> text, empty values left out; NULL when none"),
     ],
     "products": [
         ("ingest_id", "INTEGER NOT NULL", "the ingest that wrote the row"),
@@ -88,6 +89,7 @@ TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("gross_amount", f"{MONEY} NOT NULL", "sum of the order's lines, else `stated_amount`, else 0"),
         ("returned_amount", f"{MONEY} NOT NULL", "sum of the linked returns (money given back)"),
         ("net_amount", f"{MONEY} NOT NULL", "gross_amount − returned_amount"),
+        ("attributes", "VARCHAR", "JSON object of the source's extra columns (mapped to no field): column -> text, empty values left out; NULL when none (and for an order derived from lines)"),
     ],
     "order_items": [
         ("ingest_id", "INTEGER NOT NULL", "the ingest that wrote the row"),
@@ -100,6 +102,7 @@ TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("amount", f"{MONEY} NOT NULL", "line value after discount, shop currency, ≥ 0"),
         ("category", "VARCHAR", "category given on the line (else the product's)"),
         ("brand", "VARCHAR", "brand given on the line (else the product's)"),
+        ("attributes", "VARCHAR", "JSON object of the source's extra columns (mapped to no field): column -> text, empty values left out; NULL when none"),
         ("", "PRIMARY KEY (order_id, line)", ""),
     ],
     "returns": [

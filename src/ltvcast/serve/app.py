@@ -7,6 +7,7 @@ route                                       scope   what
 ``GET /v1/customers/{id}/prediction``       read    the canonical prediction row
 ``GET /v1/customers/{id}/summary``          read    the online RFM summary (weeks)
 ``GET /v1/customers/{id}/explanation``      read    top reasons of pred_spend and p_churn (``top``)
+``GET /v1/customers/{id}/next-categories``  read    the next categories to offer (``k``; ``--next-categories``)
 ``GET /v1/customer/{what}?id=ID``           read    the same three (``prediction``, ``summary``,
                                                     ``explanation``) for any id, URL-encoded
 ``POST /v1/predict``                        read    prediction rows for 1..10,000 ids
@@ -94,6 +95,10 @@ class Service:
         monitor_db: the DuckDB store whose ``monitor_log`` (``ltvcast monitor``)
             feeds the drift and live-accuracy gauges of ``/metrics``, re-read
             at most every :data:`MONITOR_REFRESH_S` seconds; None: no gauges.
+        next_categories: customer id -> next categories (rows of a table
+            written by ``ltvcast next-categories``,
+            :func:`ltvcast.actions.cross_sell.index_next_categories`); None:
+            the route answers 503.
     """
 
     online: OnlineStore
@@ -103,6 +108,7 @@ class Service:
     max_body: int = DEFAULT_MAX_BODY
     mirror: Mirror | None = None
     monitor_db: Path | None = None
+    next_categories: dict[str, list[dict]] | None = None
 
 
 #: Seconds between two reads of the store's monitoring log for ``/metrics``.
@@ -362,6 +368,14 @@ def create_app(service: Service):
         body.update({"model_name": served.name, "model_version": served.version, "cutoff": day.isoformat(),
                      "horizon_days": days, "cold_start": frame is None or summaries[0] is None and not served.learned})
         return JSONResponse(body, headers={"X-Ltvcast-Model": served.label})
+
+    @app.get("/v1/customers/{customer_id:path}/next-categories")
+    def get_next_categories(customer_id: str, k: Annotated[int, Query(ge=1, le=20)] = 3) -> dict:
+        if service.next_categories is None:
+            raise ApiError(503, "not_ready", "no next-categories table: start the service with --next-categories "
+                           "FILE (written by `ltvcast next-categories`)")
+        rows = service.next_categories.get(customer_id, [])
+        return {"customer_id": customer_id, "categories": rows[:k]}
 
     @app.get("/v1/customers/{customer_id:path}/summary")
     def get_summary(customer_id: str, cutoff: Annotated[str | None, Query()] = None) -> dict:

@@ -19,7 +19,10 @@ type           fields (bold: required)
                given back, > 0), return_id (default: the event id),
                order_id, line, quantity, product_id
 ``browse``     **id**, **customer_id**, **timestamp**, **event_type**
-               (``session_start``, ``view``, ``add_to_cart``, ``purchase``),
+               (any type, as in the ingest: stored lower-case with ``_`` for
+               spaces/dashes, ``Email-Open`` -> ``email_open``; empty is
+               refused; ``session_start``, ``view``, ``add_to_cart``,
+               ``purchase`` get their own features, others generic ones),
                session_id, product_id
 =============  ==============================================================
 
@@ -51,6 +54,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from ltvcast.ingest.kinds import event_type_name
 
 MAX_BATCH = 1000
 _EPOCH = date(1970, 1, 1).toordinal()
@@ -195,7 +200,7 @@ class BrowseEvent(_Timed):
 
     type: Literal["browse"]
     customer_id: Id
-    event_type: Literal["session_start", "view", "add_to_cart", "purchase"]
+    event_type: Annotated[Text, AfterValidator(event_type_name)]
     session_id: Text | None = None
     product_id: Text | None = None
 

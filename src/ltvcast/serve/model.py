@@ -21,8 +21,11 @@ Served models:
   mirror (:mod:`ltvcast.serve.mirror`: the offline feature SQL on the store
   plus every acknowledged event), then ``predict_inputs`` —
   :func:`predict_learned`. Parity with offline predictions holds by
-  construction; the cost is one feature build per request batch (about
-  0.2 s for gbm, whatever the batch size).
+  construction. The inputs come from the mirror's table of every
+  customer's inputs at the (model, cutoff, horizon) (built once in the
+  background, rows of customers touched by events rebuilt together), so a
+  request costs the model's predict on its rows; a request for a customer
+  whose rows are not current builds them (one feature build, ~0.2 s).
 
 Refused, with the reason (:func:`servable`): models whose inputs fit BTYD
 models on the whole population at the prediction cutoff (``hybrid``, and
@@ -42,6 +45,7 @@ says ``"cold_start": true``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
@@ -286,10 +290,11 @@ def predict_learned(
     """Canonical prediction rows (JSON-ready) of a learned model for the customers, in order.
 
     The model's own ``inputs`` at ``cutoff`` on the mirror's history of
-    these customers (:meth:`ltvcast.serve.mirror.Mirror.history`: the
-    offline feature code on their rows), then ``predict_inputs``; a row's
-    prediction depends on that row only, so the numbers equal those of an
-    offline ``predict`` on the store after ``ltvcast sync``. A customer
+    these customers (the offline feature code on their rows), read from the
+    mirror's table of every customer's inputs where it is current
+    (:meth:`ltvcast.serve.mirror.Mirror.inputs`), then ``predict_inputs``; a
+    row's prediction depends on that row only, so the numbers equal those of
+    an offline ``predict`` on the store after ``ltvcast sync``. A customer
     without a purchase before ``cutoff`` is not in the population learned
     models predict: null numbers, ``"cold_start": true``. Rows as
     :func:`predict`'s.
@@ -300,11 +305,19 @@ def predict_learned(
     """
     from ltvcast.models.learned.examples import history_before
 
-    forecaster, inputs = served.forecaster, None
-    with mirror.history(customer_ids, cutoff) as history:
-        if not history_before(history.transactions, cutoff, history.timezone).empty:
-            inputs = forecaster.inputs(history, cutoff, horizon_days)
-    frame = None if inputs is None or not len(inputs) else forecaster.predict_inputs(inputs, cutoff, horizon_days)
+    forecaster = served.forecaster
+
+    def make(history):
+        if history_before(history.transactions, cutoff, history.timezone).empty:
+            return None
+        return forecaster.inputs(history, cutoff, horizon_days)
+
+    key = (served.label, id(forecaster), cutoff, float(horizon_days))
+    inputs = mirror.inputs(key, make, customer_ids, cutoff)
+    frame = None
+    if inputs is not None and len(inputs):
+        with _threads(len(inputs)):
+            frame = forecaster.predict_inputs(inputs, cutoff, horizon_days)
     at = {} if frame is None else {cid: i for i, cid in enumerate(frame["customer_id"].tolist())}
     pick = [at.get(cid) for cid in customer_ids]
     values: dict[str, list[float] | None] = {}
@@ -312,6 +325,28 @@ def predict_learned(
         column = None if frame is None else frame[c].to_numpy(dtype=float)
         values[c] = None if column is None else [math.nan if k is None else float(column[k]) for k in pick]
     return _rows(served, customer_ids, values, [k is None for k in pick], cutoff, horizon_days)
+
+
+#: Up to this many rows, a learned model predicts on the calling thread alone (:func:`_threads`).
+ONE_THREAD_ROWS = 256
+_controller = None
+
+
+def _threads(rows: int):
+    """One OpenMP/BLAS thread for a prediction of few rows, else the libraries' default.
+
+    LightGBM's predict on one row takes ~30 ms with its default threads on a
+    busy machine (the threads' start and join), 0.02 ms on one thread
+    (``docs/serving.md``); the limit holds on the calling thread only.
+    """
+    global _controller
+    from threadpoolctl import ThreadpoolController
+
+    if rows > ONE_THREAD_ROWS:
+        return contextlib.nullcontext()
+    if _controller is None:  # after the model's libraries are loaded, so it finds their thread pools
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=1)
 
 
 class Batcher:
@@ -326,8 +361,9 @@ class Batcher:
     row depends on that customer's inputs only), so each answer equals the
     single one. A BTYD model call (a pandas pass) runs on the loop's thread,
     so no thread contends with it for the interpreter lock; a learned model's
-    (a feature build, about 0.2 s for gbm) runs in a worker thread, so the loop keeps
-    accepting requests meanwhile, and they share the next build.
+    (its predict, or a feature build when the inputs are not cached) runs in
+    a worker thread, so the loop keeps accepting requests meanwhile, and
+    they share the next call.
 
     Args:
         run: ``run(served, customer_ids, summaries, cutoff, horizon_days)`` ->

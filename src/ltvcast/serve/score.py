@@ -6,7 +6,9 @@ models, the feature table for learned ones), then predicted and written
 ``chunk_size`` rows at a time (:meth:`~ltvcast.models.base.Forecaster.predict_inputs`,
 whose rows do not depend on each other). Peak memory is the input table plus
 one chunk's predictions, not the whole predictions frame; the output is
-written as it goes (a Parquet row group per chunk).
+written as it goes (a Parquet row group per chunk). A model with
+``predict_columns`` (the BTYD models) skips the pandas frame when writing
+Parquet: its arrays go straight into Arrow columns of the canonical schema.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -141,8 +144,19 @@ def write_scores(
     total = len(inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = None
+    head = None
+    if suffix == ".parquet" and total and hasattr(forecaster, "predict_columns"):
+        head = forecaster.predict_inputs(inputs.iloc[:1], cutoff, horizon_days)
+        head["model"] = pd.Series(label, index=head.index, dtype="string")
+        head = pa.Table.from_pandas(head, preserve_index=False)
     try:
         for lo in range(0, total, chunk_size):
+            if head is not None:
+                writer = writer or pq.ParquetWriter(out, head.schema)
+                writer.write_table(_arrow_chunk(forecaster, inputs.iloc[lo : lo + chunk_size], horizon_days, head))
+                if progress is not None:
+                    progress(min(lo + chunk_size, total), total)
+                continue
             frame = forecaster.predict_inputs(inputs.iloc[lo : lo + chunk_size], cutoff, horizon_days)
             frame["model"] = pd.Series(label, index=frame.index, dtype="string")
             if suffix == ".parquet":
@@ -158,6 +172,29 @@ def write_scores(
         if writer is not None:
             writer.close()
     return out
+
+
+def _arrow_chunk(forecaster, part: pd.DataFrame, horizon_days: float, head: pa.Table) -> pa.Table:
+    """One chunk of the canonical frame as an Arrow table of ``head``'s schema, from ``predict_columns``.
+
+    ``head`` is the first input row predicted the ordinary way (through the
+    pandas frame): its schema, and the values of the columns that are the
+    same on every row (model, cutoff, horizon_days).
+    """
+    cols = forecaster.predict_columns(part, horizon_days)
+    n = len(part)
+    same = pa.array(np.zeros(n, dtype=np.int64))
+    arrays = []
+    for field in head.schema:
+        if field.name == "customer_id":
+            arrays.append(pa.array(part["customer_id"].astype("string").array).cast(field.type))
+        elif field.name in cols:
+            arrays.append(pa.array(np.asarray(cols[field.name], dtype=float), type=field.type, from_pandas=True))
+        elif field.name in ("model", "cutoff", "horizon_days"):
+            arrays.append(head.column(field.name).combine_chunks().take(same))
+        else:
+            arrays.append(pa.nulls(n, field.type))
+    return pa.Table.from_arrays(arrays, schema=head.schema)
 
 
 def log_score(

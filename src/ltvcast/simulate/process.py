@@ -79,6 +79,10 @@ Customers (one chunk at a time; all draws are per customer, then per order/line/
   abandoned add_to_cart with probability 0.07 / 0.15. No event precedes signup
   or follows dropout or ``T``.
 
+Category preferences (opt-in, ``ShopParams(category_affinity=CategoryAffinity())``): each customer's
+own category mix, cross-selling after a category, an early "home" cohort that ages out:
+:mod:`ltvcast.simulate.categories`. Off by default, leaving every stream and output unchanged.
+
 Dirty rows (rate ``dirty_rate``): per chunk,
 ``Binomial(orders, rate)`` orders get an unparseable timestamp and as many
 (disjoint) an unknown currency (``CHF``: no FX rate), and ``Binomial(clean
@@ -216,6 +220,9 @@ class ShopParams:
     research_sees_bought_p: float = 0.5
     #: regime changes on a date (:class:`ltvcast.simulate.regimes.Regime`); () = none, unchanged output
     regimes: tuple = ()
+    #: opt-in category preferences, cross-selling and an ageing cohort
+    #: (:class:`ltvcast.simulate.categories.CategoryAffinity`); None = off, unchanged output
+    category_affinity: object | None = None
 
 
 EVENT_TYPES: tuple[str, ...] = ("session_start", "view", "add_to_cart", "purchase")
@@ -545,6 +552,10 @@ def simulate_chunk(
                                                             lam, mu, tau, spend, [c[0] for c in CHANNELS])
         dropout = t_sign + tau
         alive_end = np.minimum(dropout, T)
+    if p.category_affinity is not None:  # the early cohort ages out faster (simulate.categories)
+        tau = p.category_affinity.cohort_lifetimes(world, t_sign, tau)
+        dropout = t_sign + tau
+        alive_end = np.minimum(dropout, T)
     log_nu = np.log(spend)
     logits = np.stack([0.3 - log_nu, np.full(n, 0.6), 1.3 * log_nu - 0.9], axis=1)
     tier_p = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -605,6 +616,9 @@ def simulate_chunk(
     l_number = _rank_in_group(n_lines) + 1
     l_cust = o_cust[l_order]
     l_prod = _choose_products(rng, world, l_cust, favourite, loyalty, tier_cdf)
+    if p.category_affinity is not None:  # category first: preferences, cross-sell (own stream, simulate.categories)
+        l_prod = p.category_affinity.line_products(world, seed, chunk_index, t_sign, o_cust, l_order,
+                                                   favourite, loyalty, tier_cdf)
     cat = world.product_category[l_prod]
     cat_qty = np.array([c[3] for c in CATEGORIES])
     l_qty = 1 + rng.poisson(cat_qty[cat])

@@ -22,9 +22,10 @@ and the last transaction day. (A declared ``data_end`` is checked at write
 time against every transaction in the store, so it is only exceeded by data
 from a later ingest that declared nothing.)
 
-Schema version 2 (this one) added ``transactions.kind``, DECIMAL amounts,
-the multi-source tables and ``store_meta`` shop settings; a version-1 store
-is upgraded in place when opened.
+Schema version 2 added ``transactions.kind``, DECIMAL amounts,
+the multi-source tables and ``store_meta`` shop settings; version 3 (this
+one) added ``attributes`` (JSON of a source's extra columns) to customers,
+orders and order_items. An older store is upgraded in place when opened.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ltvcast.store.writes import StoreWrites
 STORE_TABLES_DOC = (
     tables_doc(FOUNDATION_TABLES)
     + "\n`rows_read = rows_kept + rows_quarantined + duplicates_dropped` for every ingest.\n"
-    "**`store_meta`** holds `key`, `value` text pairs: `schema_version` (2), `shop_currency`, "
+    "**`store_meta`** holds `key`, `value` text pairs: `schema_version` (3), `shop_currency`, "
     "`shop_timezone` (default `UTC`), `revenue_basis` (`net` or `gross`, default `net`).\n"
 )
 

@@ -65,7 +65,7 @@ class StoreConnection:
         Args:
             path: the DuckDB file; parent folders are created.
             read_only: open without write access (the file must exist). A
-                version-1 store is upgraded first (briefly opened for writing).
+                version-1 or -2 store is upgraded first (briefly opened for writing).
 
         Returns:
             The store; use it as ``with Store.open(p) as store:``.
@@ -78,7 +78,7 @@ class StoreConnection:
         path = Path(path)
         if read_only and not path.exists():
             raise DataError(f"store {path} does not exist; run `ltvcast ingest` first")
-        if read_only and cls._version_of(path) == "1":
+        if read_only and cls._version_of(path) in ("1", "2"):
             cls.open(path).close()  # upgrade in place, then reopen read-only
         try:
             if not read_only:
@@ -136,7 +136,7 @@ class StoreConnection:
         self.close()
 
     def _create_or_upgrade(self) -> None:
-        """Create the tables of an empty file, upgrade a version-1 store; leave anything else alone."""
+        """Create the tables of an empty file, upgrade a version-1 or -2 store; leave anything else alone."""
         run = self.fetch
         existing = {r[0] for r in run("SELECT table_name FROM information_schema.tables")}
         if existing:
@@ -145,6 +145,9 @@ class StoreConnection:
             version = run("SELECT value FROM store_meta WHERE key = 'schema_version'")
             if version and version[0][0] == "1":
                 self._upgrade_from_1()
+                self._upgrade_from_2()
+            elif version and version[0][0] == "2":
+                self._upgrade_from_2()
             elif not version or version[0][0] != str(SCHEMA_VERSION):
                 return
         run("CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
@@ -180,7 +183,22 @@ class StoreConnection:
                 run(f"ALTER TABLE ingest_log ADD COLUMN {quote(name)} {type_}{default}")
             run("ALTER TABLE ingest_log ALTER COLUMN kind DROP DEFAULT")
             run("UPDATE transactions SET kind = 'return' WHERE amount < 0")
-            run("UPDATE store_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+            run("UPDATE store_meta SET value = '2' WHERE key = 'schema_version'")
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+
+    def _upgrade_from_2(self) -> None:
+        """Schema 2 -> 3: ``attributes`` (JSON of a source's extra columns) on customers, orders, order_items."""
+        con = self._con
+        con.begin()
+        try:
+            existing = {r[0] for r in self.fetch("SELECT table_name FROM information_schema.tables")}
+            for table in ("customers", "orders", "order_items"):
+                if table in existing:  # a version-1 store gets them from CREATE TABLE afterwards
+                    self.fetch(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS attributes VARCHAR")
+            self.fetch("UPDATE store_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
             con.commit()
         except BaseException:
             con.rollback()

@@ -12,8 +12,6 @@
 - :mod:`~ltvcast.models.learned.gbm` (``gbm``), :mod:`~ltvcast.models.learned.hybrid`
   (``hybrid``), :mod:`~ltvcast.models.learned.auto` (``auto``) — the
   forecasters behind the shared interface;
-- :mod:`~ltvcast.models.learned.btyd_sim` — posterior simulation of the BTYD
-  models for their spend quantiles and next-purchase days;
 - :mod:`~ltvcast.models.learned.deep` (``deep``, ``deep-lstm``,
   ``deep-transformer``) — a PyTorch sequence network with ZILN, trajectory,
   Poisson, churn and next-purchase heads (not imported here: it loads torch).

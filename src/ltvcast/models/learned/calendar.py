@@ -84,7 +84,7 @@ def _day(value, what: str) -> pd.Timestamp:
 
 
 def parse_calendar(entries) -> tuple[CalendarEvent, ...]:
-    """Events from the parsed YAML (a list of mappings ``{name, start, end}``).
+    """Events from the parsed YAML (a list of mappings ``{name, start, end}``; events already parsed pass through).
 
     Raises:
         DataError: not a list, an entry without ``name`` or ``start``, a
@@ -96,6 +96,9 @@ def parse_calendar(entries) -> tuple[CalendarEvent, ...]:
         raise DataError("calendar: expected a list of events {name, start, end}")
     out = []
     for i, entry in enumerate(entries):
+        if isinstance(entry, CalendarEvent):
+            out.append(entry)
+            continue
         if not isinstance(entry, dict) or "name" not in entry or "start" not in entry:
             raise DataError(f"calendar: event {i + 1} needs 'name' and 'start' (and optionally 'end'), got {entry!r}")
         start = _day(entry["start"], f"event {entry['name']!r} start")

@@ -95,7 +95,7 @@ from ltvcast.models.learned.ziln import ziln_grad_hess, ziln_init_score, ziln_lo
 from ltvcast.schema.predictions import predictions_frame
 from ltvcast.timeutil import to_day
 
-__all__ = ["GBMForecaster", "QUANTILES"]
+__all__ = ["GBMForecaster", "Prepared", "QUANTILES"]
 
 #: Spend quantiles filled in the predictions frame.
 QUANTILES = (0.1, 0.5, 0.9)
@@ -111,6 +111,30 @@ def _lightgbm():
 
 
 @dataclass
+class Prepared:
+    """The data of a fit at one cutoff (:meth:`GBMForecaster.prepare`).
+
+    Attributes:
+        start, h: the cutoff day and the horizon in whole days.
+        tx: the transactions before the cutoff day.
+        examples: the training windows' features and labels.
+        notes: the feature maker's remarks and the calendar decision.
+        calendar_used: whether the calendar inputs are used.
+        timezone: the shop's time zone.
+        features: the features at the cutoff (None when not computed).
+    """
+
+    start: pd.Timestamp
+    h: float
+    tx: pd.DataFrame
+    examples: ExampleSet
+    notes: list[str]
+    calendar_used: bool
+    timezone: str
+    features: pd.DataFrame | None = None
+
+
+@dataclass
 class _Booster:
     """A fitted LightGBM booster with its constant start (raw scale)."""
 
@@ -121,6 +145,39 @@ class _Booster:
     def raw(self, X: np.ndarray) -> np.ndarray:
         out = np.asarray(self.booster.predict(X, raw_score=True, num_iteration=self.rounds), dtype=float)
         return out + (self.init if out.ndim == 2 else self.init[0])
+
+
+class _Binned:
+    """A feature matrix binned once (one LightGBM Dataset), shared by every sub-model trained on it.
+
+    Each sub-model sets its own label and constant start on it before training
+    (LightGBM keeps neither after the booster is built), or on a subset of its
+    rows, which reuses the bins. Building the bins of CDNOW's ~100k examples
+    costs about as much as 30 boosting rounds; binning once per matrix instead
+    of once per sub-model saves it every time but the first.
+    """
+
+    def __init__(self, lgb, X: np.ndarray, params: dict, categorical, reference: "_Binned | None" = None) -> None:
+        self.data = lgb.Dataset(
+            X, label=np.zeros(len(X)), params=params, categorical_feature=categorical,
+            reference=None if reference is None else reference.data, free_raw_data=False,
+        ).construct()
+        self._subsets: dict[bytes, object] = {}
+
+    def labelled(self, y: np.ndarray, init: np.ndarray, rows: np.ndarray | None = None):
+        """The Dataset (or its ``rows`` subset) with label ``y`` and the start ``init`` on every row."""
+        if rows is None:
+            data = self.data
+        else:
+            key = np.packbits(rows).tobytes()
+            if key not in self._subsets:
+                self._subsets[key] = self.data.subset(np.flatnonzero(rows).astype(np.int32)).construct()
+            data = self._subsets[key]
+        n = len(y)
+        data.set_label(y)
+        data.set_field("init_score", None)  # LightGBM keeps the old buffer when a start of more columns comes
+        data.set_init_score(np.tile(init, (n, 1)) if init.size > 1 else np.full(n, init[0]))
+        return data
 
 
 def _ziln_objective(preds, dataset):
@@ -214,6 +271,7 @@ class GBMForecaster(Forecaster):
     calendar = None
     categoricals = False
     max_categories = 100
+    bagging_fraction = 1.0
 
     def __init__(
         self,
@@ -232,6 +290,7 @@ class GBMForecaster(Forecaster):
         min_data_in_leaf: int = 100,
         feature_fraction: float = 0.8,
         lambda_l2: float = 1.0,
+        bagging_fraction: float = 1.0,
         max_rounds: int = 400,
         early_stopping_rounds: int = 30,
         default_rounds: int = 100,
@@ -270,6 +329,7 @@ class GBMForecaster(Forecaster):
         self.min_data_in_leaf = min_data_in_leaf
         self.feature_fraction = feature_fraction
         self.lambda_l2 = lambda_l2
+        self.bagging_fraction = bagging_fraction
         self.max_rounds = max_rounds
         self.early_stopping_rounds = early_stopping_rounds
         self.default_rounds = default_rounds
@@ -294,6 +354,8 @@ class GBMForecaster(Forecaster):
             "min_data_in_leaf": self.min_data_in_leaf,
             "feature_fraction": self.feature_fraction,
             "lambda_l2": self.lambda_l2,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": 1 if self.bagging_fraction < 1.0 else 0,
             "max_bin": 63,
             "verbose": -1,
             "deterministic": True,
@@ -348,16 +410,30 @@ class GBMForecaster(Forecaster):
         vocab = getattr(self, "vocabularies_", {})
         return [i for i, n in enumerate(self.feature_names_) if n in vocab]
 
+    def _dataset_params(self) -> dict:
+        """The settings a binned Dataset is built with: those of every sub-model (no objective)."""
+        return {k: v for k, v in self._params("regression").items() if k != "objective"}
+
+    def _bin(self, X: np.ndarray, reference: "_Binned | None" = None) -> "_Binned":
+        cats = self._categorical_index() or "auto"
+        return _Binned(_lightgbm(), X, self._dataset_params(), cats, reference)
+
     def _train(
         self,
         kind: str,
-        X: np.ndarray,
+        train: "_Binned",
         y: np.ndarray,
-        X_val: np.ndarray | None,
-        y_val: np.ndarray | None,
+        valid: "_Binned | None" = None,
+        y_val: np.ndarray | None = None,
         rounds: int | None = None,
+        rows: np.ndarray | None = None,
+        rows_val: np.ndarray | None = None,
     ) -> _Booster:
-        """One booster; early stopping on (X_val, y_val) when given, else ``rounds``."""
+        """One booster on binned data; early stopping on ``(valid, y_val)`` when given, else ``rounds``.
+
+        ``rows`` / ``rows_val`` (boolean masks) train or validate on a subset
+        of the binned rows (the bins stay those of the whole matrix).
+        """
         lgb = _lightgbm()
         if kind == "ziln":
             params = self._params(_ziln_objective)
@@ -381,19 +457,15 @@ class GBMForecaster(Forecaster):
         else:  # pragma: no cover - programming error
             raise ValueError(kind)
 
-        def start(n: int) -> np.ndarray:
-            return np.tile(init, (n, 1)) if init.size > 1 else np.full(n, init[0])
-
-        cats = self._categorical_index() or "auto"
-        train_set = lgb.Dataset(X, y, init_score=start(len(y)), free_raw_data=True, categorical_feature=cats)
-        if X_val is not None and y_val is not None and len(y_val):
-            valid = lgb.Dataset(X_val, y_val, init_score=start(len(y_val)), reference=train_set)
+        train_set = train.labelled(y, init, rows)
+        if valid is not None and y_val is not None and len(y_val):
+            valid_set = valid.labelled(y_val, init, rows_val)
             callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
             booster = lgb.train(
                 params,
                 train_set,
                 num_boost_round=self.max_rounds,
-                valid_sets=[valid],
+                valid_sets=[valid_set],
                 feval=_ziln_eval if kind == "ziln" else None,
                 callbacks=callbacks,
             )
@@ -401,6 +473,7 @@ class GBMForecaster(Forecaster):
         else:
             booster = lgb.train(params, train_set, num_boost_round=int(rounds or self.default_rounds))
             used = int(rounds or self.default_rounds)
+        booster.free_dataset()  # the binned data is shared with the next sub-model
         return _Booster(booster, init, max(used, 1))
 
     # ------------------------------------------------------------------ fit
@@ -421,16 +494,55 @@ class GBMForecaster(Forecaster):
             CutoffError: no full training window fits before ``cutoff``.
             DataError: no customers, or no buyer in the training windows.
         """
-        self.notes_ = []
+        return self.fit_prepared(self.prepare(data, cutoff, horizon_days))
+
+    def prepare(self, data: History, cutoff, horizon_days: float, *, features: bool = False) -> Prepared:
+        """What a fit at ``cutoff`` reads from the data: windows, features, labels (no boosting).
+
+        It depends only on the window and feature settings (``n_windows``,
+        ``stride_days``, ``recent_windows``, ``min_label_days``,
+        ``min_history_days``, ``seasonal_years``, ``btyd_features``,
+        ``calendar_inputs``, ``calendar``, ``categoricals``), so models that
+        differ only in their LightGBM settings (the trials of
+        :func:`ltvcast.evaluate.tune.tune`) can share one.
+
+        Args:
+            data, cutoff, horizon_days: as for :meth:`fit`.
+            features: also compute the features at ``cutoff`` (always done
+                when ``reconcile="auto"``, which needs them).
+
+        Returns:
+            A :class:`Prepared`.
+
+        Raises:
+            As :meth:`fit`.
+        """
         calendar_note = self.decide_calendar(data, cutoff, horizon_days)
         maker = self._maker(data)
         start, h, tx, ex = training_examples(self, data, cutoff, horizon_days, maker)
-        self.fit_examples(ex, maker.notes + [calendar_note])
+        notes = maker.notes + [calendar_note]
+        feats = maker(tx, start, h) if features or self.reconcile == "auto" else None
+        return Prepared(start, h, tx, ex, notes, self.calendar_used_, data.timezone, feats)
+
+    def fit_prepared(self, prep: Prepared) -> "GBMForecaster":
+        """Train every sub-model on a :meth:`prepare` result (which this model's settings must have made).
+
+        Returns:
+            self.
+
+        Raises:
+            DataError: no buyer in the training windows.
+        """
+        self.calendar_used_ = prep.calendar_used
+        self.fit_examples(prep.examples, prep.notes)
         if self.reconcile == "auto":
-            feats = maker(tx, start, h)
-            bottom_up = float(self.predict_features(feats, h)["pred_spend"].sum())
-            self.reconcile_level(tx, data.timezone, start, h, bottom_up)
+            bottom_up = float(self.predict_features(prep.features, prep.h)["pred_spend"].sum())
+            self.reconcile_level(prep.tx, prep.timezone, prep.start, prep.h, bottom_up)
         return self
+
+    def predict_prepared(self, prep: Prepared) -> pd.DataFrame:
+        """:meth:`predict` at the cutoff of a :meth:`prepare` result made with ``features=True``."""
+        return self.predict_inputs(self._own_inputs(prep.features, prep.h), prep.start, prep.h)
 
     def reconcile_level(self, tx: pd.DataFrame, timezone: str, start, h: float, bottom_up: float) -> None:
         """Compare the top-down level with the bottom-up total and reconcile the spend level where it was better.
@@ -534,26 +646,29 @@ class GBMForecaster(Forecaster):
             }
         )
 
-        def stage(kind, y_all, y_tr, y_va, rows_all=None, rows_tr=None, rows_va=None):
-            """Validation booster (None without validation data), then the final booster on all rows."""
-            Xa = X_all if rows_all is None else X_all[rows_all]
-            if has_val and len(y_tr) and len(y_va):
-                Xt = X_tr if rows_tr is None else X_tr[rows_tr]
-                Xv = X_va if rows_va is None else X_va[rows_va]
-                vb = self._train(kind, Xt, y_tr, Xv, y_va)
-                return vb, self._train(kind, Xa, y_all, None, None, rounds=vb.rounds)
-            return None, self._train(kind, Xa, y_all, None, None)
+        bins_all = self._bin(X_all)
+        bins_tr = self._bin(X_tr) if has_val else None
+        bins_va = self._bin(X_va, reference=bins_tr) if has_val else None
 
-        # spend
+        def validate(kind, y_tr, y_va, rows_tr=None, rows_va=None):
+            """The validation booster (older full windows, early stopping on window 0), None without them."""
+            if has_val and len(y_tr) and len(y_va):
+                return self._train(kind, bins_tr, y_tr, bins_va, y_va, rows=rows_tr, rows_val=rows_va)
+            return None
+
+        def stage(kind, y_all, y_tr, y_va, rows_all=None, rows_tr=None, rows_va=None):
+            """Validation booster, then the final booster on all rows with the rounds it found."""
+            vb = validate(kind, y_tr, y_va, rows_tr, rows_va)
+            return vb, self._train(kind, bins_all, y_all, rounds=None if vb is None else vb.rounds, rows=rows_all)
+
+        # spend: the validation boosters of every candidate, then final boosters only for those used
         candidates = ("ziln", "tweedie") if self.spend_loss == "auto" else (self.spend_loss,)
         if "ziln" not in candidates:
             candidates = candidates + ("ziln",)  # quantiles come from the ZILN
-        spend_models: dict[str, tuple] = {}
-        for kind in candidates:
-            spend_models[kind] = stage(kind, pos_all, np.maximum(spend_tr, 0.0), np.maximum(spend_va, 0.0))
+        spend_vb = {kind: validate(kind, np.maximum(spend_tr, 0.0), np.maximum(spend_va, 0.0)) for kind in candidates}
         val_means = {}
         if has_val:
-            for kind, (vb, _) in spend_models.items():
+            for kind, vb in spend_vb.items():
                 raw = vb.raw(X_va)
                 val_means[kind] = ziln_mean(raw) if kind == "ziln" else np.exp(raw)
                 self.validation_scores_[f"gini_{kind}"] = normalized_gini(np.maximum(spend_va, 0.0), val_means[kind])
@@ -565,6 +680,11 @@ class GBMForecaster(Forecaster):
             )
         else:
             self.spend_loss_ = "ziln" if self.spend_loss == "auto" else self.spend_loss
+        spend_models = {
+            kind: (vb, self._train(kind, bins_all, pos_all, rounds=None if vb is None else vb.rounds))
+            for kind, vb in spend_vb.items()
+            if kind in (self.spend_loss_, "ziln")
+        }
         self._spend = spend_models[self.spend_loss_][1]
         self._ziln = spend_models["ziln"][1]
 
@@ -676,11 +796,10 @@ class GBMForecaster(Forecaster):
         if not hasattr(self, "_spend"):
             raise NotFittedError(f"{self.name}: call fit() before predict()")
         start, h = scored_window(cutoff, horizon_days)
-        feats = self._maker(data)(history_at(data, start, self.name), start, h)
-        # text features left out at fit (no value in training) are not inputs
-        unused = [c for c in feats.columns if c != "customer_id" and not pd.api.types.is_numeric_dtype(feats[c])
-                  and c not in (self.feature_schema_ or {})]
-        feats = feats.drop(columns=unused)
+        return self._own_inputs(self._maker(data)(history_at(data, start, self.name), start, h), h)
+
+    def _own_inputs(self, feats: pd.DataFrame, h: float) -> pd.DataFrame:
+        feats = self.known_features(feats)  # unused text columns; columns added after this model was fitted
         self.check_features(feats.drop(columns="customer_id").assign(label_days=h))
         return feats
 
@@ -705,6 +824,24 @@ class GBMForecaster(Forecaster):
             raise NotFittedError(f"{self.name}: call fit() before predict()")
         start, h = scored_window(cutoff, horizon_days)
         return predictions_frame(inputs["customer_id"], self.name, start, h, **self.predict_features(inputs, h))
+
+    def predict_columns(self, inputs: pd.DataFrame, horizon_days: float) -> dict[str, np.ndarray]:
+        """The numeric prediction columns of :meth:`predict_inputs` without the frame (batch scoring's path).
+
+        Args:
+            inputs: rows of :meth:`inputs`.
+            horizon_days: the horizon (days; rounded to whole days as :meth:`predict_inputs` does).
+
+        Returns:
+            As :meth:`predict_features`.
+
+        Raises:
+            NotFittedError: ``fit`` was not called.
+            SchemaMismatchError: a feature of the model is missing or retyped.
+        """
+        if not hasattr(self, "_spend"):
+            raise NotFittedError(f"{self.name}: call fit() before predict()")
+        return self.predict_features(inputs, float(round(horizon_days)))
 
     def predict_features(self, features: pd.DataFrame, horizon_days: float) -> dict[str, np.ndarray]:
         """Prediction columns for a frame of features at one cutoff.

@@ -28,7 +28,7 @@ from ltvcast.models.learned.deep.inputs import (
     vocabulary,
 )
 from ltvcast.models.learned.deep.network import ENCODERS, INPUT_NAMES, OUTPUT_NAMES, DeepNet
-from ltvcast.models.learned.deep.training import Tensors, head_losses, torch_state
+from ltvcast.models.learned.deep.training import Tensors, head_losses, leading_zeros, torch_state
 from ltvcast.models.learned.examples import (
     ExampleSet,
     calibration_windows,
@@ -66,8 +66,20 @@ class DeepForecaster(Forecaster):
         lookback: sequence length in periods (default
             :data:`DEFAULT_LOOKBACK`: 52 weeks or 12 months).
         n_threads: torch threads during fit and predict.
-        refit: final network trained on every window for the best epoch
-            count (True) or the best-validation weights kept (False).
+        refit: final network trained on every window (True) or the
+            best-validation weights kept (False).
+        bucket_batches: form each epoch's batches from pools of 8 batches
+            of rows sorted by their count of leading empty periods (the
+            batches then run in random order), and run the periods that are
+            empty in every row of a batch once (a recurrent encoder of one
+            layer, or without dropout; see ``_RNNEncoder``): the
+            lookback of a training window often reaches back before the
+            shop's first sale (on CDNOW, 46 of the earliest window's 52 weeks).
+        warm_refit: with ``refit``, the final network starts from the
+            validation network's best weights and trains
+            ``ceil(warm_refit × best epoch)`` epochs on every window
+            (``None``, the default: a fresh network for the best epoch
+            count; 0.5 measured a worse total on CDNOW, docs/speed.md).
         default_epochs: epochs when no validation window fits.
         epoch_rows: rows per epoch at most (a fresh draw without
             replacement each epoch; ``None`` = every training row), so that
@@ -116,6 +128,8 @@ class DeepForecaster(Forecaster):
     reconcile = "off"
     calendar_inputs = "off"
     calendar = None
+    warm_refit = None
+    bucket_batches = False
 
     def __init__(
         self,
@@ -140,6 +154,8 @@ class DeepForecaster(Forecaster):
         lookback: int | None = None,
         n_threads: int = 2,
         refit: bool = True,
+        warm_refit: float | None = None,
+        bucket_batches: bool = True,
         default_epochs: int = 10,
         epoch_rows: int | None = 100_000,
         ema_decay: float = 0.995,
@@ -162,6 +178,8 @@ class DeepForecaster(Forecaster):
             raise ValueError(f"period must be one of {tuple(PERIOD_DAYS)}, got {period!r}")
         if min(hidden_size, n_layers, batch_size, max_epochs, patience, default_epochs, n_threads) < 1:
             raise ValueError("hidden_size, n_layers, batch_size, max_epochs, patience, default_epochs, n_threads must be >= 1")
+        if warm_refit is not None and not 0.0 < warm_refit <= 1.0:
+            raise ValueError(f"warm_refit must lie in (0, 1] or be None, got {warm_refit}")
         if lookback is not None and lookback < 1:
             raise ValueError(f"lookback must be a positive number of periods, got {lookback}")
         if not 0.0 <= dropout < 1.0:
@@ -186,6 +204,8 @@ class DeepForecaster(Forecaster):
         self.lookback = lookback
         self.n_threads = n_threads
         self.refit = refit
+        self.warm_refit = warm_refit
+        self.bucket_batches = bucket_batches
         self.default_epochs = default_epochs
         self.epoch_rows = epoch_rows
         self.ema_decay = ema_decay
@@ -281,6 +301,7 @@ class DeepForecaster(Forecaster):
             churn=t((txn == 0).astype(float)),
             next_days=t(frame["next_purchase_days"].to_numpy(float)),
             shares=t(shares),
+            lead=t(leading_zeros(seq), torch.int64),
         )
 
     # ------------------------------------------------------------------ training
@@ -313,16 +334,19 @@ class DeepForecaster(Forecaster):
         return total / max(len(rows), 1)
 
     def _train(
-        self, data: Tensors, train: np.ndarray, val: np.ndarray | None, epochs: int
+        self, data: Tensors, train: np.ndarray, val: np.ndarray | None, epochs: int, start: DeepNet | None = None
     ) -> tuple[DeepNet, int, list[dict]]:
-        """Train a fresh network on ``data[train]`` for ``epochs`` at most; early stopping on ``data[val]``.
+        """Train a network on ``data[train]`` for ``epochs`` at most; early stopping on ``data[val]``.
 
-        An epoch is one pass over ``min(len(train), epoch_rows)`` rows drawn
-        without replacement (all of them, reshuffled, when there are fewer).
-        The network evaluated and returned is the exponential moving average
-        of the weights over the steps (Polyak averaging, decay
-        ``min(ema_decay, (1 + t) / (10 + t))`` at step t), which is much less
-        noisy from epoch to epoch than the last step's weights.
+        The network starts from ``start``'s weights (a warm start) or, with
+        ``None``, fresh (:meth:`_new_net`). An epoch is one pass over
+        ``min(len(train), epoch_rows)`` rows drawn without replacement (all of
+        them, reshuffled, when there are fewer); the epoch's rows are gathered
+        once and its batches are views of them. The network evaluated and
+        returned is the exponential moving average of the weights over the
+        steps (Polyak averaging, decay ``min(ema_decay, (1 + t) / (10 + t))``
+        at step t), which is much less noisy from epoch to epoch than the last
+        step's weights.
 
         Returns:
             ``(net, best_epoch, history)``; with ``val`` the net holds the
@@ -330,31 +354,45 @@ class DeepForecaster(Forecaster):
         """
         train_idx = torch.from_numpy(train)
         val_idx = None if val is None else torch.from_numpy(val)
-        net = self._new_net(data, train_idx)
+        net = self._new_net(data, train_idx) if start is None else copy.deepcopy(start)
         avg = copy.deepcopy(net)
-        averaged = list(zip(avg.parameters(), net.parameters()))
+        avg_params, net_params = list(avg.parameters()), list(net.parameters())
         step = 0
-        opt = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        # fused: one kernel per parameter instead of a dozen (the loop of small ops cost 20 ms a step)
+        opt = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay, fused=True)
         gen = torch.Generator().manual_seed(self.seed)
         per_epoch = min(len(train_idx), self.epoch_rows or len(train_idx))
+        starts = list(range(0, per_epoch, self.batch_size))
+        skipping = self.bucket_batches and self.encoder != "transformer" and (self.n_layers == 1 or self.dropout == 0)
         history, best, best_epoch, best_state, waited = [], math.inf, epochs, None, 0
         for epoch in range(1, epochs + 1):
             net.train()
             running = 0.0
-            drawn = train_idx[torch.randperm(len(train_idx), generator=gen)[:per_epoch]]
-            for idx in drawn.split(self.batch_size):
-                batch = data.take(idx)
-                loss = sum(head_losses(net(*batch.inputs()), batch).values())
+            drawn_idx = train_idx[torch.randperm(len(train_idx), generator=gen)[:per_epoch]]
+            order = range(len(starts))
+            if skipping:
+                pool = 8 * self.batch_size
+                lead = data.lead[drawn_idx]
+                drawn_idx = torch.cat([
+                    drawn_idx[lo:lo + pool][torch.argsort(lead[lo:lo + pool], stable=True)]
+                    for lo in range(0, per_epoch, pool)
+                ])
+                order = torch.randperm(len(starts), generator=gen).tolist()
+            drawn = data.take(drawn_idx)
+            for b in order:
+                batch = drawn.rows(starts[b], starts[b] + self.batch_size)
+                skip = batch.common_lead() if skipping else 0
+                loss = sum(head_losses(net(*batch.inputs(), skip=skip), batch).values())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                nn.utils.clip_grad_norm_(net_params, 1.0)
                 opt.step()
                 step += 1
+                weight = 1.0 - min(self.ema_decay, (1.0 + step) / (10.0 + step))
                 with torch.no_grad():
-                    weight = 1.0 - min(self.ema_decay, (1.0 + step) / (10.0 + step))
-                    for a, p in averaged:
-                        a.lerp_(p, weight)
-                running += float(loss.detach()) * len(idx)
+                    torch._foreach_lerp_(avg_params, net_params, weight)
+                running += float(loss.detach()) * len(batch)
+            del drawn
             row = {"epoch": epoch, "train_loss": running / per_epoch, "val_loss": math.nan}
             if val_idx is not None:
                 row["val_loss"] = self._evaluate(avg, data, val_idx)
@@ -456,7 +494,11 @@ class DeepForecaster(Forecaster):
                 val_net = None
             elif self.refit:
                 val_net, self.epochs_, self.history_ = self._train(data_t, np.flatnonzero(is_old), val, self.max_epochs)
-                net, _, _ = self._train(data_t, everything, None, self.epochs_)
+                if self.warm_refit is None:
+                    net, _, _ = self._train(data_t, everything, None, self.epochs_)
+                else:
+                    self.refit_epochs_ = math.ceil(self.warm_refit * self.epochs_)
+                    net, _, _ = self._train(data_t, everything, None, self.refit_epochs_, start=val_net)
             else:
                 val_net, self.epochs_, self.history_ = self._train(data_t, np.flatnonzero(~is_val), val, self.max_epochs)
                 net = val_net
@@ -493,7 +535,9 @@ class DeepForecaster(Forecaster):
             f"{seq.shape[2]} channels; "
             + (
                 f"best validation epoch {self.epochs_} of {len(self.history_)}; "
-                + ("final network retrained on every window" if self.refit else "best-validation weights kept")
+                + (("final network retrained on every window" if self.warm_refit is None else
+                    f"final network: the validation network trained {self.refit_epochs_} more epoch(s) on every window")
+                   if self.refit else "best-validation weights kept")
                 if val is not None else f"{self.epochs_} epochs"
             )
         )
@@ -576,7 +620,7 @@ class DeepForecaster(Forecaster):
         start, h = self._window(cutoff, horizon_days)
         tx = history_at(data, start, self.name)
         maker = self._maker(data)
-        feats = maker(tx, start, h)
+        feats = self.known_features(maker(tx, start, h))  # columns added after this model was fitted
         self.check_features(feats.drop(columns="customer_id").assign(label_days=h))
         seq = maker.sequences.pop(to_day(start))
         flat = pd.DataFrame(seq.reshape(len(seq), -1), columns=self.sequence_columns(), index=feats.index)

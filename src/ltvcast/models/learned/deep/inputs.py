@@ -180,6 +180,9 @@ def signed_log1p(x: np.ndarray) -> np.ndarray:
 def channel_moments(seq: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation per channel of ``sign(x)·ln(1 + |x|)`` over rows and periods.
 
+    Zeros (most periods of most customers) transform to 0 and add nothing to
+    the sums: only the nonzero values are transformed.
+
     Args:
         seq: (n, periods, channels) float32.
 
@@ -189,9 +192,12 @@ def channel_moments(seq: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np
     total = np.zeros(seq.shape[2])
     squares = np.zeros(seq.shape[2])
     for b in range(0, len(seq), chunk):
-        part = signed_log1p(seq[b:b + chunk]).reshape(-1, seq.shape[2]).astype(np.float64)
-        total += part.sum(axis=0)
-        squares += (part**2).sum(axis=0)
+        part = seq[b:b + chunk].reshape(-1, seq.shape[2])
+        for c in range(seq.shape[2]):
+            values = part[:, c]
+            values = signed_log1p(values[values != 0].astype(np.float64))
+            total[c] += values.sum()
+            squares[c] += (values**2).sum()
     count = max(seq.shape[0] * seq.shape[1], 1)
     mean = total / count
     return mean, np.sqrt(np.maximum(squares / count - mean**2, 0.0))

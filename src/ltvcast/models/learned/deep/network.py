@@ -14,16 +14,32 @@ OUTPUT_NAMES = ("ziln", "log_shares", "log_transactions", "churn_logit", "next_p
 
 
 class _RNNEncoder(nn.Module):
-    """GRU or LSTM over the periods; the last step's output, (n, hidden)."""
+    """GRU or LSTM over the periods; the last step's output, (n, hidden).
+
+    ``forward(seq, skip)``: the first ``skip`` periods are the same input in
+    every row (periods without activity, before a customer's first one), so
+    the recurrence over them is run once, on one row, and its state starts
+    every row's recurrence over the remaining periods: the same outputs and
+    gradients as the full recurrence (up to float rounding), for
+    ``1 − skip / lookback`` of the work. Exact only for one layer (the dropout
+    between layers would differ), which the caller checks.
+    """
 
     def __init__(self, kind: str, n_channels: int, hidden: int, n_layers: int, dropout: float) -> None:
         super().__init__()
         cls = nn.GRU if kind == "gru" else nn.LSTM
         self.rnn = cls(n_channels, hidden, n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0)
 
-    def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        out = self.rnn(seq)[0]
-        return out[:, -1, :]
+    def forward(self, seq: torch.Tensor, skip: int = 0) -> torch.Tensor:
+        if skip == 0:
+            return self.rnn(seq)[0][:, -1, :]
+        state = self.rnn(seq[:1, :skip])[1]
+        n = seq.shape[0]
+        if isinstance(state, tuple):  # LSTM: (h, c)
+            state = tuple(s.expand(-1, n, -1).contiguous() for s in state)
+        else:
+            state = state.expand(-1, n, -1).contiguous()
+        return self.rnn(seq[:, skip:], state)[0][:, -1, :]
 
 
 class _TransformerEncoder(nn.Module):
@@ -112,8 +128,12 @@ class DeepNet(nn.Module):
         const("mu_lo", float(config["mu_bounds"][0]))
         const("mu_hi", float(config["mu_bounds"][1]))
 
-    def forward(self, sequence, numeric, categorical, label_days):
-        """Raw head outputs for raw inputs; shapes in the class docstring."""
+    def forward(self, sequence, numeric, categorical, label_days, skip: int = 0):
+        """Raw head outputs for raw inputs; shapes in the class docstring.
+
+        ``skip`` (training only; a recurrent encoder of one layer): the first
+        ``skip`` periods are zero in every row (:class:`_RNNEncoder`).
+        """
         seq = torch.sign(sequence) * torch.log1p(torch.abs(sequence))
         seq = (seq - self.seq_mean) / self.seq_std
         num = torch.sign(numeric) * torch.log1p(torch.abs(numeric))
@@ -124,7 +144,8 @@ class DeepNet(nn.Module):
         ld = (label_days / self.label_scale).unsqueeze(1)
         emb = [e(categorical[:, i]) for i, e in enumerate(self.embeddings)]
         x = torch.cat([num, flags, ld, torch.log(ld)] + emb, dim=1)
-        h = self.trunk(torch.cat([self.encoder(seq), self.customer(x)], dim=1))
+        encoded = self.encoder(seq, skip) if skip else self.encoder(seq)
+        h = self.trunk(torch.cat([encoded, self.customer(x)], dim=1))
         z = self.ziln(h)
         ziln = torch.stack([z[:, 0], torch.clamp(z[:, 1], self.mu_lo, self.mu_hi), z[:, 2]], dim=1)
         valid = self.offsets.unsqueeze(0) < label_days.unsqueeze(1)

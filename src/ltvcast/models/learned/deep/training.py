@@ -6,6 +6,7 @@ import contextlib
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -55,6 +56,12 @@ def torch_state(n_threads: int, seed: int):
         torch.set_num_threads(threads)
 
 
+def leading_zeros(seq) -> np.ndarray:
+    """(n,) int64: per row of a (n, periods, channels) array, the periods before the first nonzero value."""
+    active = (np.asarray(seq) != 0).any(axis=2)
+    return np.where(active.any(axis=1), active.argmax(axis=1), active.shape[1]).astype(np.int64)
+
+
 @dataclass
 class Tensors:
     """Inputs and targets of a set of example rows (torch, CPU)."""
@@ -68,12 +75,21 @@ class Tensors:
     churn: torch.Tensor  # (n,) float32 in {0, 1}
     next_days: torch.Tensor  # (n,) float32, NaN for non-buyers
     shares: torch.Tensor  # (n, K) float32, rows sum to 1 for buyers with positive spend, else 0
+    lead: torch.Tensor  # (n,) int64, leading periods of the sequence that are zero in every channel
 
     def __len__(self) -> int:
         return self.seq.shape[0]
 
     def take(self, idx: torch.Tensor) -> Tensors:
         return Tensors(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
+
+    def rows(self, lo: int, hi: int) -> Tensors:
+        """Rows ``lo:hi`` as views (no copy)."""
+        return Tensors(*(getattr(self, f)[lo:hi] for f in self.__dataclass_fields__))
+
+    def common_lead(self) -> int:
+        """Leading periods that are zero in every row and channel (at most ``periods − 1``)."""
+        return min(int(self.lead.min()), self.seq.shape[1] - 1) if len(self) else 0
 
     def inputs(self) -> tuple[torch.Tensor, ...]:
         return self.seq, self.num, self.cat, self.label_days

@@ -1,0 +1,84 @@
+"""`ltvcast ui`: the analyst web app, read-only, on a store or a built-in dataset and the registry (docs/ui.md)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ltvcast.cli._app import app, console, user_errors
+from ltvcast.cli.backtest import Dataset, Db
+from ltvcast.errors import LtvcastError
+from ltvcast.registry import DEFAULT_ROOT
+
+
+@app.command("ui")
+@user_errors
+def ui_command(
+    dataset: Dataset = None,
+    db: Db = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="NAME (promoted version, followed) or NAME:VERSION (default: the registry's only model; "
+        "with an empty registry a BG/NBD fitted on the data, kept in a temporary registry).")] = None,
+    registry: Annotated[Path, typer.Option("--registry", help="Model registry folder.")] = DEFAULT_ROOT,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8050,
+    keys: Annotated[Path | None, typer.Option(
+        "--keys", help="YAML file of API key hashes (as `ltvcast serve`); default: LTVCAST_API_KEYS, else a "
+        "one-time key printed at start.")] = None,
+    assignments: Annotated[Path | None, typer.Option(
+        "--assignments", help="An experiment's assignments (customer_id, arm) for the Experiments page.")] = None,
+    campaign_start: Annotated[str | None, typer.Option("--campaign-start", metavar="YYYY-MM-DD",
+                                                       help="First day of the experiment's window.")] = None,
+    campaign_end: Annotated[str | None, typer.Option("--campaign-end", metavar="YYYY-MM-DD",
+                                                     help="Last day of its window (inclusive).")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "warning",
+) -> None:
+    """Open the web app on http://HOST:PORT/ui/: overview, customers, segments, campaign planner, experiments, health.
+
+    Example: ltvcast ui --dataset cdnow
+    """
+    import uvicorn
+
+    from ltvcast.data.datasets import open_history
+    from ltvcast.serve.auth import ENV_VAR, KeyRing
+    from ltvcast.ui.app import Experiment, UiConfig, local_app
+    from ltvcast.ui.local import current_label, fit_default, one_time_keys, pick_model
+
+    if (dataset is None) == (db is None):
+        raise LtvcastError("give exactly one source: --dataset NAME or --db PATH")
+    if (assignments is None) != (campaign_start is None) or (assignments is None) != (campaign_end is None):
+        raise LtvcastError("the Experiments page needs --assignments, --campaign-start and --campaign-end together")
+
+    def history():
+        return open_history(dataset, db)
+
+    ref = pick_model(registry, model)
+    if ref is None:
+        registry = Path(tempfile.mkdtemp(prefix="ltvcast-ui-registry-"))
+        first = history()
+        try:
+            ref = fit_default(first, registry)
+        finally:
+            first.store.close()
+        console.print(f"the registry is empty: fitted {ref} on the data (kept in {registry})", highlight=False)
+    if keys is not None:
+        ring, key = KeyRing.from_file(keys), None
+    elif os.environ.get(ENV_VAR):
+        ring, key = KeyRing.from_env(os.environ[ENV_VAR]), None
+    else:
+        ring, key = one_time_keys()
+    experiment = None if assignments is None else Experiment(assignments, campaign_start, campaign_end)
+    config = UiConfig(open_history=history, registry=registry, model=lambda: current_label(registry, ref), keys=ring,
+                      monitor_db=db, experiment=experiment)
+    logging.getLogger("ltvcast").setLevel(log_level.upper())
+    console.print("preparing the pages (predictions, segments, backtest) ...", highlight=False)
+    web = local_app(config)
+    console.print(f"ltvcast ui on http://{host}:{port}/ui/ (read only; Ctrl-C to stop)", highlight=False, markup=False)
+    if key is not None:
+        console.print(f"one-time sign-in key (valid until this app stops): {key}", highlight=False, markup=False)
+    uvicorn.run(web, host=host, port=port, workers=1, log_level=log_level)

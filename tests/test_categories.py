@@ -219,6 +219,42 @@ def test_commands_on_the_simulated_shop(shop, tmp_path):
     assert res.exit_code == 2 and "whole weeks" in res.output
 
 
+def test_commands_refuse_bad_options_before_fitting(shop, tmp_path):
+    # --recent-days 0 / -5 made every bought category "not bought in the last 0 days"; --show -3 printed the last
+    # customers; both ran silently; each refusal names the option and writes nothing
+    preds = tmp_path / "pred.parquet"
+    shop["pred"].to_parquet(preds)
+    runner = CliRunner()
+    base = ["next-categories", "--predictions", str(preds), "--db", str(shop["db"]), "--out", str(tmp_path / "nc.csv")]
+    for extra, option in ((["--rule", "lapsed", "--recent-days", "0"], "--recent-days"),
+                          (["--rule", "lapsed", "--recent-days", "-5"], "--recent-days"),
+                          (["--recent-days", "nan"], "--recent-days"), (["--show", "-3"], "--show"),
+                          (["--k", "0"], "--k"), (["--top", "0"], "--top")):
+        res = runner.invoke(app, base + extra)
+        assert res.exit_code == 2 and option in res.output, (extra, res.output)
+        assert "Traceback" not in res.output
+    assert not (tmp_path / "nc.csv").exists()
+    res = runner.invoke(app, ["demand", "--predictions", str(preds), "--db", str(shop["db"]), "--horizon", "13w",
+                              "--top", "-1", "--out", str(tmp_path / "d.csv")])
+    assert res.exit_code == 2 and "--top" in res.output, res.output
+
+
+def test_next_categories_refuses_a_shop_without_categories(tmp_path):
+    # CDNOW has no categories: the command wrote an empty table and said "0 customers", exit 0
+    from ltvcast.data.datasets import open_history
+
+    history = open_history("cdnow-sample")
+    try:
+        pred = make_forecaster("naive").fit(history, "1998-01-01", 182.0).predict(history, "1998-01-01", 182.0)
+    finally:
+        history.store.close()
+    pred.to_parquet(tmp_path / "pred.parquet")
+    res = CliRunner().invoke(app, ["next-categories", "--predictions", str(tmp_path / "pred.parquet"),
+                                   "--dataset", "cdnow-sample", "--out", str(tmp_path / "nc.csv")])
+    assert res.exit_code == 2 and "no categories" in res.output, res.output
+    assert not (tmp_path / "nc.csv").exists()
+
+
 def test_next_categories_route(shop, tmp_path):
     from types import SimpleNamespace
 

@@ -215,6 +215,18 @@ def test_planner_gives_the_targeting_commands_numbers(client, ui_shop):
     assert set(PLANNER_DEFAULTS) == set(values)
 
 
+def test_planner_export_link_is_the_plan_shown(client, ui_shop):
+    # the link must carry the exact inputs: 6 significant digits (1.0000049 -> 1) exported another plan
+    values = {"budget": 20.0, "cost_per_contact": 1.0000049, "offer_cost": 0.0, "margin": 1.0, "assumed_uplift": 1.0}
+    want = tg.target_by_assumption(ui_shop.predictions, tg.Economics(20.0, 1.0000049, 0.0, 1.0), 1.0)
+    token = _csrf(client.get("/ui/planner").text)
+    html = client.post("/ui/planner", data={"csrf": token, **{k: repr(v) for k, v in values.items()}}).text
+    link = re.search(r'href="(/ui/planner\.csv\?[^"]+)"', html).group(1).replace("&amp;", "&")
+    rows = _csv_rows(client.get(link).text)
+    assert want.summary["contacted"] > 0
+    assert [r["customer_id"] for r in rows] == list(want.contacts["customer_id"])
+
+
 def test_experiments_page_shows_the_analysis(client, ui_shop):
     history = _history()
     try:
@@ -301,6 +313,27 @@ def test_ui_command_refuses_unclear_sources(tmp_path):
                           (["ui", "--dataset", "cdnow", "--assignments", "arms.csv"], "together")):
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and message in result.stderr, result.stderr
+
+
+def test_ui_command_refuses_bad_options_before_preparing(ui_shop, tmp_path):
+    # --log-level bogus and --port 70000 were raw tracebacks (the port's after preparing every page); a missing
+    # assignments file or a window that ends before it starts started the app anyway
+    from typer.testing import CliRunner
+
+    from ltvcast.cli import app
+
+    (tmp_path / "arms.csv").write_text("customer_id,arm\n1,treatment\n")
+    base = ["ui", "--dataset", "cdnow-sample", "--registry", str(ui_shop.registry), "--port", "8099"]
+    window = ["--campaign-start", "1998-04-01", "--campaign-end", "1998-06-30"]
+    for args, message in ((["--log-level", "bogus"], "--log-level"), (["--port", "70000"], "--port"),
+                          (["--port", "-1"], "--port"),
+                          (["--assignments", str(tmp_path / "none.csv"), *window], "no such file"),
+                          (["--assignments", str(tmp_path / "arms.csv"), "--campaign-start", "1998-06-30",
+                            "--campaign-end", "1998-04-01"], "after --campaign-end"),
+                          (["--assignments", str(tmp_path / "arms.csv"), "--campaign-start", "notadate",
+                            "--campaign-end", "1998-04-01"], "not a date")):
+        result = CliRunner().invoke(app, base + args)
+        assert result.exit_code == 2 and message in result.stderr, (args, result.output, result.exception)
 
 
 def test_a_newly_served_version_is_prepared_in_the_background(ui_shop, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from ltvcast.cli.backtest import DataEnd, Dataset, Db
 from ltvcast.data.datasets import open_history
 from ltvcast.errors import DataError
 from ltvcast.evaluate.categories import demand_backtest, next_category_backtest
+from ltvcast.features.categories import OTHER
 from ltvcast.models.categories import CategorySplit
 from ltvcast.models.demand import aggregate_demand, customer_demand
 from ltvcast.registry import DEFAULT_ROOT
@@ -41,6 +43,11 @@ def _table(frame, title: str) -> Table:
     for _, r in frame.iterrows():
         table.add_row(*[f"{v:,.3f}" if isinstance(v, float) else str(v) for v in r])
     return table
+
+
+def _check_top(top: int) -> None:
+    if top < 1:
+        raise DataError(f"--top must be >= 1, got {top}")
 
 
 def _split(history, model, predictions, cutoff, horizon_days, top, registry):
@@ -78,9 +85,22 @@ def next_categories_cmd(
     data_end: DataEnd = None,
 ) -> None:
     """The k categories each customer is most likely to buy next that they have not bought (or not recently)."""
+    # the options first: the split below fits for minutes before next_categories would refuse them
+    if k < 1:
+        raise DataError(f"--k must be >= 1, got {k}")
+    if rule not in RULES:
+        raise DataError(f"unknown --rule {rule!r}; choose one of {', '.join(RULES)}")
+    if recent_days is not None and not (math.isfinite(recent_days) and recent_days > 0):
+        raise DataError(f"--recent-days must be a positive number of days, got {recent_days:g}")
+    if show < 0:
+        raise DataError(f"--show must be >= 0, got {show}")
+    _check_top(top)
     history = open_history(dataset, db, data_end)
     days = None if horizon is None else parse_horizon(horizon)
     pred, split, at, days = _split(history, model, predictions, cutoff, days, top, registry)
+    if not [c for c in split.categories_ if c != OTHER]:  # else an empty table, silently
+        raise DataError(f"the shop's lines before {at} have no categories: nothing to cross-sell "
+                        "(the order lines need a category, docs/multisource.md)")
     by_cat = split.split(pred, history, at)
     best = next_categories(by_cat, k=k, rule=rule, recent_days=recent_days, horizon_days=days)
     path = write_frame(best, out)
@@ -117,6 +137,9 @@ def demand(
     if weeks < 1 or abs(days - 7 * weeks) > 0.5:
         raise DataError(f"--horizon must be whole weeks (e.g. 13w), got {horizon}")
     keys = tuple(b.strip() for b in by.split(",") if b.strip())
+    if not keys or set(keys) - {"category", "week"}:  # before the fit: aggregate_demand would refuse it after
+        raise DataError(f"--by takes category, week or category,week; got {','.join(keys) or 'nothing'}")
+    _check_top(top)
     history = open_history(dataset, db, data_end)
     pred, split, at, days = _split(history, model, predictions, cutoff, 7.0 * weeks, top, registry)
     if abs(days - 7 * weeks) > 0.5:

@@ -15,6 +15,8 @@ from ltvcast.cli.backtest import Dataset, Db
 from ltvcast.errors import LtvcastError
 from ltvcast.registry import DEFAULT_ROOT
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
 
 @app.command("ui")
 @user_errors
@@ -53,6 +55,19 @@ def ui_command(
         raise LtvcastError("give exactly one source: --dataset NAME or --db PATH")
     if (assignments is None) != (campaign_start is None) or (assignments is None) != (campaign_end is None):
         raise LtvcastError("the Experiments page needs --assignments, --campaign-start and --campaign-end together")
+    # the options before the minutes of preparing the pages (a bad port or level was a traceback after them)
+    if not 0 <= port <= 65535:
+        raise LtvcastError(f"--port must be 0-65535, got {port}")
+    log_level = log_level.lower()  # uvicorn knows the lower-case names only
+    if log_level not in LOG_LEVELS:
+        raise LtvcastError(f"--log-level {log_level!r}: choose from {', '.join(LOG_LEVELS)}")
+    if assignments is not None:
+        from ltvcast.timeutil import to_day
+
+        if not assignments.is_file():
+            raise LtvcastError(f"--assignments {assignments}: no such file")
+        if to_day(campaign_start) > to_day(campaign_end):
+            raise LtvcastError(f"--campaign-start {campaign_start} is after --campaign-end {campaign_end}")
 
     def history():
         return open_history(dataset, db)

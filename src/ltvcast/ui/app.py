@@ -383,7 +383,7 @@ def create_ui(config: UiConfig, base: str = "/ui") -> FastAPI:
                 result = plan(snapshot(), values)
             except LtvcastError as exc:
                 error = str(exc)
-        query = "&".join(f"{k}={v:g}" for k, v in values.items())
+        query = "&".join(f"{k}={v!r}" for k, v in values.items())  # repr: the exact floats, not 6 digits
         name = "_planner_result.html" if request.headers.get("hx-request") else "planner.html"
         return page(request, name, s, values=values, result=result, error=error,
                     rows=None if result is None else result.contacts.head(PLANNER_ROWS),

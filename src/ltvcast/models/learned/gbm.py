@@ -148,36 +148,29 @@ class _Booster:
 
 
 class _Binned:
-    """A feature matrix binned once (one LightGBM Dataset), shared by every sub-model trained on it.
+    """A feature matrix binned once, whose bins every sub-model trained on it reuses.
 
-    Each sub-model sets its own label and constant start on it before training
-    (LightGBM keeps neither after the booster is built), or on a subset of its
-    rows, which reuses the bins. Building the bins of CDNOW's ~100k examples
-    costs about as much as 30 boosting rounds; binning once per matrix instead
-    of once per sub-model saves it every time but the first.
+    Finding the bins of CDNOW's ~100k examples costs about as much as 30
+    boosting rounds; each sub-model gets a fresh Dataset that takes the bins
+    from this one (``reference``) instead of finding them again. Fresh
+    Datasets, not one relabelled in place: a LightGBM Dataset whose label
+    and start are reset between boosters aborted the process under load.
     """
 
     def __init__(self, lgb, X: np.ndarray, params: dict, categorical, reference: "_Binned | None" = None) -> None:
+        self._lgb, self._X, self._params, self._categorical = lgb, X, params, categorical
         self.data = lgb.Dataset(
             X, label=np.zeros(len(X)), params=params, categorical_feature=categorical,
             reference=None if reference is None else reference.data, free_raw_data=False,
         ).construct()
-        self._subsets: dict[bytes, object] = {}
 
     def labelled(self, y: np.ndarray, init: np.ndarray, rows: np.ndarray | None = None):
-        """The Dataset (or its ``rows`` subset) with label ``y`` and the start ``init`` on every row."""
-        if rows is None:
-            data = self.data
-        else:
-            key = np.packbits(rows).tobytes()
-            if key not in self._subsets:
-                self._subsets[key] = self.data.subset(np.flatnonzero(rows).astype(np.int32)).construct()
-            data = self._subsets[key]
+        """A Dataset of the matrix (or its ``rows``, a boolean mask) with label ``y`` and the start ``init`` on every row."""
+        X = self._X if rows is None else self._X[rows]
         n = len(y)
-        data.set_label(y)
-        data.set_field("init_score", None)  # LightGBM keeps the old buffer when a start of more columns comes
-        data.set_init_score(np.tile(init, (n, 1)) if init.size > 1 else np.full(n, init[0]))
-        return data
+        start = np.tile(init, (n, 1)) if init.size > 1 else np.full(n, init[0])
+        return self._lgb.Dataset(X, label=y, init_score=start, params=self._params,
+                                 categorical_feature=self._categorical, reference=self.data)
 
 
 def _ziln_objective(preds, dataset):
@@ -473,7 +466,7 @@ class GBMForecaster(Forecaster):
         else:
             booster = lgb.train(params, train_set, num_boost_round=int(rounds or self.default_rounds))
             used = int(rounds or self.default_rounds)
-        booster.free_dataset()  # the binned data is shared with the next sub-model
+        booster.free_dataset()
         return _Booster(booster, init, max(used, 1))
 
     # ------------------------------------------------------------------ fit

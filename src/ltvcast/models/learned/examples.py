@@ -60,8 +60,7 @@ import numpy as np
 import pandas as pd
 
 from ltvcast.errors import CutoffError, DataError
-from ltvcast.features import horizon_labels
-from ltvcast.features.labels import next_purchase_labels
+from ltvcast.features.labels import window_labels
 from ltvcast.timeutil import horizon_window, local_midnight, to_day
 
 __all__ = [
@@ -360,31 +359,6 @@ def history_at(data, cutoff, who: str) -> pd.DataFrame:
     if tx.empty:
         raise DataError(f"{who}: no transaction before the cutoff {to_day(cutoff).date()}")
     return tx
-
-
-def window_labels(
-    tx: pd.DataFrame,
-    customers: pd.Series,
-    cutoff,
-    horizon_days: float,
-    *,
-    timezone: str = "UTC",
-    revenue_basis: str = "net",
-) -> pd.DataFrame:
-    """All labels of one window: occasions, spend and next-purchase days.
-
-    Returns:
-        Frame sorted by ``customer_id`` with ``customer_id``,
-        ``actual_transactions``, ``actual_spend`` (see
-        :func:`ltvcast.features.horizon_labels`) and ``next_purchase_days``
-        (see :func:`next_purchase_labels`).
-    """
-    labels = horizon_labels(
-        tx, customers, to_day(cutoff).date(), horizon_days, timezone=timezone, revenue_basis=revenue_basis
-    )
-    labels["customer_id"] = labels["customer_id"].astype("string")
-    nxt = next_purchase_labels(tx, customers, cutoff, horizon_days, timezone=timezone, revenue_basis=revenue_basis)
-    return labels.merge(nxt, on="customer_id", how="left", validate="one_to_one")
 
 
 #: ``(transactions before c, c, label_days) -> frame of customer_id + features`` for one cutoff.

@@ -305,3 +305,15 @@ def test_importance_section_and_btyd_partial_dependence(cdnow):
 
     curve = partial_dependence(model, inputs, CUTOFF, H, "T", max_customers=300)
     assert curve["pred_spend"].iloc[0] > curve["pred_spend"].iloc[-1]
+
+
+def test_an_elasticity_sentence_never_takes_a_probability_above_one():
+    """p_churn 0.2 with elasticity 30: 1.1^30 − 1 = +1645 %, but the chance can at most reach 1 (+400 %)."""
+    from ltvcast.explain.attribution import Attribution
+    from ltvcast.explain.sentences import effect_phrase
+
+    att = Attribution("p_churn", "elasticity", np.array(["a"]), ["T"], ["elasticity"], np.array([[498.0]]),
+                      np.array([[30.0]]), np.array([np.nan]), np.array([0.2]), "bgnbd", [], None, {})
+    assert effect_phrase(att, 0, 0) == "10 % higher: the chance of no purchase +400.0%"
+    att.contributions[0, 0] = 1.0  # inside the bound: 1.1^1 − 1
+    assert effect_phrase(att, 0, 0) == "10 % higher: the chance of no purchase +10.0%"

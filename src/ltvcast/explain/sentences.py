@@ -145,7 +145,11 @@ def effect_phrase(att: Attribution, i: int, j: int) -> str:
         if att.methods[j] == "arc_elasticity":
             factor = float(att.extra.get("arc_factor", {}).get(att.features[j], np.full(len(att.output), np.nan))[i])
             return f"one more purchase: {what} ×{factor:.2f}"
-        return f"10 % higher: {what} {1.1 ** c - 1:+.1%}"
+        change = 1.1 ** c - 1
+        p = float(att.output[i])
+        if att.target != "pred_spend" and p > 0:
+            change = min(change, 1 / p - 1)  # a local elasticity extrapolated; a probability stays <= 1
+        return f"10 % higher: {what} {change:+.1%}"
     return f"{what} ×{math.exp(c):.2f}"
 
 

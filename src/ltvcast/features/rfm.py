@@ -48,6 +48,7 @@ days and unmatched refunds included; currency), ``first_purchase`` and
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from ltvcast.errors import DataError
@@ -57,6 +58,41 @@ from ltvcast.timeutil import DateLike, check_cutoff, observation_end, unit_days
 
 #: Days per unit of recency and T (``H`` hours, ``D`` days, ``W`` weeks, ``M`` months).
 UNIT_DAYS = {"H": 1.0 / 24.0, "D": 1.0, "W": 7.0, "M": 30.4375}
+#: The columns of :func:`rfm_summary`, in order.
+SUMMARY_COLUMNS = ("customer_id", "frequency", "recency", "T", "monetary_value", "total_spend", "n_transactions",
+                   "first_purchase", "last_purchase", "unmatched_refunds", "unmatched_refund_amount")
+
+
+def summary_sql(ctx: Context, unit_days: float) -> str:
+    """The one query of the BTYD summary over the history steps (DuckDB text; the Spark engine transpiles it).
+
+    Reads ``rfm.sql`` (rendered with ``ctx``) and ``h_daily``; one row per
+    customer with a sale before the cutoff: ``customer_id``, ``frequency``,
+    ``recency`` and ``T`` in units of ``unit_days`` days, ``monetary_value``,
+    ``total_spend``, ``n_transactions``, ``first_offset`` / ``last_offset``
+    (days from the first / last purchase day to the cutoff day; the first
+    purchase day is ``cutoff − first_offset − 1``, the last ``cutoff −
+    last_offset``), ``unmatched_refunds``, ``unmatched_refund_amount``. Dates
+    are left to each engine: DuckDB's date − integer does not transpile.
+    """
+    return f"""
+        WITH rfm AS ({render("rfm", ctx)}),
+        sales AS (SELECT customer_id, SUM(sale_lines) AS n_transactions FROM h_daily GROUP BY customer_id)
+        SELECT rfm.customer_id,
+               rfm.frequency,
+               rfm.recency_days / CAST({unit_days!r} AS DOUBLE) AS recency,
+               rfm."T_days" / CAST({unit_days!r} AS DOUBLE) AS "T",
+               rfm.monetary_value,
+               rfm.spend_total AS total_spend,
+               sales.n_transactions,
+               rfm."T_days" AS first_offset,
+               rfm.days_since_last_purchase AS last_offset,
+               rfm.unmatched_refunds,
+               rfm.unmatched_refund_amount
+        FROM rfm JOIN sales USING (customer_id)
+        WHERE rfm.occasions > 0
+        """
+
 _STEPS = ("history_lines", "history_orders", "history_daily")
 _COLUMNS = ("customer_id", "timestamp", "amount", "kind", "order_id")
 #: Key of the input check report in ``rfm_summary(...).attrs``
@@ -171,33 +207,15 @@ def rfm_summary(
         con.execute(source_views(store_columns(con), customer_key="INTEGER")["transactions"])
         for step in _STEPS:
             con.execute(render(step, ctx))
-        res = con.execute(
-            f"""
-            WITH rfm AS ({render("rfm", ctx)}),
-            sales AS (SELECT customer_id, SUM(sale_lines) AS n_transactions FROM h_daily
-                      GROUP BY customer_id)
-            SELECT rfm.customer_id,
-                   rfm.frequency,
-                   rfm.recency_days / $unit AS recency,
-                   rfm."T_days" / $unit AS "T",
-                   rfm.monetary_value,
-                   rfm.spend_total AS total_spend,
-                   sales.n_transactions,
-                   DATE '{day.isoformat()}' - CAST(rfm."T_days" AS INTEGER) - 1 AS first_purchase,
-                   DATE '{day.isoformat()}' - CAST(rfm.days_since_last_purchase AS INTEGER) AS last_purchase,
-                   rfm.unmatched_refunds,
-                   rfm.unmatched_refund_amount
-            FROM rfm JOIN sales USING (customer_id)
-            WHERE rfm.occasions > 0
-            ORDER BY rfm.customer_id
-            """,
-            {"unit": per_unit},
-        )
+        res = con.execute(summary_sql(ctx, per_unit) + "ORDER BY rfm.customer_id")
         out = res.df()
     finally:
         con.close()
-    for col in ("first_purchase", "last_purchase"):
-        out[col] = pd.to_datetime(out[col]).dt.date
+    start = np.datetime64(day.isoformat(), "D")
+    for col, offset, extra in (("first_purchase", "first_offset", 1), ("last_purchase", "last_offset", 0)):
+        days = out.pop(offset).round().astype("int64").to_numpy() + extra
+        out[col] = pd.to_datetime(start - days.astype("timedelta64[D]")).date
+    out = out[list(SUMMARY_COLUMNS)]
     out["customer_id"] = pd.Series(ids.take(out["customer_id"].to_numpy()), dtype="string")
     out = out.reset_index(drop=True)
     out.attrs[REPORT_KEY] = report.as_dict()

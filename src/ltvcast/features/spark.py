@@ -31,7 +31,7 @@ from ltvcast.features import sequences as seq
 from ltvcast.features._sql import Context, check_timezone, cutoff_day, local_midnight_utc, render, source_views
 from ltvcast.features.build import HISTORY_STEPS, FeatureSet, feature_sql
 from ltvcast.features.catalog import DEFAULT_WINDOWS, FeatureSpec, feature_specs
-from ltvcast.features.rfm import UNIT_DAYS
+from ltvcast.features.rfm import UNIT_DAYS, summary_sql
 
 
 @dataclass
@@ -257,24 +257,7 @@ def rfm_summary_spark(shop: SparkShop, cutoff, unit: str = "W", *, timezone: str
                   population="buyers", channels=(), first_day=day)
     for step in _RFM_STEPS:
         run_statement(shop.spark, render(step, ctx), step)
-    per = UNIT_DAYS[key]
-    wrapper = f"""
-        WITH rfm AS ({render("rfm", ctx)}),
-        sales AS (SELECT customer_id, SUM(sale_lines) AS n_transactions FROM h_daily GROUP BY customer_id)
-        SELECT rfm.customer_id,
-               rfm.frequency,
-               rfm.recency_days / {per!r} AS recency,
-               rfm."T_days" / {per!r} AS "T",
-               rfm.monetary_value,
-               rfm.spend_total AS total_spend,
-               sales.n_transactions,
-               rfm."T_days" AS first_offset,
-               rfm.days_since_last_purchase AS last_offset,
-               rfm.unmatched_refunds,
-               rfm.unmatched_refund_amount
-        FROM rfm JOIN sales USING (customer_id)
-        WHERE rfm.occasions > 0
-    """
+    wrapper = summary_sql(ctx, UNIT_DAYS[key])
     out = run_statement(shop.spark, wrapper, "rfm_summary")
     from pyspark.sql import functions as F
 

@@ -131,7 +131,7 @@ def main() -> None:
     args = ap.parse_args()
     pd.set_option("display.width", 200)
     db = (simulate_affinity(Path(args.simulate)) if args.simulate and args.category_affinity
-          else simulate(Path(args.simulate)) if args.simulate else args.db)
+          else simulate(Path(args.simulate), 8000) if args.simulate else args.db)
     data = open_history(db=db)
     truth = Path(args.simulate) / "sim" / "truth.parquet" if args.simulate else None
     oracle = None

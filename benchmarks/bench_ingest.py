@@ -155,7 +155,9 @@ def _profile(root: Path, db: Path, top: int = 8) -> None:
 
 def _child(mode: str, root: Path, db: Path) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", mode, "--out", str(root), "--db", str(db)],
-                         check=True, capture_output=True, text=True)
+                         capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"{mode} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -19,7 +19,10 @@ run and on the same frame:
 
 ``ratio`` is the pandas way's time over each method's; ``vs duckdb`` is
 each method's time over the bare query's (goals of issue 12 for
-``rfm_summary``: ratio >= 10x, vs duckdb <= 1.5x). The load average is
+``rfm_summary``: ratio >= 10x, vs duckdb <= 1.5x). ``cpu s`` is the
+child's CPU seconds over the timed call (every thread), and ``cpu ratio``
+/ ``cpu vs duckdb`` the same two ratios in CPU seconds: on a machine shared
+with other jobs they move less than wall time. The load average is
 printed after each size.
 
 Each method runs in its own child process (the frame is regenerated there
@@ -111,14 +114,20 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process so far, every thread (DuckDB's too)."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
 def worker(method: str, rows: int, customers: int, seed: int, repeat: int) -> dict:
     from ltvcast.features import rfm_summary
 
     tx = make_tx(rows, customers, seed)
     base = _rss_mb()
-    best = float("inf")
+    best = best_cpu = float("inf")
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_s()
         if method == "ltvcast":
             out = rfm_summary(tx, CUTOFF, unit="D")
         elif method == "duckdb":
@@ -126,7 +135,8 @@ def worker(method: str, rows: int, customers: int, seed: int, repeat: int) -> di
         else:
             out = pandas_summary(tx, CUTOFF)
         best = min(best, time.perf_counter() - t0)
-    res = {"seconds": best, "base_rss_mb": base, "peak_rss_mb": _rss_mb(), "n_out": len(out)}
+        best_cpu = min(best_cpu, _cpu_s() - c0)
+    res = {"seconds": best, "cpu_seconds": best_cpu, "base_rss_mb": base, "peak_rss_mb": _rss_mb(), "n_out": len(out)}
     if method == "pandas" and rows <= 2_000_000:  # cross-check the two on the smaller size
         ours = rfm_summary(tx, CUTOFF, unit="D").set_index("customer_id")
         theirs = out.reindex(ours.index)
@@ -153,7 +163,7 @@ def main() -> None:
     sizes = [tuple(int(float(x)) for x in s.split(":")) for s in a.sizes.split(",")]
     print(f"cpus: {os.cpu_count()}  cutoff: {CUTOFF}  seed: {a.seed}  best of {a.repeat}")
     hdr = (f"{'rows':>10} {'customers':>10} {'method':>8} {'seconds':>8} {'ratio':>7} {'vs duckdb':>9} "
-           f"{'base RSS':>9} {'peak RSS':>9}")
+           f"{'cpu s':>7} {'cpu ratio':>9} {'cpu vs duckdb':>13} {'base RSS':>9} {'peak RSS':>9}")
     print(hdr)
     for rows, customers in sizes:
         res = {}
@@ -164,13 +174,16 @@ def main() -> None:
                 capture_output=True, text=True, check=True,
             )
             res[m] = json.loads(p.stdout.strip().splitlines()[-1])
-        ref = res.get("pandas", {}).get("seconds")
-        bare = res.get("duckdb", {}).get("seconds")
+        ref, ref_cpu = res.get("pandas", {}).get("seconds"), res.get("pandas", {}).get("cpu_seconds")
+        bare, bare_cpu = res.get("duckdb", {}).get("seconds"), res.get("duckdb", {}).get("cpu_seconds")
         for m, r in res.items():
             ratio = f"{ref / r['seconds']:.1f}x" if ref else "-"
             vs = f"{r['seconds'] / bare:.2f}x" if bare else "-"
+            cpu_ratio = f"{ref_cpu / r['cpu_seconds']:.1f}x" if ref_cpu else "-"
+            cpu_vs = f"{r['cpu_seconds'] / bare_cpu:.2f}x" if bare_cpu else "-"
             extra = f"  (x, t_x) equal for {r['agree']:.1%} of customers" if "agree" in r else ""
             print(f"{rows:>10,} {customers:>10,} {m:>8} {r['seconds']:>8.2f} {ratio:>7} {vs:>9} "
+                  f"{r['cpu_seconds']:>7.2f} {cpu_ratio:>9} {cpu_vs:>13} "
                   f"{r['base_rss_mb']:>7.0f}MB {r['peak_rss_mb']:>7.0f}MB{extra}")
         print(f"load average {os.getloadavg()[0]:.1f}")
 

@@ -1,7 +1,7 @@
 """Spark (local[2]) against DuckDB on the same Parquet files: features, RFM summary, scoring.
 
 Usage:
-    python benchmarks/bench_spark.py [--lines 1e7] [--master local[2]] [--dir DIR] [--keep]
+    python benchmarks/bench_spark.py [--lines 1e7] [--master local[2]] [--dir DIR] [--keep] [--data DIR]
 
 Writes a synthetic shop of LINES order lines (``bench_features.synthetic_store``:
 LINES/5 customers, LINES events) and copies its canonical tables to the
@@ -17,8 +17,11 @@ those files:
   (summary on Spark + ``mapInPandas``), written as Parquet; customers/s.
 
 Peak memory: the largest sum of RSS over the worker's process tree (the
-JVM included for Spark), sampled every 0.2 s. Prints the wall time per
-stage, the Spark / DuckDB ratio and ``os.getloadavg()``.
+JVM included for Spark), sampled every 0.2 s. Prints the wall time and the
+CPU seconds of the worker's process tree (JVM and Python workers included)
+per stage, the Spark / DuckDB ratios and ``os.getloadavg()``. On a shared
+machine the CPU seconds are the steadier figure: wall time there mostly
+measures waiting for a core.
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ HORIZON = 182.0
 STAGES = ("features", "rfm", "score")
 
 
-def _tree_rss(pid: int) -> int:
-    """Bytes resident in ``pid`` and all its descendants (from /proc)."""
+def _tree(pid: int) -> tuple[int, float]:
+    """Bytes resident in ``pid`` and all its descendants, and the CPU seconds they used so far (from /proc)."""
     children: dict[int, list[int]] = {}
-    rss = {}
+    rss, cpu = {}, {}
+    tick = os.sysconf("SC_CLK_TCK")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -53,14 +57,35 @@ def _tree_rss(pid: int) -> int:
                 parts = f.read().rsplit(")", 1)[1].split()
             children.setdefault(int(parts[1]), []).append(int(entry))
             rss[int(entry)] = int(parts[21]) * os.sysconf("SC_PAGE_SIZE")
+            cpu[int(entry)] = sum(int(parts[i]) for i in (11, 12, 13, 14)) / tick  # own + waited-for children
         except (OSError, IndexError, ValueError):
             continue
-    total, todo = 0, [pid]
+    total, seconds, todo = 0, 0.0, [pid]
     while todo:
         p = todo.pop()
         total += rss.get(p, 0)
+        seconds += cpu.get(p, 0.0)
         todo.extend(children.get(p, []))
-    return total
+    return total, seconds
+
+
+def _tree_rss(pid: int) -> int:
+    return _tree(pid)[0]
+
+
+class Clock:
+    """Wall and CPU seconds (this process and its children: the JVM, Python workers) per stage."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), _tree(os.getpid())[1]
+
+    def stop(self, stage: str) -> None:
+        self.times[stage] = time.perf_counter() - self._wall
+        self.cpu[stage] = _tree(os.getpid())[1] - self._cpu
 
 
 def run_worker(args: list[str]) -> tuple[dict, int]:
@@ -83,9 +108,9 @@ def run_worker(args: list[str]) -> tuple[dict, int]:
 
 
 def worker(engine: str, lake: str, registry: str, outdir: str, master: str) -> dict:
-    """One engine, three stages, timed; returns {stage: seconds, 'customers': n}."""
+    """One engine, three stages, timed; returns {'times': {stage: s}, 'cpu': {stage: CPU s}, 'customers': n}."""
     out = Path(outdir)
-    times: dict[str, float] = {}
+    clock = Clock()
     if engine == "duckdb":
         import duckdb
         import pandas as pd
@@ -100,22 +125,23 @@ def worker(engine: str, lake: str, registry: str, outdir: str, master: str) -> d
             if (Path(lake) / table).is_dir():
                 con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{lake}/{table}/*.parquet')")
         meta = dict(con.execute("SELECT key, value FROM store_meta").fetchall())
-        t = time.perf_counter()
+        clock.start()
         fs = build(con, CUTOFF)
         fs.customers.to_parquet(out / "duck_features.parquet", index=False)
-        times["features"] = time.perf_counter() - t
-        t = time.perf_counter()
+        clock.stop("features")
+        clock.start()
         tx = con.execute("SELECT * FROM transactions").df()
         summary = rfm_summary(tx, CUTOFF, "W", timezone=meta["shop_timezone"], revenue_basis=meta["revenue_basis"],
                               allow_future_cutoff=True)
         summary.to_parquet(out / "duck_rfm.parquet", index=False)
-        times["rfm"] = time.perf_counter() - t
+        clock.stop("rfm")
         model = load_model("bench", registry)
-        t = time.perf_counter()
+        clock.start()
         write_scores(model.forecaster, summary[["customer_id", "frequency", "recency", "T", "monetary_value"]],
                      pd.Timestamp(CUTOFF), HORIZON, out / "duck_scores.parquet", label="bench:1")
-        times["score_predict"] = time.perf_counter() - t
-        times["score"] = times["score_predict"] + times["rfm"]
+        clock.stop("score_predict")
+        for table in (clock.times, clock.cpu):
+            table["score"] = table["score_predict"] + table["rfm"]
         customers = len(summary)
     else:
         from ltvcast.engines.spark import session
@@ -123,27 +149,27 @@ def worker(engine: str, lake: str, registry: str, outdir: str, master: str) -> d
         from ltvcast.registry import load_model
         from ltvcast.serve.spark_score import score_spark
 
-        t = time.perf_counter()
-        spark = session(master, app_name="ltvcast-bench", shuffle_partitions=8,
+        clock.start()
+        spark = session(master, app_name="ltvcast-bench",
                         conf={"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
                               "spark.driver.memory": "3g"})
         spark.sparkContext.setLogLevel("ERROR")
         shop = open_shop(spark, lake)
-        times["startup"] = time.perf_counter() - t
-        t = time.perf_counter()
+        clock.stop("startup")
+        clock.start()
         feats = build_spark(shop, CUTOFF)
         feats.customers.write.mode("overwrite").parquet(str(out / "spark_features"))
         feats.release()
-        times["features"] = time.perf_counter() - t
-        t = time.perf_counter()
+        clock.stop("features")
+        clock.start()
         rfm_summary_spark(shop, CUTOFF, "W").write.mode("overwrite").parquet(str(out / "spark_rfm"))
-        times["rfm"] = time.perf_counter() - t
-        t = time.perf_counter()
+        clock.stop("rfm")
+        clock.start()
         done = score_spark(load_model("bench", registry), shop, CUTOFF, HORIZON, str(out / "spark_scores"))
-        times["score"] = time.perf_counter() - t
+        clock.stop("score")
         customers = done.customers
         spark.stop()
-    return {"times": times, "customers": customers}
+    return {"times": clock.times, "cpu": clock.cpu, "customers": customers}
 
 
 def prepare(lines: int, root: Path) -> str:
@@ -178,27 +204,42 @@ def main() -> None:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="folder for the prepared shop of LINES lines (lake + registry), kept; reused when present")
     parser.add_argument("--worker", nargs=5, metavar=("ENGINE", "LAKE", "REGISTRY", "OUT", "MASTER"))
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker)))
         return
-    root = Path(tempfile.mkdtemp(prefix="bench_spark_", dir=args.dir))
+    lines = int(args.lines)
+    if args.data is not None:
+        root = args.data / f"lines_{lines}"
+        root.mkdir(parents=True, exist_ok=True)
+        for engine in ("duckdb", "spark"):
+            shutil.rmtree(root / engine, ignore_errors=True)
+    else:
+        root = Path(tempfile.mkdtemp(prefix="bench_spark_", dir=args.dir))
     try:
-        lines = int(args.lines)
         t = time.perf_counter()
-        lake = prepare(lines, root)
-        print(f"{lines:,} order lines written to {lake} in {time.perf_counter() - t:.0f} s")
+        if (root / "registry").is_dir() and (root / "lake" / "transactions").is_dir():
+            lake = str(root / "lake")
+            print(f"{lines:,} order lines reused from {lake}")
+        else:
+            lake = prepare(lines, root)
+            print(f"{lines:,} order lines written to {lake} in {time.perf_counter() - t:.0f} s")
         results = {}
         for engine in ("duckdb", "spark"):
             (root / engine).mkdir()
             results[engine] = run_worker([engine, lake, str(root / "registry"), str(root / engine), args.master])
         (duck, duck_peak), (spark, spark_peak) = results["duckdb"], results["spark"]
-        print(f"{'stage':10} {'duckdb s':>10} {'spark s':>10} {'spark/duckdb':>13}")
+        print(f"{'stage':10} {'duckdb s':>10} {'spark s':>10} {'spark/duckdb':>13} "
+              f"{'duckdb cpu s':>13} {'spark cpu s':>12} {'cpu ratio':>10}")
         for stage in STAGES:
             a, b = duck["times"][stage], spark["times"][stage]
-            print(f"{stage:10} {a:10.1f} {b:10.1f} {b / a:13.2f}")
-        print(f"spark startup (session + source) {spark['times']['startup']:.1f} s")
+            ca, cb = duck["cpu"][stage], spark["cpu"][stage]
+            print(f"{stage:10} {a:10.1f} {b:10.1f} {b / a:13.2f} {ca:13.1f} {cb:12.1f} {cb / max(ca, 1e-9):10.2f}")
+        print(f"spark startup (session + source) {spark['times']['startup']:.1f} s, "
+              f"{spark['cpu']['startup']:.1f} CPU s")
         for name, res, peak in (("duckdb", duck, duck_peak), ("spark", spark, spark_peak)):
             rate = res["customers"] / res["times"]["score"]
             print(f"{name}: {res['customers']:,} customers, scoring {rate:,.0f} customers/s "
@@ -208,7 +249,7 @@ def main() -> None:
         print("JSON " + json.dumps({"lines": lines, "duckdb": duck, "spark": spark,
                                     "peak": {"duckdb": duck_peak, "spark": spark_peak}}))
     finally:
-        if not args.keep:
+        if not args.keep and args.data is None:
             shutil.rmtree(root, ignore_errors=True)
 
 

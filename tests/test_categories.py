@@ -76,6 +76,28 @@ def test_category_history_by_hand():
     assert h.loc[("B", "home"), "tenure_days"] == pytest.approx(62.5)
 
 
+def test_transition_and_shrunk_share_inputs_by_hand():
+    from ltvcast.models.categories import PRIOR_LINES, pair_inputs, shop_stats
+
+    lines = history_lines(TINY, CUTOFF)
+    cats = ("shoes", "home", "other")  # beauty and the line without a category are 'other'
+    stats = shop_stats(lines, cats)
+    # occasions A1 {shoes, other} -> A2 {shoes}; B1 {home} -> B2 {other}: each 'from' category once
+    t = stats["trans"].set_index(["from_category", "category"])["trans"]
+    assert t[("shoes", "shoes")] == 1.0 and t[("other", "shoes")] == 1.0 and t[("home", "other")] == 1.0
+    assert t.sum() == 3.0
+    x = pair_inputs(category_history(lines, CUTOFF, cats), lines, stats).set_index(["customer_id", "category"])
+    # A's last occasion has shoes: T(shoes, .); B's has other: T(other, .)
+    assert x["last_trans"].to_dict() == {("A", "shoes"): 1.0, ("A", "home"): 0.0, ("A", "other"): 0.0,
+                                         ("B", "shoes"): 1.0, ("B", "home"): 0.0, ("B", "other"): 0.0}
+    # the shop's 5 lines: shoes 2, home 1, other 2; A has 3 lines (2 shoes), B 2 (1 other)
+    assert PRIOR_LINES == 1.0
+    assert x.loc[("A", "shoes"), "cat_post"] == pytest.approx((2 + 0.4) / 4)
+    assert x.loc[("A", "home"), "cat_post"] == pytest.approx(0.2 / 4)
+    assert x.loc[("B", "other"), "cat_post"] == pytest.approx((1 + 0.4) / 3)
+    np.testing.assert_allclose(x.groupby(level="customer_id")["cat_post"].sum(), 1.0)
+
+
 def test_category_labels_and_weeks_by_hand():
     cats = ("shoes", "home", "other")
     win = window_lines(TINY, CUTOFF, 14)
@@ -325,3 +347,124 @@ def test_categories_per_segment_by_hand():
     assert t["top_categories"].iloc[1] == "y 75% (p 0.20), x 25% (p 0.10)"
     with pytest.raises(DataError, match="value_tier"):
         categories_per_segment(split, segments.drop(columns="value_tier"))
+
+
+def test_next_categories_offers_nothing_unlikely_and_states_the_amounts_unit():
+    # a newcomer saw "0% likely ... (expected 2.68)": below min_p nothing is offered, the amount has its unit
+    split = pd.DataFrame({
+        "customer_id": ["a", "a", "b", "b"], "category": ["x", "y"] * 2, "p_buy": [0.004, 0.3, 0.002, 0.009],
+        "share": [0.5] * 4, "pred_spend": [9.0, 2.675, 5.0, 1.0], "cat_ever": [0] * 4,
+        "cat_days_since": [np.nan] * 4, "cat_pop": [0.5, 0.25, 0.5, 0.25], "brand_affinity": [0.0] * 4,
+        "lift_score": [0.0] * 4,
+    })
+    got = next_categories(split, k=3, horizon_days=91, currency="EUR", basis="net")
+    assert got["customer_id"].tolist() == ["a"] and got["category"].tolist() == ["y"]  # x: 0.4 %; b: none
+    assert got["reason"].iloc[0].startswith("30% likely to buy y in the next 13 weeks (expected 2.67 EUR of net "
+                                            "revenue); never bought it; 25% of customers buy y")
+    every = next_categories(split, k=3, horizon_days=91, min_p=0.0, basis="gross")
+    assert every["category"].tolist() == ["x", "y", "x", "y"]  # by expected spend: x 9 > y 2.675
+    assert "(expected 9.00 of gross revenue (shop currency))" in every["reason"].iloc[0]
+    with pytest.raises(DataError, match="min_p"):
+        next_categories(split, min_p=1.5)
+
+
+def test_demand_tables_sorted_by_predicted_sales():
+    cells = pd.DataFrame({
+        "week": [0, 0, 0, 1, 1, 1], "week_start": pd.to_datetime(["2023-07-03"] * 3 + ["2023-07-10"] * 3, utc=True),
+        "category": ["x", "y", "other"] * 2, "existing": [1.0, 5.0, 0.0, 4.0, 1.0, 2.0], "new": [0.0] * 6,
+        "pred_sales": [1.0, 5.0, 0.0, 4.0, 1.0, 2.0], "lower": [0.0] * 6, "upper": [2.0, 7.0, 0.0, 6.0, 2.0, 3.0],
+    })
+    by_cat = aggregate_demand(cells, ("category",))
+    assert by_cat["category"].tolist() == ["y", "x", "other"]  # 6, 5, 2
+    np.testing.assert_allclose(by_cat["pred_sales"], [6.0, 5.0, 2.0])
+    # x: sd = √((1/z)² + (2/z)²) = √5 / z, so upper = 5 + √5
+    np.testing.assert_allclose(by_cat["upper"].iloc[1], 5.0 + np.sqrt(5.0))
+    both = aggregate_demand(cells, ("category", "week"))
+    assert list(zip(both["week"], both["category"])) == [(0, "y"), (0, "x"), (0, "other"), (1, "x"), (1, "other"),
+                                                         (1, "y")]
+
+
+def test_registered_split_round_trip(shop, tmp_path):
+    from ltvcast.errors import RegistryError
+    from ltvcast.registry import load_category_split, load_model, save_category_split, save_model
+
+    history, split = shop["history"], shop["split"]
+    fc = make_forecaster("naive").fit(history, CUTOFF, H)
+    reg = save_model(fc, name="clv", cutoff=CUTOFF, horizon_days=H, history=history, root=tmp_path)
+    assert load_category_split(reg) is None
+    entry = save_category_split(reg, split)
+    assert entry["categories"] == list(split.categories_) and entry["horizon_days"] == H
+    loaded = load_model("clv", tmp_path)
+    assert loaded.manifest["categories"]["sha256"] == entry["sha256"]
+    again = load_category_split(loaded)
+    later = "2023-08-07"  # a later cutoff: the registered split predicts there without refitting
+    for at in (CUTOFF, later):
+        pred = fc.predict(history, at, H)
+        pd.testing.assert_frame_equal(again.split(pred, history, at), split.split(pred, history, at))
+    other = CategorySplit(rounds=5, windows=1).fit(history, CUTOFF, 28.0)
+    with pytest.raises(RegistryError, match="for 28 days"):
+        save_category_split(reg, other)
+    path = reg.path / entry["file"]
+    path.write_bytes(path.read_bytes()[:-7])
+    with pytest.raises(RegistryError, match="corrupt"):
+        load_category_split(load_model("clv", tmp_path))
+
+
+def test_commands_use_the_registered_split(shop, tmp_path):
+    runner = CliRunner()
+    reg = str(tmp_path / "models")
+    res = runner.invoke(app, ["train", "--db", str(shop["db"]), "--cutoff", CUTOFF, "--horizon", "13w",
+                              "--models", "naive", "--name", "clv", "--registry", reg, "--categories"])
+    assert res.exit_code == 0, res.output
+    assert "category split registered with each: " + ", ".join(shop["split"].categories_) in res.output
+    from ltvcast.registry import load_category_split, load_model
+
+    model = load_model("clv", reg)
+    split = load_category_split(model)
+    base = ["--model", "clv", "--db", str(shop["db"]), "--cutoff", CUTOFF, "--registry", reg]
+    res = runner.invoke(app, ["next-categories", *base, "--out", str(tmp_path / "nc.csv")])
+    assert res.exit_code == 0, res.output
+    assert f"category split: registered with clv:1 (fitted at {CUTOFF} for 91 days)" in res.output
+    pred = model.forecaster.predict(shop["history"], CUTOFF, H)
+    want = next_categories(split.split(pred, shop["history"], CUTOFF), k=3, horizon_days=H)
+    got = pd.read_csv(tmp_path / "nc.csv", dtype={"customer_id": str})
+    assert got["customer_id"].tolist() == want["customer_id"].astype(str).tolist()
+    assert got["category"].tolist() == want["category"].tolist()
+    res = runner.invoke(app, ["demand", *base, "--horizon", "13w", "--top", "3", "--evaluate", "--out",
+                              str(tmp_path / "d.csv")])
+    assert res.exit_code == 0, res.output
+    assert "fitted at 2023-07-03 for 91 days (clv:1's registered split is for another horizon or --top)" in res.output
+
+
+def test_a_category_without_recent_occasions_gets_an_interval():
+    # 'other' printed a zero-width interval: E[X²]/E[X] of a category without an occasion in the last year was 0
+    from ltvcast.data.datasets import History
+    from ltvcast.models.demand import Z80
+
+    tx = _tx([
+        ("A", "2021-01-10 10:00", 80.0, "sale", "shoes", "X"),  # shoes only before the last 365 days
+        ("A", "2023-05-01 10:00", 40.0, "sale", "beauty", "X"),
+        ("A", "2023-06-01 10:00", 60.0, "sale", "beauty", "X"),
+    ])
+    history = History(tx, pd.Timestamp("2023-07-02", tz="UTC"), "hand", None)
+    split = pd.DataFrame({"customer_id": ["A", "A"], "category": ["shoes", "beauty"], "pred_spend": [10.0, 30.0]})
+    cells = customer_demand(split, history, CUTOFF, 13).set_index(["week", "category"])
+    # no acquisitions and no sales in last year's weeks: the spend spread flat over 13 weeks, nothing new
+    mean = 10.0 / 13
+    pooled = (40.0**2 + 60.0**2) / 100.0  # the beauty occasions of the last year: E[X²]/E[X] = 52
+    assert cells.loc[(0, "shoes"), "new"] == 0.0 and cells.loc[(0, "shoes"), "pred_sales"] == pytest.approx(mean)
+    assert cells.loc[(0, "shoes"), "upper"] == pytest.approx(mean + Z80 * np.sqrt(mean * pooled))
+    assert cells.loc[(0, "beauty"), "upper"] == pytest.approx(30.0 / 13 + Z80 * np.sqrt(30.0 / 13 * pooled))
+
+
+def test_a_category_nobody_bought_gets_nothing(shop):
+    # the share head's sigmoid gave the empty 'other' of the simulated shop 77 of spend (and a zero-width interval)
+    split = shop["split"]
+    pop = split.stats_["pop"].set_index("category")["cat_pop"]
+    assert pop["other"] == 0.0 and (pop.drop("other") > 0).all()  # every simulated line has a category
+    out = split.split(shop["pred"], shop["history"], CUTOFF)
+    other = out[out["category"] == "other"]
+    assert (other["pred_spend"] == 0).all() and (other["p_buy"] == 0).all() and (other["share"] == 0).all()
+    cells = customer_demand(out, shop["history"], CUTOFF, 13)
+    assert (cells.loc[cells["category"] == "other", ["pred_sales", "lower", "upper"]].to_numpy() == 0).all()
+    assert (cells.loc[cells["category"] != "other", "upper"] > cells.loc[cells["category"] != "other", "pred_sales"]).all()

@@ -10,6 +10,7 @@ from scipy.stats import lognorm
 
 from ltvcast.models.learned.ziln import (
     SIGMA_MAX,
+    ZILNObjective,
     ziln_grad_hess,
     ziln_init_score,
     ziln_loss,
@@ -105,3 +106,23 @@ def test_init_score_minimises_the_constant_loss():
             moved = init.copy()
             moved[j] += d
             assert ziln_loss(y, np.tile(moved, (7, 1))).mean() > base
+
+
+def test_objective_built_once_serves_every_round():
+    # the label terms are cached; what depends on the raw scores must not be
+    rng = np.random.default_rng(5)
+    n = 10
+    y = np.where(rng.random(n) < 0.4, 0.0, np.exp(rng.normal(2, 1, size=n)))
+    w = rng.random(n) + 0.5
+    objective = ZILNObjective(y, w)
+    for shift in (0.0, 0.7):
+        raw = np.column_stack([rng.normal(size=n), rng.normal(2, 1, size=n), rng.normal(-0.2, 0.3, size=n)]) + shift
+        g, h = objective(raw)
+        eps = 1e-6
+        for j in range(3):
+            e = np.zeros_like(raw)
+            e[:, j] = eps
+            num = w * (ziln_loss(y, raw + e) - ziln_loss(y, raw - e)) / (2 * eps)
+            np.testing.assert_allclose(g[:, j], num, rtol=1e-5, atol=1e-7)
+        p = 1 / (1 + np.exp(-raw[:, 0]))
+        np.testing.assert_allclose(h[:, 0], w * p * (1 - p), rtol=1e-12)

@@ -132,7 +132,7 @@ def test_returns_reduce_net_value_but_make_no_occasion_and_sum_exactly():
     assert (net["frequency"], net["recency"], net["T"]) == (1, 4, 18)
     assert net["monetary_value"] == 0.0  # exactly, not 1e-17
     assert net["total_spend"] == 0.2  # 0.1 + 0.2 + 0.7 - 0.1 - 0.7, exact
-    assert net["n_transactions"] == 3
+    assert net["n_transactions"] == 2  # orders: the two 01-01 rows (no order id, one timestamp) are one
     gross = rfm_summary(tx, "2020-01-20", unit="D", revenue_basis="gross", data_end="2020-01-19").iloc[0]
     assert gross["monetary_value"] == 0.7 and gross["total_spend"] == 1.0
 

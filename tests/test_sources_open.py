@@ -165,8 +165,9 @@ def test_extra_columns_are_kept_as_attributes_or_named_as_ignored(shop):
     result, db = shop
     kept = {r.kind: list(r.attributes) for r in result.sources if r.attributes}
     ignored = {r.kind: list(r.ignored) for r in result.sources if r.ignored}
-    assert kept == {"customers": ["age_band"], "orders": ["promo_name", "session_id"], "order_items": ["campaign_id"]}
-    assert ignored == {"returns": ["return_reason"], "events": ["campaign_id"]}
+    assert kept == {"customers": ["age_band"], "orders": ["promo_name", "session_id"], "order_items": ["campaign_id"],
+                    "returns": ["return_reason"], "events": ["campaign_id"]}
+    assert ignored == {}
     mapping = {kind: json.loads(m) for kind, m in sql(db, "SELECT kind, mapping FROM ingest_log")}
     assert {k: m["_attributes"] for k, m in mapping.items() if "_attributes" in m} == kept
     assert {k: m["_ignored"] for k, m in mapping.items() if m["_ignored"]} == ignored
@@ -200,7 +201,7 @@ def test_cli_names_ignored_columns(tmp_path):
     out = CliRunner().invoke(app, ["ingest", "--config", str(config), "--db", str(tmp_path / "s.duckdb")])
     assert out.exit_code == 0, out.output
     text = " ".join(out.output.split())
-    assert "columns ignored (no canonical field, not stored) in" in text and "return_reason" in text
+    assert "columns kept as JSON in attributes (no canonical field) in returns.csv: return_reason" in text
     assert "columns kept as JSON in attributes (no canonical field) in orders.csv: promo_name, session_id" in text
 
 

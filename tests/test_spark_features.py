@@ -183,6 +183,26 @@ def test_horizon_labels_equal(shop):
     assert (duck["actual_transactions"] > 0).sum() > 10
 
 
+def test_next_purchase_labels_equal(shop):
+    from ltvcast.features.labels import window_labels
+    from ltvcast.features.spark import window_labels_spark
+
+    ids = shop.duck.customers["customer_id"]
+    duck = window_labels(shop.tx, ids, CUTOFF, 120, timezone=shop.timezone, revenue_basis=shop.basis)
+    spark_ids = shop.spark_shop.spark.createDataFrame(pd.DataFrame({"customer_id": ids.astype(object)}))
+    spark = (
+        window_labels_spark(shop.spark_shop, spark_ids, CUTOFF, 120).toPandas()
+        .sort_values("customer_id").reset_index(drop=True)
+    )
+    assert spark["customer_id"].tolist() == duck["customer_id"].astype(object).tolist()
+    for col in ("actual_transactions", "actual_spend", "next_purchase_days"):
+        assert_close(duck[col], spark[col], f"window_labels.{col}")
+    days = duck["next_purchase_days"]
+    # a next purchase exactly when the window has an occasion, on one of its 120 days
+    assert (days.notna() == (duck["actual_transactions"] > 0)).all()
+    assert days.notna().sum() > 10 and days.min() >= 0 and days.max() <= 119 and days.nunique() > 5
+
+
 def test_scoring_equal(shop, tmp_path):
     from ltvcast.data.datasets import open_history
     from ltvcast.models.catalog import make_forecaster
@@ -207,3 +227,48 @@ def test_scoring_equal(shop, tmp_path):
     for col in ("pred_transactions", "pred_spend", "p_churn", "p_alive", "horizon_days"):
         np.testing.assert_allclose(spark[col], duck[col], rtol=RTOL, atol=0, equal_nan=True, err_msg=col)
     assert (pd.to_datetime(spark["cutoff"]).dt.tz_localize(None) == pd.to_datetime(duck["cutoff"]).dt.tz_localize(None)).all()
+
+
+def test_gbm_scoring_equal(shop, tmp_path):
+    """gbm on Spark: the feature table from build_spark, the inputs made per executor batch, the same predictions."""
+    from ltvcast.data.datasets import open_history
+    from ltvcast.models.learned.gbm import GBMForecaster
+    from ltvcast.registry import load_model, save_model
+    from ltvcast.serve.score import score
+    from ltvcast.serve.spark_score import score_spark
+
+    calendar = "on" if shop.timezone == "UTC" else "off"  # the calendar path on one shop, its absence on the other
+    history = open_history(db=shop.db)
+    try:
+        model = GBMForecaster(n_windows=2, stride_days=56, max_rounds=15, early_stopping_rounds=5,
+                              min_data_in_leaf=10, n_jobs=1, calendar_inputs=calendar)
+        model.fit(history, CUTOFF, 91.0)
+        assert model.calendar_used_ == (calendar == "on")
+        save_model(model, name="gbm", cutoff=CUTOFF, horizon_days=91.0, history=history, root=tmp_path / "reg")
+        registered = load_model("gbm", tmp_path / "reg")
+        score(registered, history, CUTOFF, 91.0, tmp_path / "duck.parquet")
+    finally:
+        history.store.close()
+    done = score_spark(registered, shop.spark_shop, CUTOFF, 91.0, str(tmp_path / "spark"), partitions=3)
+    duck = pd.read_parquet(tmp_path / "duck.parquet")
+    spark = pd.read_parquet(tmp_path / "spark").sort_values("customer_id").reset_index(drop=True)
+    assert done.customers == len(duck) == len(spark) > 100
+    assert spark["customer_id"].tolist() == duck["customer_id"].tolist()
+    assert spark["model"].unique().tolist() == ["gbm:1"]
+    for col in ("pred_transactions", "pred_spend", "p_churn", "pred_spend_p10", "pred_spend_p50", "pred_spend_p90",
+                "pred_next_purchase_days", "horizon_days"):
+        np.testing.assert_allclose(spark[col], duck[col], rtol=RTOL, atol=0, equal_nan=True, err_msg=col)
+    assert duck["pred_spend"].nunique() > 20 and duck["p_alive"].isna().all() and spark["p_alive"].isna().all()
+
+
+def test_models_spark_cannot_score_are_refused_with_the_reason():
+    from ltvcast.models.catalog import make_forecaster
+    from ltvcast.models.learned.gbm import GBMForecaster
+    from ltvcast.serve.spark_score import _refusal
+
+    assert _refusal(GBMForecaster(), "clv:1") is None
+    assert _refusal(make_forecaster("bgnbd"), "clv:1") is None
+    hybrid = _refusal(GBMForecaster("hybrid", btyd_features=True), "clv:3")
+    assert hybrid.startswith("clv:3 is a hybrid model") and "Pareto/NBD" in hybrid and "--db" in hybrid
+    deep = _refusal(make_forecaster("deep"), "seq:2")
+    assert deep.startswith("seq:2 is a deep model") and "PyTorch" in deep

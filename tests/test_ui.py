@@ -31,7 +31,7 @@ from ltvcast.ui.local import current_label, fit_default, pick_model
 from ltvcast.ui.snapshot import Z80, matured_window, total_interval
 
 READ_KEY, WRITE_KEY = "ui-test-read-key", "ui-test-write-key"
-PAGES = ("/ui/", "/ui/customer", "/ui/segments", "/ui/planner", "/ui/experiments", "/ui/health")
+PAGES = ("/ui/", "/ui/customer", "/ui/segments", "/ui/categories", "/ui/planner", "/ui/experiments", "/ui/health")
 EXPORTS = ("/ui/segments.csv?rfm=champions", "/ui/planner.csv")
 WINDOW = ("1998-04-01", "1998-06-30")
 

@@ -5,6 +5,7 @@ Layout under ``root`` (default ``./models``)::
     root/NAME/VERSION/model.pkl      the fitted Forecaster (pickle)
     root/NAME/VERSION/manifest.json  what the model is and what it was trained on
     root/NAME/VERSION/reference.json the drift reference: inputs and predictions at the cutoff, sketched
+    root/NAME/VERSION/categories.pkl the category split fitted with the model (optional, ``train --categories``)
     root/NAME/decisions.jsonl        champion/challenger decisions of ``ltvcast retrain``
     root/NAME/PROMOTED               the promoted version as text, e.g. ``3``
 
@@ -42,7 +43,8 @@ of learned models, plus those passed to :func:`save_model`); ``tuning``;
 torch when it is imported); ``notes`` (the forecaster's ``notes_``);
 ``artifact`` (file name, bytes, SHA-256); ``onnx`` (deep models after
 ``ltvcast export``: the ONNX export of the network, see
-:func:`export_onnx`).
+:func:`export_onnx`); ``categories`` (with ``train --categories``: the
+category split fitted with the model, see :func:`save_category_split`).
 
 Data fingerprint (``data``): ``fingerprint`` is the SHA-256 of the
 transactions strictly before the cutoff (00:00 of the cutoff day in the
@@ -103,6 +105,8 @@ __all__ = [
     "RegistryError",
     "SchemaMismatchError",
     "export_onnx",
+    "load_category_split",
+    "save_category_split",
     "list_models",
     "load_model",
     "parse_ref",
@@ -120,6 +124,7 @@ ARTIFACT = "model.pkl"
 MANIFEST = "manifest.json"
 PROMOTED = "PROMOTED"
 ONNX_FILE = "model.onnx"
+CATEGORIES_FILE = "categories.pkl"
 REFERENCE = "reference.json"
 #: Probability grid of the reference quantiles (0, 0.01, ..., 1) and the PSI bins (deciles).
 SKETCH_QUANTILES = 101
@@ -838,6 +843,85 @@ def _attach_onnx(forecaster: Forecaster, folder: Path, entry: dict) -> None:
         forecaster.use_onnx(blob)
     except LtvcastError as exc:
         raise RegistryError(f"{folder}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------- category split
+def save_category_split(model: RegisteredModel, split) -> dict:
+    """Register a fitted category split (:class:`ltvcast.models.categories.CategorySplit`) with ``model``'s version.
+
+    The split is pickled to ``categories.pkl`` in the version folder and the
+    manifest gains ``categories``: ``file``, ``bytes``, ``sha256``, ``top``,
+    ``layout``, ``windows``, ``categories`` (named, then ``other``),
+    ``cutoff`` (day), ``horizon_days``, ``created_at`` (UTC). Both files are
+    replaced atomically, the pickle first (as :func:`export_onnx`); saving
+    again replaces the split. ``ltvcast next-categories``, ``ltvcast demand``
+    and the web app then split with it instead of fitting one
+    (:func:`load_category_split`).
+
+    Returns:
+        The manifest's ``categories`` entry.
+
+    Raises:
+        RegistryError: the split is not fitted, or was fitted at another
+            cutoff or horizon than the model (its heads would describe
+            another window).
+        OSError: the folder cannot be written.
+    """
+    from ltvcast.models.categories import CategorySplit
+
+    label = f"{model.name}:{model.version}"
+    if not isinstance(split, CategorySplit) or not split.boosters_ or split.cutoff_ is None:
+        raise RegistryError(f"{label}: only a fitted CategorySplit can be registered")
+    cutoff, days = to_day(model.manifest["cutoff"]), float(model.manifest["horizon_days"])
+    if to_day(split.cutoff_) != cutoff or abs(split.horizon_days_ - days) > 0.5:
+        raise RegistryError(
+            f"{label} was trained at {cutoff.date()} for {days:g} days; the split was fitted at "
+            f"{to_day(split.cutoff_).date()} for {split.horizon_days_:g} days: fit it at the model's cutoff and horizon"
+        )
+    blob = pickle.dumps(split, protocol=pickle.HIGHEST_PROTOCOL)
+    manifest = _read_manifest(model.path)
+    like = model.path / manifest["artifact"].get("file", ARTIFACT)
+    _replace(model.path / CATEGORIES_FILE, blob, like=like)
+    entry = {
+        "file": CATEGORIES_FILE, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest(),
+        "top": split.top, "layout": split.layout, "windows": split.windows, "categories": list(split.categories_),
+        "cutoff": cutoff.date().isoformat(), "horizon_days": days,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    manifest["categories"] = entry
+    _replace(model.path / MANIFEST, json.dumps(manifest, indent=2, allow_nan=False).encode(), like=model.path / MANIFEST)
+    model.manifest["categories"] = entry
+    return entry
+
+
+def load_category_split(model: RegisteredModel):
+    """The category split registered with ``model`` (:func:`save_category_split`), or None when it has none.
+
+    Raises:
+        RegistryError: the recorded file is missing, unreadable, changed
+            (SHA-256 differs from the manifest's) or not a category split.
+    """
+    from ltvcast.models.categories import CategorySplit
+
+    entry = model.manifest.get("categories")
+    if entry is None:
+        return None
+    if not isinstance(entry, dict):
+        raise RegistryError(f"the manifest in {model.path} records a category split that is not an object")
+    path = model.path / str(entry.get("file", CATEGORIES_FILE))
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise RegistryError(f"cannot read the category split {path}: {exc.strerror or exc}") from None
+    if hashlib.sha256(blob).hexdigest() != entry.get("sha256"):
+        raise RegistryError(f"the category split {path} is corrupt: its SHA-256 differs from the manifest's")
+    try:
+        split = pickle.loads(blob)
+    except Exception as exc:  # unpickling fails in many ways (missing class, truncated data, ...)
+        raise RegistryError(f"cannot load the category split {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(split, CategorySplit):
+        raise RegistryError(f"{path} holds a {type(split).__name__}, not a category split")
+    return split
 
 
 def _replace(path: Path, data: bytes, like: Path | None = None) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ltvcast.actions.cross_sell import RULES, next_categories
+from ltvcast.actions.cross_sell import MIN_P, RULES, next_categories
 from ltvcast.actions.segments import load_predictions
 from ltvcast.cli._app import app, console, user_errors
 from ltvcast.cli.backtest import DataEnd, Dataset, Db
@@ -19,7 +19,7 @@ from ltvcast.evaluate.categories import demand_backtest, next_category_backtest
 from ltvcast.features.categories import OTHER
 from ltvcast.models.categories import CategorySplit
 from ltvcast.models.demand import aggregate_demand, customer_demand
-from ltvcast.registry import DEFAULT_ROOT
+from ltvcast.registry import DEFAULT_ROOT, load_category_split
 from ltvcast.schema.predictions import write_frame
 from ltvcast.timeutil import parse_horizon
 
@@ -36,12 +36,18 @@ Evaluate = Annotated[
 Registry = Annotated[Path, typer.Option("--registry", help="Model registry folder.")]
 
 
-def _table(frame, title: str) -> Table:
-    table = Table(title=title, header_style="bold")
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return "n/a" if math.isnan(v) else f"{v:,.3f}"
+    return str(v)
+
+
+def _table(frame, title: str, caption: str | None = None) -> Table:
+    table = Table(title=title, header_style="bold", caption=caption)
     for col in frame.columns:
         table.add_column(str(col), justify="right" if frame[col].dtype.kind in "fi" else "left")
     for _, r in frame.iterrows():
-        table.add_row(*[f"{v:,.3f}" if isinstance(v, float) else str(v) for v in r])
+        table.add_row(*[_cell(v) for v in r])
     return table
 
 
@@ -51,12 +57,29 @@ def _check_top(top: int) -> None:
 
 
 def _split(history, model, predictions, cutoff, horizon_days, top, registry):
+    """The predictions, the category split, the cutoff, the horizon (days) and a line saying where the split is from.
+
+    A registered model's split (``ltvcast train --categories``) is used when it
+    was fitted for this horizon and ``--top``; otherwise one is fitted here.
+    """
     pred = load_predictions(history, model=model, predictions=None if predictions is None else str(predictions),
                             cutoff=cutoff, horizon_days=horizon_days, registry_root=registry)
     at = cutoff if cutoff is not None else str(pred["cutoff"].iloc[0].date())
     days = float(pred["horizon_days"].iloc[0])
+    registered = pred.attrs.get("registered")
+    kept = None if registered is None else load_category_split(registered)
+    label = None if registered is None else f"{registered.name}:{registered.version}"
+    if kept is not None and abs(kept.horizon_days_ - days) <= 0.5 and kept.top == top:
+        return pred, kept, at, days, (f"category split: registered with {label} (fitted at "
+                                      f"{kept.cutoff_.date()} for {kept.horizon_days_:g} days)")
     split = CategorySplit(top=top).fit(history, at, days)
-    return pred, split, at, days
+    if label is None:
+        why = "from a predictions file"
+    elif kept is None:
+        why = f"{label} has none registered (`ltvcast train --categories` registers one)"
+    else:
+        why = f"{label}'s registered split is for another horizon or --top"
+    return pred, split, at, days, f"category split: fitted at {at} for {days:g} days ({why})"
 
 
 @app.command("next-categories")
@@ -72,6 +95,9 @@ def next_categories_cmd(
     ] = None,
     k: Annotated[int, typer.Option("--k", help="Categories per customer.")] = 3,
     rule: Annotated[str, typer.Option("--rule", help=f"Candidates: {' or '.join(RULES)} (bought, but not recently).")] = "never",
+    min_p: Annotated[
+        float, typer.Option("--min-p", help="Offer no category below this chance of a purchase in the horizon.")
+    ] = MIN_P,
     recent_days: Annotated[
         float | None, typer.Option("--recent-days", help="The 'lapsed' window in days (default: the horizon).")
     ] = None,
@@ -94,15 +120,19 @@ def next_categories_cmd(
         raise DataError(f"--recent-days must be a positive number of days, got {recent_days:g}")
     if show < 0:
         raise DataError(f"--show must be >= 0, got {show}")
+    if not 0.0 <= min_p <= 1.0:
+        raise DataError(f"--min-p must be between 0 and 1, got {min_p:g}")
     _check_top(top)
     history = open_history(dataset, db, data_end)
     days = None if horizon is None else parse_horizon(horizon)
-    pred, split, at, days = _split(history, model, predictions, cutoff, days, top, registry)
+    pred, split, at, days, source = _split(history, model, predictions, cutoff, days, top, registry)
+    console.print(source, highlight=False, soft_wrap=True)
     if not [c for c in split.categories_ if c != OTHER]:  # else an empty table, silently
         raise DataError(f"the shop's lines before {at} have no categories: nothing to cross-sell "
                         "(the order lines need a category, docs/multisource.md)")
     by_cat = split.split(pred, history, at)
-    best = next_categories(by_cat, k=k, rule=rule, recent_days=recent_days, horizon_days=days)
+    best = next_categories(by_cat, k=k, rule=rule, recent_days=recent_days, horizon_days=days, min_p=min_p,
+                           currency=history.store.meta().get("shop_currency") or None, basis=history.revenue_basis)
     path = write_frame(best, out)
     shown = best[best["customer_id"].isin(best["customer_id"].drop_duplicates().head(show))]
     for _, r in shown.iterrows():
@@ -112,7 +142,10 @@ def next_categories_cmd(
         table = next_category_backtest(history, at, days, split, pred, ks=tuple(sorted({1, k})))
         console.print(_table(table, f"Next categories from {at}: recall@k and NDCG@k beside the baselines"))
         write_frame(table, path.with_name(path.stem + "_backtest.csv"))
-    console.print(f"next categories: {path} ({best['customer_id'].nunique():,} customers, rule {rule}, k {k})")
+    listed = best.groupby("customer_id").size()
+    short = int((listed < k).sum()) + (len(pred) - len(listed))
+    console.print(f"next categories: {path} ({len(listed):,} customers, rule {rule}, k {k}; {short:,} of "
+                  f"{len(pred):,} customers have fewer than {k} categories at --min-p {min_p:g} or above)", soft_wrap=True)
 
 
 @app.command()
@@ -141,7 +174,8 @@ def demand(
         raise DataError(f"--by takes category, week or category,week; got {','.join(keys) or 'nothing'}")
     _check_top(top)
     history = open_history(dataset, db, data_end)
-    pred, split, at, days = _split(history, model, predictions, cutoff, 7.0 * weeks, top, registry)
+    pred, split, at, days, source = _split(history, model, predictions, cutoff, 7.0 * weeks, top, registry)
+    console.print(source, highlight=False, soft_wrap=True)
     if abs(days - 7 * weeks) > 0.5:
         raise DataError(f"the predictions are for {days:g} days; --horizon {horizon} needs {7 * weeks} days")
     by_cat = split.split(pred, history, at)
@@ -152,6 +186,8 @@ def demand(
     console.print(_table(totals, f"Demand {at} + {weeks} weeks by category (gross sales, 80 % interval)"))
     if evaluate:
         summary, _ = demand_backtest(history, at, weeks, by_cat)
-        console.print(_table(summary, "Demand backtest: WAPE and bias over category × week beside the baselines"))
+        console.print(_table(summary, "Demand backtest: WAPE and bias over category × week beside the baselines",
+                             caption="coverage: share of the cells inside the 80 % interval; n/a: the baselines "
+                                     "give no interval"))
         write_frame(summary, path.with_name(path.stem + "_backtest.csv"))
     console.print(f"demand: {path} ({len(table):,} rows by {','.join(keys)})")

@@ -10,7 +10,7 @@ import typer
 
 from ltvcast.cli._app import app, console, user_errors
 from ltvcast.cli.backtest import Cutoff, Db
-from ltvcast.errors import LtvcastError
+from ltvcast.errors import DataError, LtvcastError
 
 TABLES = ("customers", "rfm_summary", "sequences")
 Engine = Annotated[str, typer.Option("--engine", help="duckdb (the store, --db) or spark (--source).")]
@@ -41,11 +41,22 @@ def _sequence_rows(fs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _nothing_before(day: str, first, timezone: str, source) -> DataError:
+    """The error for a cutoff with no customer before it, naming the source's first transaction day."""
+    if first is None:
+        return DataError(f"{source} holds no transactions")
+    first = pd.Timestamp(first)
+    first_day = (first.tz_localize("UTC") if first.tzinfo is None else first).tz_convert(timezone).date()
+    return DataError(f"no customer has a purchase before the cutoff {day}: the first transaction in {source} is on "
+                     f"{first_day} ({timezone}); choose a later --cutoff")
+
+
 @app.command("features")
 @user_errors
 def features_command(
     cutoff: Cutoff,
-    out: Annotated[Path, typer.Option("--out", help="Output folder: OUT/<table>/*.parquet.")] = Path("features"),
+    out: Annotated[Path, typer.Option(
+        "--out", help="Output folder: OUT/<cutoff>/<table>/*.parquet, one subfolder per cutoff.")] = Path("features"),
     db: Db = None,
     engine: Engine = "duckdb",
     source: Source = None,
@@ -60,18 +71,26 @@ def features_command(
     `customers`: one row per customer, every feature of the catalog;
     `rfm_summary`: frequency, recency, T (weeks), monetary_value ...;
     `sequences`: the non-zero (customer, period) cells, one column per channel.
+    A rerun at the same cutoff replaces that cutoff's tables; other cutoffs are kept.
     """
     wanted = [t.strip() for t in tables.split(",") if t.strip()]
     unknown = sorted(set(wanted) - set(TABLES))
     if unknown or not wanted:
         raise LtvcastError(f"--tables {tables!r}: choose from {', '.join(TABLES)}")
     check_engine(engine, db, source)
+    from ltvcast.features.catalog import TYPE_SLOTS, unused_type_slots
+    from ltvcast.timeutil import to_day
+
+    day = to_day(cutoff).date().isoformat()
+    counts = [cols[0] for cols in TYPE_SLOTS.values()]
     if engine == "spark":
         from ltvcast.engines.spark import session
         from ltvcast.features.spark import build_spark, open_shop, rfm_summary_spark
 
         spark = session(spark_master, conf={"spark.ui.showConsoleProgress": "false"})
         shop = open_shop(spark, source)
+        from pyspark.sql import functions as F  # after session(): it explains a missing PySpark
+
         feats = build_spark(shop, cutoff, period) if {"customers", "sequences"} & set(wanted) else None
         frames = {
             "customers": lambda: feats.customers,
@@ -79,9 +98,20 @@ def features_command(
             "sequences": lambda: feats.sequence_rows,
         }
         for table in wanted:
-            target = str(out / table)
-            frames[table]().write.mode("overwrite").parquet(target)
-            console.print(f"{table}: {spark.read.parquet(target).count():,} rows -> {target}")
+            target, frame = str(out / day / table), frames[table]()
+            if table == "customers":  # computed once (cached) for the slot totals and the write
+                cached = frame.persist()
+                unused = unused_type_slots(cached.agg(*[F.sum(c).alias(c) for c in counts]).first().asDict())
+                frame = cached.drop(*unused)
+            frame.write.mode("overwrite").parquet(target)
+            rows = spark.read.parquet(target).count()
+            if rows == 0 and table != "sequences":
+                first = spark.sql("SELECT MIN(timestamp) FROM transactions").first()[0]
+                raise _nothing_before(day, first, shop.meta.get("shop_timezone", "UTC"), source)
+            console.print(f"{table}: {rows:,} rows -> {target}")
+            if table == "customers":
+                cached.unpersist()
+                _say_unused(unused)
         return
     if db is None:
         raise LtvcastError("--engine duckdb reads a store: give --db PATH")
@@ -99,13 +129,27 @@ def features_command(
                 store.transactions(), cutoff, "W", timezone=meta.get("shop_timezone", "UTC"),
                 revenue_basis=meta.get("revenue_basis", "net"), allow_future_cutoff=True,
             )
+        if (frames["customers"] if "customers" in frames else frames["rfm_summary"]).empty:
+            first = store.fetch("SELECT MIN(timestamp) FROM transactions")[0][0]
+            raise _nothing_before(day, first, meta.get("shop_timezone", "UTC"), db)
+    unused = []
+    if "customers" in frames:
+        unused = unused_type_slots(frames["customers"][counts].sum())
+        frames["customers"] = frames["customers"].drop(columns=unused)
     for table in wanted:
-        folder = out / table
+        folder = out / day / table
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("*.parquet"):
             old.unlink()
         frames[table].to_parquet(folder / "part-0.parquet", index=False)
         console.print(f"{table}: {len(frames[table]):,} rows -> {folder}")
+    _say_unused(unused)
+
+
+def _say_unused(unused: list[str]) -> None:
+    if unused:
+        console.print(f"left out of customers (event-type slots no customer used; docs/models.md): "
+                      f"{', '.join(unused)}", highlight=False)
 
 
 @app.command("lake")

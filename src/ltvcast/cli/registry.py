@@ -23,6 +23,7 @@ from ltvcast.registry import (
     parse_ref,
     promote,
     promoted_version,
+    save_category_split,
     save_model,
 )
 from ltvcast.schema.predictions import FORECAST_COLUMNS, read_predictions
@@ -52,6 +53,8 @@ def train(
         int, typer.Option("--max-customers", help="--engine spark: stratified sample of customers collected to train.")
     ] = 1_000_000,
     calendar: Calendar = None,
+    categories: Annotated[bool, typer.Option(
+        "--categories", help="Also fit the category split (docs/categories.md) and register it with each model.")] = False,
 ) -> None:
     """Fit MODELS on the history before CUTOFF for HORIZON and register a new version of each.
 
@@ -82,7 +85,7 @@ def train(
     start, end = horizon_window(cutoff, parse_horizon(horizon))
     days = float((end - start).days)
     saved = []
-    with progress(console, total=len(kinds)) as step:
+    with progress(console, total=len(kinds) + categories) as step:
         for kind, forecaster in zip(kinds, forecasters):
             step(f"fit {kind}")
             began = time.perf_counter()
@@ -91,6 +94,14 @@ def train(
             target = base.name if len(kinds) == 1 else f"{base.name}-{kind}"
             saved.append((save_model(forecaster, name=target, cutoff=cutoff, horizon_days=days, history=history,
                                      root=registry), seconds))
+        if categories:  # one split serves every model fitted here: it depends on the data, not the total model
+            from ltvcast.models.categories import CategorySplit
+
+            step("fit the category split")
+            split = CategorySplit().fit(history, cutoff, days)
+            if len(split.categories_) > 1:  # else the order lines carry no category: nothing to split by
+                for model, _ in saved:
+                    save_category_split(model, split)
     table = Table(title=f"Registered in {registry} — cutoff {start.date()}, {days:g} days", header_style="bold")
     for header in ("model", "kind", "fit s", "validation metrics"):
         table.add_column(header, justify="right" if header == "fit s" else "left")
@@ -102,6 +113,11 @@ def train(
         )
         table.add_row(f"{model.name}:{model.version}", model.manifest["model"]["kind"], f"{seconds:.1f}", metrics or "–")
     console.print(table)
+    if categories:
+        entry = saved[0][0].manifest.get("categories")
+        console.print(f"category split registered with each: {', '.join(entry['categories'])}" if entry else
+                      "no category split registered: the order lines before the cutoff carry no category",
+                      highlight=False, soft_wrap=True)
 
 
 @app.command("predict")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +14,7 @@ import typer
 
 from ltvcast.cli._app import app, console, user_errors
 from ltvcast.cli.backtest import Dataset, Db
-from ltvcast.errors import LtvcastError
+from ltvcast.errors import LtvcastError, RegistryError
 from ltvcast.registry import DEFAULT_ROOT
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -24,8 +26,8 @@ def ui_command(
     dataset: Dataset = None,
     db: Db = None,
     model: Annotated[str | None, typer.Option(
-        "--model", help="NAME (promoted version, followed) or NAME:VERSION (default: the registry's only model; "
-        "with an empty registry a BG/NBD fitted on the data, kept in a temporary registry).")] = None,
+        "--model", help="NAME (promoted version, followed) or NAME:VERSION (default: the registry's only model of "
+        "this data; without one a BG/NBD fitted on the data, kept in a temporary registry removed at exit).")] = None,
     registry: Annotated[Path, typer.Option("--registry", help="Model registry folder.")] = DEFAULT_ROOT,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8050,
@@ -49,7 +51,7 @@ def ui_command(
     from ltvcast.data.datasets import open_history
     from ltvcast.serve.auth import ENV_VAR, KeyRing
     from ltvcast.ui.app import Experiment, UiConfig, local_app
-    from ltvcast.ui.local import current_label, fit_default, one_time_keys, pick_model
+    from ltvcast.ui.local import current_label, fit_default, one_time_keys, pick_model, unusable_models
 
     if (dataset is None) == (db is None):
         raise LtvcastError("give exactly one source: --dataset NAME or --db PATH")
@@ -69,31 +71,67 @@ def ui_command(
         if to_day(campaign_start) > to_day(campaign_end):
             raise LtvcastError(f"--campaign-start {campaign_start} is after --campaign-end {campaign_end}")
 
+    check_port(host, port)
+
     def history():
         return open_history(dataset, db)
 
-    ref = pick_model(registry, model)
-    if ref is None:
-        registry = Path(tempfile.mkdtemp(prefix="ltvcast-ui-registry-"))
-        first = history()
+    with contextlib.ExitStack() as cleanup:
+        ref = model
+        if ref is None:
+            first = history()
+            try:
+                skipped = unusable_models(registry, first)
+                ref = pick_model(registry, None, exclude=skipped)
+                if ref is None:
+                    shown = registry
+                    registry = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="ltvcast-ui-registry-")))
+                    ref = fit_default(first, registry)
+                    why = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
+                    console.print(f"fitted {ref} on the data (a temporary registry, removed at exit): " + (
+                        f"no model in {shown} can show {first.origin} ({why}); choose one with --model NAME or "
+                        "another registry with --registry PATH" if skipped else f"no model in {shown}"),
+                        highlight=False, markup=False)
+            finally:
+                first.store.close()
+        if keys is not None:
+            ring, key = KeyRing.from_file(keys), None
+        elif os.environ.get(ENV_VAR):
+            ring, key = KeyRing.from_env(os.environ[ENV_VAR]), None
+        else:
+            ring, key = one_time_keys()
+        experiment = None if assignments is None else Experiment(assignments, campaign_start, campaign_end)
+        config = UiConfig(open_history=history, registry=registry, model=lambda: current_label(registry, ref),
+                          keys=ring, monitor_db=db, experiment=experiment)
+        logging.getLogger("ltvcast").setLevel(log_level.upper())
+        console.print("preparing the pages (predictions, segments, backtest) ...", highlight=False)
         try:
-            ref = fit_default(first, registry)
-        finally:
-            first.store.close()
-        console.print(f"the registry is empty: fitted {ref} on the data (kept in {registry})", highlight=False)
-    if keys is not None:
-        ring, key = KeyRing.from_file(keys), None
-    elif os.environ.get(ENV_VAR):
-        ring, key = KeyRing.from_env(os.environ[ENV_VAR]), None
-    else:
-        ring, key = one_time_keys()
-    experiment = None if assignments is None else Experiment(assignments, campaign_start, campaign_end)
-    config = UiConfig(open_history=history, registry=registry, model=lambda: current_label(registry, ref), keys=ring,
-                      monitor_db=db, experiment=experiment)
-    logging.getLogger("ltvcast").setLevel(log_level.upper())
-    console.print("preparing the pages (predictions, segments, backtest) ...", highlight=False)
-    web = local_app(config)
-    console.print(f"ltvcast ui on http://{host}:{port}/ui/ (read only; Ctrl-C to stop)", highlight=False, markup=False)
-    if key is not None:
-        console.print(f"one-time sign-in key (valid until this app stops): {key}", highlight=False, markup=False)
-    uvicorn.run(web, host=host, port=port, workers=1, log_level=log_level)
+            web = local_app(config)
+        except RegistryError as exc:
+            raise LtvcastError(f"{exc}; choose a model of this data with --model NAME[:VERSION], or its registry with "
+                               "--registry PATH") from None
+        console.print(f"ltvcast ui on http://{host}:{port}/ui/ (read only; Ctrl-C to stop)", highlight=False,
+                      markup=False)
+        if key is not None:
+            console.print(f"one-time sign-in key (valid until this app stops): {key}", highlight=False, markup=False)
+        uvicorn.run(web, host=host, port=port, workers=1, log_level=log_level)
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise LtvcastError unless ``host:port`` can be listened on now (checked before minutes of model work).
+
+    Port 0 (any free port) is not checked.
+    """
+    if port == 0:
+        return
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise LtvcastError(f"--host {host}: {exc.strerror or exc}") from None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a closed port in TIME_WAIT is free
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise LtvcastError(f"port {port} on {host} cannot be listened on ({exc.strerror or exc}): stop what "
+                               "holds it or choose another with --port") from None

@@ -39,8 +39,9 @@ from ltvcast.errors import LtvcastError
 #: The canonical tables the features read, and the store's key/value table.
 CANONICAL_TABLES = ("transactions", "orders", "order_items", "events", "customers", "store_meta")
 TABLE_PREFIX = "table:"
-#: Shuffle partitions of a local session unless given (Spark's 200 is sized for clusters).
-LOCAL_SHUFFLE_PARTITIONS = 8
+#: Shuffle partitions per core of a local session unless given (Spark's 200 is sized for clusters:
+#: on local[2] each of 200 tasks per shuffle pays its scheduling for a few hundred rows).
+LOCAL_PARTITIONS_PER_CORE = 2
 
 
 class EngineError(LtvcastError):
@@ -82,8 +83,10 @@ def session(
             else ``local[*]``. With a ``local`` master the Python workers run
             this interpreter (``PYSPARK_PYTHON``, unless set).
         app_name: the application's name in the Spark UI.
-        shuffle_partitions: ``spark.sql.shuffle.partitions`` (default: 8 for
-            a ``local`` master, else Spark's own; a cluster wants ~2-3 × its cores).
+        shuffle_partitions: ``spark.sql.shuffle.partitions`` (default: 2 per
+            core of a ``local`` master, else Spark's own; a cluster wants ~2-3 ×
+            its cores). Adaptive execution (on by default) coalesces small
+            shuffle partitions further.
         conf: further settings, applied last.
 
     Returns:
@@ -110,8 +113,8 @@ def session(
     if master is not None and master.startswith("local"):
         # Local Python workers run this interpreter (its venv has pandas and ltvcast), not `python3`.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    if shuffle_partitions is None and master is not None and master.startswith("local"):
-        shuffle_partitions = LOCAL_SHUFFLE_PARTITIONS
+    if shuffle_partitions is None and master is not None and (master == "local" or master.startswith("local[")):
+        shuffle_partitions = LOCAL_PARTITIONS_PER_CORE * local_cores(master)
     if shuffle_partitions is not None:
         settings["spark.sql.shuffle.partitions"] = str(int(shuffle_partitions))
     settings.update(conf or {})
@@ -122,6 +125,24 @@ def session(
         if key.startswith("spark.sql."):
             spark.conf.set(key, value)
     return spark
+
+
+def local_cores(master: str) -> int:
+    """The worker threads of a ``local`` master: ``local`` 1, ``local[N]`` / ``local[N,F]`` N, ``local[*]`` the CPUs.
+
+    Raises:
+        EngineError: not a ``local`` master, or N is not a positive integer.
+    """
+    if master == "local":
+        return 1
+    if not (master.startswith("local[") and master.endswith("]")):
+        raise EngineError(f"Spark master {master!r} is not local, local[N] or local[*]")
+    threads = master[len("local["):-1].split(",")[0].strip()
+    if threads == "*":
+        return os.cpu_count() or 1
+    if not threads.isdigit() or int(threads) < 1:
+        raise EngineError(f"Spark master {master!r}: the thread count must be a positive integer or *")
+    return int(threads)
 
 
 def _exists(spark, path: str) -> bool:

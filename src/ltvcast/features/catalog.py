@@ -269,3 +269,30 @@ def feature_specs(windows: tuple[int, ...] = DEFAULT_WINDOWS) -> tuple[FeatureSp
     assert len(names) == len(set(names)), "duplicate feature names"
     assert {s.family for s in specs} == set(FAMILIES)
     return tuple(specs)
+
+
+#: The generic columns of the shop's added event types, per slot i (the i-th most frequent type, ``events.sql``).
+TYPE_SLOTS = {i: (f"other_type_{i}_events", f"other_type_{i}_events_90d", f"days_since_other_type_{i}")
+              for i in (1, 2, 3)}
+
+
+def unused_type_slots(event_totals) -> list[str]:
+    """The columns of the added-event-type slots that hold nothing, to leave out of a written feature table.
+
+    A slot holds nothing when its count column (``other_type_i_events``)
+    totals 0 over the table's customers: the shop has fewer than i added
+    event types before the cutoff (or none of these customers used the i-th),
+    so its counts are all 0 and its ``days_since_other_type_i`` all NULL.
+    ``FeatureSet.customers`` keeps every catalog column (a model fitted on
+    one cutoff scores at another; a registered model's feature schema lists
+    them); only the written table (``ltvcast features``) drops them.
+
+    Args:
+        event_totals: mapping count column -> its total (a pandas Series of
+            column sums, or a Spark ``Row.asDict()``); a missing or None total
+            reads as 0.
+
+    Returns:
+        The slot columns to drop, slot by slot (count, 90-day count, days since).
+    """
+    return [c for cols in TYPE_SLOTS.values() if not event_totals.get(cols[0]) for c in cols]

@@ -60,11 +60,13 @@ GROUP BY c.customer_id
 ORDER BY c.customer_id
 """
 # LABELS_SQL's columns plus the days from the cutoff day to the first occasion of the window, in one pass.
+# DATE_DIFF rather than `d.day - $start_day`: the same whole days on DuckDB, and it transpiles to Spark's
+# DATEDIFF (date minus date is an interval there, refused by ltvcast.engines.transpile.lint).
 WINDOW_LABELS_SQL = _WINDOW_DAYS_SQL + """
 SELECT c.customer_id,
        CAST(COUNT(CASE WHEN d.occasion THEN 1 END) AS DOUBLE) AS actual_transactions,
        CAST(COALESCE(SUM(d.spend), 0) AS DOUBLE) AS actual_spend,
-       CAST(MIN(CASE WHEN d.occasion THEN d.day - $start_day END) AS DOUBLE) AS next_purchase_days
+       CAST(MIN(CASE WHEN d.occasion THEN DATE_DIFF('day', $start_day, d.day) END) AS DOUBLE) AS next_purchase_days
 FROM customers c
 LEFT JOIN occasion_days d ON d.customer_id = c.customer_id
 GROUP BY c.customer_id

@@ -38,7 +38,9 @@ through :func:`ltvcast.ingest.validate.validate_frame`, the checks of
 ``on_invalid="drop"``, the row is dropped and counted); repeated order lines
 are dropped and counted. The counts are in ``result.attrs["validation"]``.
 
-Also returned: ``n_transactions`` (sale rows of the occasions), ``total_spend``
+Also returned: ``n_transactions`` (the sale orders of the occasions: an order
+of many lines is one; rows without an order id are one order per timestamp,
+as ``history_orders.sql`` groups them), ``total_spend``
 (all spend before the cutoff in the revenue basis, returns on non-purchase
 days and unmatched refunds included; currency), ``first_purchase`` and
 ``last_purchase`` (local dates), ``unmatched_refunds`` (count) and
@@ -50,6 +52,7 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ltvcast.errors import DataError
 from ltvcast.features._sql import Context, check_timezone, cutoff_day, render, source_views, store_columns
@@ -77,7 +80,7 @@ def summary_sql(ctx: Context, unit_days: float) -> str:
     """
     return f"""
         WITH rfm AS ({render("rfm", ctx)}),
-        sales AS (SELECT customer_id, SUM(sale_lines) AS n_transactions FROM h_daily GROUP BY customer_id)
+        sales AS (SELECT customer_id, SUM(orders) AS n_transactions FROM h_daily GROUP BY customer_id)
         SELECT rfm.customer_id,
                rfm.frequency,
                rfm.recency_days / CAST({unit_days!r} AS DOUBLE) AS recency,
@@ -186,37 +189,58 @@ def rfm_summary(
         check_cutoff(day, observation_end(tx, data_end), allow_future=allow_future_cutoff)
     # The ids are encoded once (codes in sorted id order, so ORDER BY code is
     # ORDER BY customer_id) and the SQL groups integers; the ids come back at
-    # the end by position. Only the needed columns are handed to DuckDB, as
-    # views over the frame's own arrays (no copy into a table).
+    # the end by position. Only the needed columns are handed to DuckDB, as an
+    # Arrow table over the frame's own buffers (numbers and timestamps are not
+    # copied; a pandas frame would be scanned value by value).
     codes, ids = pd.factorize(tx["customer_id"], sort=True)  # no missing id: validated
     ids = pd.array(ids, dtype="string")
     ts = tx["timestamp"]
     if isinstance(ts.dtype, pd.DatetimeTZDtype):
         ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
-    frame = {"customer_id": codes.astype("int32", copy=False), "timestamp": ts.to_numpy(), "amount": tx["amount"].to_numpy()}
+    frame = {
+        "customer_id": pa.array(codes.astype("int32", copy=False)),
+        "timestamp": pa.array(ts.to_numpy()),
+        "amount": pa.array(tx["amount"].to_numpy(dtype="float64")),
+    }
     if "kind" in tx.columns:
-        frame["kind"] = tx["kind"].to_numpy()
+        frame["kind"] = _arrow_text(tx["kind"])
     if "order_id" in tx.columns:  # refunds are netted by order (features/sql/README.md, "Refunds")
-        frame["order_id"] = tx["order_id"].astype("string").array
-    frame = pd.DataFrame(frame, copy=False)
+        frame["order_id"] = _arrow_text(tx["order_id"])
+    frame = pa.table(frame)
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET enable_progress_bar = false")
+        # h_orders / h_daily are temp tables whose row order nothing reads
+        # (the sums are exact DECIMALs, the result is ordered): DuckDB may
+        # write them in parallel without keeping the input's order.
+        con.execute("SET preserve_insertion_order = false")
         con.register("tx_frame", frame)
         con.execute("CREATE VIEW transactions AS SELECT * FROM tx_frame")
         con.execute(source_views(store_columns(con), customer_key="INTEGER")["transactions"])
         for step in _STEPS:
             con.execute(render(step, ctx))
-        res = con.execute(summary_sql(ctx, per_unit) + "ORDER BY rfm.customer_id")
-        out = res.df()
+        out = con.execute(summary_sql(ctx, per_unit) + "ORDER BY rfm.customer_id").df()
     finally:
         con.close()
-    start = np.datetime64(day.isoformat(), "D")
     for col, offset, extra in (("first_purchase", "first_offset", 1), ("last_purchase", "last_offset", 0)):
-        days = out.pop(offset).round().astype("int64").to_numpy() + extra
-        out[col] = pd.to_datetime(start - days.astype("timedelta64[D]")).date
+        out[col] = _days_before(day, out.pop(offset).round().astype("int64").to_numpy() + extra)
     out = out[list(SUMMARY_COLUMNS)]
     out["customer_id"] = pd.Series(ids.take(out["customer_id"].to_numpy()), dtype="string")
     out = out.reset_index(drop=True)
     out.attrs[REPORT_KEY] = report.as_dict()
     return out
+
+
+def _arrow_text(col: pd.Series) -> pa.ChunkedArray | pa.Array:
+    """A text column as Arrow strings (nulls kept), without a copy when it is Arrow-backed already."""
+    arr = col.astype("string").array
+    data = getattr(arr, "_pa_array", None)
+    return data if data is not None else pa.array(arr.to_numpy(dtype=object, na_value=None), type=pa.string())
+
+
+def _days_before(day, days: np.ndarray) -> np.ndarray:
+    """``day − days[i]`` as an object array of :class:`datetime.date` (one date object per distinct value)."""
+    uniq, inverse = np.unique(days, return_inverse=True)
+    start = np.datetime64(day.isoformat(), "D")
+    dates = pd.to_datetime(start - uniq.astype("timedelta64[D]")).date
+    return dates.take(inverse.reshape(-1))

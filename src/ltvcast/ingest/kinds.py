@@ -147,7 +147,7 @@ MAP_ONLY: frozenset[str] = frozenset({"discount", "discount_rate"})
 
 #: Kinds whose extra source columns (mapped to no field) are kept, as JSON, in the ``attributes``
 #: column; those of other kinds are named as ignored (:func:`ignored_columns`).
-ATTRIBUTE_KINDS: tuple[str, ...] = ("customers", "orders", "order_items")
+ATTRIBUTE_KINDS: tuple[str, ...] = ("customers", "orders", "order_items", "returns", "events")
 
 _RESERVED = {"ingest_id", "kind", "row_hash", "attributes"}
 

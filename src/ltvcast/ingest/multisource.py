@@ -8,11 +8,12 @@
 
 Steps: read each source (a file, each file of a glob, or a database table /
 query) and hash its content; skip what the store has seen (same kind, same
-content hash); parse and stage (:mod:`ltvcast.ingest.staging`); then, in one
-transaction, resolve all rows against the store
-(:mod:`ltvcast.ingest.resolve`), write them, rebuild orders' totals and the
-derived ``transactions`` and commit. Any error before the commit leaves the
-store exactly as it was.
+content hash); parse and stage (:mod:`ltvcast.ingest.staging`; events in
+batches into the database, :mod:`ltvcast.ingest.stream`, so that memory
+does not grow with their number); then, in one transaction, resolve all
+rows against the store (:mod:`ltvcast.ingest.resolve`; events in SQL),
+write them, rebuild orders' totals and the derived ``transactions`` and
+commit. Any error before the commit leaves the store exactly as it was.
 """
 
 from __future__ import annotations
@@ -31,16 +32,17 @@ from ltvcast.ingest.config import ShopConfig, SourcesConfig, SourceSpec
 from ltvcast.ingest.ledger import FileCounts
 from ltvcast.ingest.parse import number_format
 from ltvcast.ingest.privacy import id_key
-from ltvcast.ingest.readers import SOURCE_FORMATS, file_sha256, read_table
+from ltvcast.ingest.readers import SOURCE_FORMATS, RawTable, batches_of, file_sha256, read_batches, read_table
 from ltvcast.ingest.resolve import resolve
 from ltvcast.ingest.sql_source import frame_hash, read_sql_source, source_label
 from ltvcast.ingest.staging import StagedTable, stage_table
-from ltvcast.ingest.write import ingest_context, write_run
+from ltvcast.ingest.stream import EventStage
+from ltvcast.ingest.write import MEMORY_LIMIT, ingest_context, write_run
 from ltvcast.schema.quarantine import reason_order
 from ltvcast.timeutil import DateLike, declared_day
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterator, Mapping
 
     from ltvcast.store import Store
 
@@ -64,7 +66,7 @@ class SourceReport:
         note: why it was skipped, or which ingest it replaced.
         ignored: source columns that reach no canonical field (not stored).
         attributes: source columns with no canonical field kept as JSON in the
-            ``attributes`` column (customers, orders, order_items).
+            ``attributes`` column (customers, orders, order_items, returns, events).
     """
 
     kind: str
@@ -135,8 +137,19 @@ def _read_file(path: Path, spec: SourceSpec):
     )
 
 
+def _file_batches(path: Path, spec: SourceSpec) -> Callable[[str | None, bool], Iterator[tuple[int, RawTable]]]:
+    """``batches(encoding, lenient)`` of a source file (:meth:`ltvcast.ingest.stream.EventStage.stage`)."""
+    fmt = spec.format if spec.format not in (None, "sql") else None
+
+    def batches(encoding: str | None, lenient: bool) -> Iterator[tuple[int, RawTable]]:
+        return read_batches(path, fmt, has_header=spec.header, columns=spec.columns, encoding=encoding,
+                            sheet=spec.sheet, formats=SOURCE_FORMATS, lenient=lenient)
+
+    return batches
+
+
 def _stage_all(
-    config: SourcesConfig, seen: pd.DataFrame, replace: bool, key: bytes | None,
+    config: SourcesConfig, seen: pd.DataFrame, replace: bool, key: bytes | None, events: EventStage,
     progress: Callable[[str], None] = lambda text: None,
 ) -> tuple[list[StagedTable], list[SourceReport | int], list[int]]:
     """Read and stage every source; return staged tables, the report slots, ingests to replace."""
@@ -177,12 +190,17 @@ def _stage_all(
                     replaced.append(int(earlier))
             this_run.add((spec.kind, content_hash))
             progress(f"reading {spec.kind}: {label}")
-            if raw is None:
-                raw = _read_file(path, spec)
-                raw = type(raw)(frame=raw.frame, source=label, format=raw.format, encoding=raw.encoding,
-                                bad_rows=raw.bad_rows)
-            with number_format(spec.decimal):  # decimal: "," on the source
-                table = stage_table(raw, spec, config.shop, content_hash, key)
+            if spec.kind == "events":  # the large kind: staged in the database batch by batch
+                sql_raw = raw
+                batches = _file_batches(path, spec) if sql_raw is None else (lambda *_: batches_of(sql_raw))
+                table = events.stage(len(staged), batches, spec, config.shop, label, fmt, content_hash, key)
+            else:
+                if raw is None:
+                    raw = _read_file(path, spec)
+                    raw = type(raw)(frame=raw.frame, source=label, format=raw.format, encoding=raw.encoding,
+                                    bad_rows=raw.bad_rows)
+                with number_format(spec.decimal):  # decimal: "," on the source
+                    table = stage_table(raw, spec, config.shop, content_hash, key)
             raw = None  # the text frame is not needed any more; free it before the next source is read
             table.seconds = time.perf_counter() - t0
             if table.personal_dropped:
@@ -243,26 +261,30 @@ def ingest_sources(
     declared = declared_day(declared_text) if declared_text is not None else None
     seen = store.ingested_sources()
     step = progress or (lambda text: None)
-    staged, slots, replaced = _stage_all(config, seen, replace, key, step)
     run_id = None
     ids: list[int] = []
     run = None
-    with store.transaction():
-        store.set_shop(shop.currency, shop.timezone, shop.revenue_basis)
-        if staged:
-            run_id = store.next_run_id()
-            store.delete_ingests(replaced)
-            ctx = ingest_context(store, {t.spec.kind for t in staged} | {"orders"})
-            step(f"resolving {sum(t.rows_read for t in staged):,} rows of {len(staged)} source table(s)")
-            run = resolve(staged, ctx, shop)
-            for table in staged:
-                table.release()
-            step("writing the store")
-            ids = write_run(store, run, staged, run_id, started_at, declared)
-            run.tables.clear()  # written: free the rows before the derived tables are rebuilt
-            step("rebuilding transactions and order totals")
-            store.rebuild_derived()
-        store.check_data_end(declared)
+    events = EventStage(store)
+    with store.memory_limit(MEMORY_LIMIT):
+        try:
+            staged, slots, replaced = _stage_all(config, seen, replace, key, events, step)
+            with store.transaction():
+                store.set_shop(shop.currency, shop.timezone, shop.revenue_basis)
+                if staged:
+                    run_id = store.next_run_id()
+                    store.delete_ingests(replaced)
+                    ctx = ingest_context(store, {t.spec.kind for t in staged if not t.streamed} | {"orders"})
+                    step(f"resolving {sum(t.rows_read for t in staged):,} rows of {len(staged)} source table(s)")
+                    run = resolve(staged, ctx, shop)
+                    for table in staged:
+                        table.release()
+                    step("writing the store")
+                    ids = write_run(store, run, staged, run_id, started_at, declared, events)
+                    step("rebuilding transactions and order totals")
+                    store.rebuild_derived()
+                store.check_data_end(declared)
+        finally:
+            events.drop()
     reports: list[SourceReport] = []
     totals: dict[str, int] = {}
     for slot in slots:

@@ -230,6 +230,7 @@ def parse_timestamps(
     date_format: str | None = None,
     dayfirst: bool | None = None,
     tz: str | None = None,
+    orders: dict[str, str] | None = None,
 ) -> pd.Series:
     """Parse timestamps into ``datetime64[us, UTC]``; unparseable/missing -> NaT.
 
@@ -241,6 +242,9 @@ def parse_timestamps(
         tz: IANA zone of values written without a zone or offset (see
             :func:`localize_naive` for DST); None means UTC. Values with an
             offset (``+01:00``, ``Z``) keep it.
+        orders: day/month order seen so far (``"day-first"`` -> first value read
+            so), updated in place: pass one dict for every batch of a column read
+            in pieces, so that a mix across batches is refused too.
 
     Recognised without a format: ISO 8601 (``2020-01-31``,
     ``2020-01-31 10:00``, ``2020-01-31T10:00:00+01:00``, ``...Z``), compact
@@ -263,18 +267,18 @@ def parse_timestamps(
             which would be read inconsistently; the message shows both values;
             or ``tz`` is unknown.
     """
-    out = _parse_any_timestamps(values, date_format, dayfirst, tz)
+    out = _parse_any_timestamps(values, date_format, dayfirst, tz, {} if orders is None else orders)
     return out.where((out >= EARLIEST) & (out < LATEST))
 
 
 def _parse_any_timestamps(
-    values: pd.Series, date_format: str | None, dayfirst: bool | None, tz: str | None
+    values: pd.Series, date_format: str | None, dayfirst: bool | None, tz: str | None, orders: dict[str, str]
 ) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         if values.dt.tz is not None:
             return values.dt.tz_convert("UTC").dt.as_unit("us")
         return localize_naive(values, tz or "UTC")
-    out = _parse_text_timestamps(values, date_format, dayfirst)
+    out = _parse_text_timestamps(values, date_format, dayfirst, orders)
     if tz is None or tz in ("UTC", "Etc/UTC"):
         return out
     naive = ~as_text(values).str.contains(_ZONE_SUFFIX, regex=True) & out.notna()
@@ -285,7 +289,7 @@ def _parse_any_timestamps(
 
 
 def _parse_text_timestamps(
-    values: pd.Series, date_format: str | None, dayfirst: bool | None
+    values: pd.Series, date_format: str | None, dayfirst: bool | None, orders: dict[str, str]
 ) -> pd.Series:
     """Text -> UTC timestamps, naive values read as UTC (see :func:`parse_timestamps`)."""
     text = as_text(values)
@@ -298,7 +302,6 @@ def _parse_text_timestamps(
     if compact.any():
         out[compact] = _to_utc(text[compact], "%Y%m%d")
         todo &= ~compact
-    orders: dict[str, str] = {}
     for _ in range(_MAX_FORMAT_ROUNDS):
         if not todo.any():
             break

@@ -50,13 +50,16 @@ refused, the message naming the first bad row.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import csv
 import gzip
 import hashlib
 import lzma
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -300,6 +303,38 @@ def _read_text(
     path: Path, fmt: str, has_header: bool, columns: tuple[str, ...] | None, encoding: str,
     bad_rows: str = "raise",
 ) -> pd.DataFrame | tuple[pd.DataFrame, tuple[BadRow, ...]]:
+    kwargs = _text_kwargs(path, fmt, has_header, columns, encoding)
+    try:
+        frame = pd.read_csv(path, **kwargs)
+    except pd.errors.ParserError:
+        if fmt != "csv":
+            raise
+        frame, bad = _read_csv_lenient(path, str(kwargs["sep"]), has_header, columns, encoding)
+        if bad_rows == "raise" and bad:
+            first = bad[0]
+            raise DataError(
+                f"cannot parse {path} as csv: data row {first.row} (line {first.line}): {first.problem}"
+                f"{f' (and {len(bad) - 1} more malformed row(s))' if len(bad) > 1 else ''}; "
+                "ingest sets such rows aside in the quarantine (bad_row)"
+            ) from None
+        return frame, bad
+    _name_columns(frame, has_header, columns)
+    return (frame, ()) if bad_rows == "keep" else frame
+
+
+def _name_columns(frame: pd.DataFrame, has_header: bool, columns: tuple[str, ...] | None) -> None:
+    """Header names stripped, or ``column_1``, ... for a file without header (in place)."""
+    if columns is None:
+        if has_header:
+            frame.columns = [str(c).strip() for c in frame.columns]
+        else:
+            frame.columns = [f"column_{i + 1}" for i in range(frame.shape[1])]
+
+
+def _text_kwargs(
+    path: Path, fmt: str, has_header: bool, columns: tuple[str, ...] | None, encoding: str
+) -> dict[str, object]:
+    """``pandas.read_csv`` arguments that read every field of a csv / whitespace file as text."""
     kwargs: dict[str, object] = dict(
         dtype=str,
         keep_default_na=False,
@@ -323,34 +358,19 @@ def _read_text(
         kwargs["header"] = None
         if columns is not None:
             kwargs["names"] = list(columns)
-    try:
-        frame = pd.read_csv(path, **kwargs)
-    except pd.errors.ParserError:
-        if fmt != "csv":
-            raise
-        frame, bad = _read_csv_lenient(path, str(kwargs["sep"]), has_header, columns, encoding)
-        if bad_rows == "raise" and bad:
-            first = bad[0]
-            raise DataError(
-                f"cannot parse {path} as csv: data row {first.row} (line {first.line}): {first.problem}"
-                f"{f' (and {len(bad) - 1} more malformed row(s))' if len(bad) > 1 else ''}; "
-                "ingest sets such rows aside in the quarantine (bad_row)"
-            ) from None
-        return frame, bad
-    if columns is None:
-        if has_header:
-            frame.columns = [str(c).strip() for c in frame.columns]
-        else:
-            frame.columns = [f"column_{i + 1}" for i in range(frame.shape[1])]
-    return (frame, ()) if bad_rows == "keep" else frame
+    return kwargs
 
 
 def _parquet_to_text(path: Path) -> pd.DataFrame:
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
+
+    return _arrow_to_text(pq.read_table(path))
+
+
+def _arrow_to_text(table: pa.Table) -> pd.DataFrame:
+    import pyarrow.compute as pc
     import pyarrow.types as pat
 
-    table = pq.read_table(path)
     out: dict[str, pd.Series] = {}
     for name, column in zip(table.column_names, table.columns):
         kind = column.type
@@ -526,14 +546,8 @@ def read_table(
         raise ValueError(f"bad_rows must be 'raise' or 'keep', got {bad_rows!r}")
     path = Path(path)
     fmt = detect_format(path, format, formats=formats)
-    if not path.exists():
-        raise DataError(f"file not found: {path}")
-    if path.is_dir():
-        raise DataError(f"{path} is a directory, not a data file")
-    cols = tuple(columns) if columns is not None else None
-    if cols is not None and fmt not in ("csv", "whitespace"):
-        raise DataError(f"{path}: 'columns' applies to text files; {fmt} columns are already named")
-    try:
+    cols = _check_file(path, fmt, columns)
+    with _read_errors(path, fmt):
         if fmt == "parquet":
             frame = _parquet_to_text(path)
             return RawTable(frame=frame, source=str(path), format=fmt, encoding=None)
@@ -552,6 +566,32 @@ def read_table(
         frame, bad = out if isinstance(out, tuple) else (out, ())
         if bad:  # the frame's index keeps the data row numbers (it skips the bad rows)
             return RawTable(frame=frame, source=str(path), format=fmt, encoding=used, bad_rows=bad)
+    frame = frame.reset_index(drop=True)
+    return RawTable(frame=frame, source=str(path), format=fmt, encoding=used)
+
+
+def _check_file(path: Path, fmt: str, columns: tuple[str, ...] | list[str] | None) -> tuple[str, ...] | None:
+    """The ``columns`` as a tuple, after checking that ``path`` is a file they may name.
+
+    Raises:
+        DataError: the file does not exist or is a directory, or ``columns`` is
+            given for a format that names its own columns.
+    """
+    if not path.exists():
+        raise DataError(f"file not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a data file")
+    cols = tuple(columns) if columns is not None else None
+    if cols is not None and fmt not in ("csv", "whitespace"):
+        raise DataError(f"{path}: 'columns' applies to text files; {fmt} columns are already named")
+    return cols
+
+
+@contextlib.contextmanager
+def _read_errors(path: Path, fmt: str) -> Iterator[None]:
+    """Turn a reader's exceptions into a :class:`DataError` naming the file and the format."""
+    try:
+        yield
     except DataError:
         raise
     except pd.errors.EmptyDataError:
@@ -567,8 +607,118 @@ def read_table(
         if fmt != "excel":
             raise
         raise DataError(f"cannot read {path} as excel: {str(exc).strip() or type(exc).__name__}") from None
-    frame = frame.reset_index(drop=True)
-    return RawTable(frame=frame, source=str(path), format=fmt, encoding=used)
+
+
+#: Data rows per batch of :func:`read_batches`.
+BATCH_ROWS = 100_000
+
+
+class ReadAgain(Exception):
+    """:func:`read_batches` found that the file must be read another way (it is not UTF-8, or
+    it has malformed CSV rows), possibly after batches were yielded: the caller discards
+    them and iterates ``read_batches(..., encoding=self.encoding, lenient=self.lenient)``."""
+
+    def __init__(self, encoding: str | None, lenient: bool) -> None:
+        super().__init__(f"read again with encoding {encoding or 'detected'}{' (lenient)' if lenient else ''}")
+        self.encoding = encoding
+        self.lenient = lenient
+
+
+def batches_of(raw: RawTable, batch_rows: int | None = None) -> Iterator[tuple[int, RawTable]]:
+    """``raw`` in pieces of ``batch_rows`` (default :data:`BATCH_ROWS`) data rows (malformed rows
+    included), as :func:`read_batches` yields them.
+
+    Yields:
+        (offset, batch): data row ``i + 1`` of ``batch`` (index ``i``, numbered
+        within the batch, malformed rows too) is data row ``offset + i + 1`` of
+        ``raw``. A table without rows gives one empty batch (it names the columns).
+    """
+    batch_rows = batch_rows or BATCH_ROWS
+    index = raw.frame.index.to_numpy()
+    total = len(raw.frame) + len(raw.bad_rows)
+    for offset in range(0, max(total, 1), batch_rows):
+        lo, hi = np.searchsorted(index, [offset, offset + batch_rows])
+        part = raw.frame.iloc[lo:hi]
+        bad = tuple(replace(b, row=b.row - offset) for b in raw.bad_rows if offset < b.row <= offset + batch_rows)
+        part.index = pd.Index(index[lo:hi] - offset, dtype="int64") if bad else pd.RangeIndex(hi - lo)
+        yield offset, RawTable(frame=part, source=raw.source, format=raw.format, encoding=raw.encoding, bad_rows=bad)
+
+
+def read_batches(
+    path: str | Path,
+    format: str | None = None,
+    *,
+    has_header: bool = True,
+    columns: tuple[str, ...] | list[str] | None = None,
+    encoding: str | None = None,
+    sheet: str | int | None = None,
+    formats: tuple[str, ...] = FORMATS,
+    batch_rows: int | None = None,
+    lenient: bool = False,
+) -> Iterator[tuple[int, RawTable]]:
+    """Read ``path`` like :func:`read_table` with ``bad_rows="keep"``, ``batch_rows`` data rows at a time.
+
+    CSV / whitespace files (pandas' chunked reader) and Parquet files (row
+    batches) are read in bounded memory; JSON lines and Excel files are read
+    whole and handed out in pieces, and so is a CSV file with malformed rows
+    (``lenient``; the module doc's slow path).
+
+    Args:
+        path, format, has_header, columns, encoding, sheet, formats: as for :func:`read_table`.
+        batch_rows: data rows per batch (> 0; default :data:`BATCH_ROWS`).
+        lenient: read a CSV file record by record, setting malformed rows aside
+            (what :class:`ReadAgain` asks for once the fast reader met one).
+
+    Yields:
+        (offset, batch) as :func:`batches_of`: the batches together hold the
+        rows :func:`read_table` reads, in file order.
+
+    Raises:
+        ReadAgain: the file is not UTF-8 (no ``encoding`` given) or has a
+            malformed CSV row; raised as soon as the reader meets it.
+        DataError: as :func:`read_table`.
+    """
+    path = Path(path)
+    batch_rows = batch_rows or BATCH_ROWS
+    fmt = detect_format(path, format, formats=formats)
+    if fmt not in ("csv", "whitespace", "parquet") or lenient:
+        raw = read_table(path, fmt, has_header=has_header, columns=columns, encoding=encoding, sheet=sheet,
+                         formats=formats, bad_rows="keep")
+        yield from batches_of(raw, batch_rows)
+        return
+    cols = _check_file(path, fmt, columns)
+    with _read_errors(path, fmt):
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            parquet = pq.ParquetFile(path)
+            offset = 0
+            for batch in parquet.iter_batches(batch_size=batch_rows):
+                yield offset, RawTable(frame=_arrow_to_text(pa.Table.from_batches([batch])), source=str(path),
+                                       format=fmt, encoding=None)
+                offset += batch.num_rows
+            if offset == 0:
+                yield 0, RawTable(frame=_arrow_to_text(parquet.schema_arrow.empty_table()), source=str(path),
+                                  format=fmt, encoding=None)
+            return
+        used = encoding or "utf-8"
+        kwargs = _text_kwargs(path, fmt, has_header, cols, "utf-8-sig" if encoding is None else encoding)
+        offset = 0
+        try:
+            with pd.read_csv(path, chunksize=batch_rows, **kwargs) as reader:
+                for chunk in reader:
+                    _name_columns(chunk, has_header, cols)
+                    chunk.index = pd.RangeIndex(len(chunk))
+                    yield offset, RawTable(frame=chunk, source=str(path), format=fmt, encoding=used)
+                    offset += len(chunk)
+        except UnicodeDecodeError:
+            if encoding is not None:
+                raise
+            raise ReadAgain("latin-1", lenient=False) from None
+        except pd.errors.ParserError:
+            if fmt != "csv":
+                raise
+            raise ReadAgain(encoding, lenient=True) from None
 
 
 def file_sha256(path: Path) -> str:

@@ -9,7 +9,10 @@ remember, and the quarantine — in this order:
 1. ``fx_rates`` (later steps convert with them), 2. ``customers``,
 3. ``products``, 4. ``orders``, 5. ``order_items`` (an order is derived
 from lines whose order is unknown but which name customer and timestamp),
-6. returns from all three paths (:mod:`ltvcast.ingest.returns`), 7. ``events``.
+6. returns from all three paths (:mod:`ltvcast.ingest.returns`). Events
+come last and are resolved in the database, where they were staged in
+batches (:mod:`ltvcast.ingest.stream`): their tables are streamed, and the
+ledger leaves them to it.
 
 Duplicate keys (:data:`ltvcast.ingest.kinds.KIND_KEYS`) are checked first in
 each step, against earlier rows of the run and against the store
@@ -53,7 +56,7 @@ DERIVED_HASH = "derived"
 _ORDER_COLUMNS = ["order_id", "customer_id", "timestamp", "currency"]
 _RETURN_COLUMNS = [
     "return_id", "order_id", "line", "customer_id", "timestamp", "quantity", "unit_price", "discount",
-    "amount", "rate", "linked", "product_id", "_file",
+    "amount", "rate", "linked", "product_id", "attributes", "_file",
 ]
 
 
@@ -103,7 +106,9 @@ class ResolvedRun:
             expects (money in source currency plus ``rate``).
         keys: ``kind``, ``key``, ``row_hash``, ``_file`` of every kept keyed row.
         counts: per staged table, the fate counts (checked:
-            read = kept + quarantined + duplicates).
+            read = kept + quarantined + duplicates + excluded); None for a
+            streamed table until :func:`ltvcast.ingest.write.write_run` has
+            resolved and written it.
         quarantine: per staged table, its quarantine rows
             (:meth:`ltvcast.ingest.ledger.Ledger.quarantine`).
         days: per staged table, (first, last) UTC day of its kept rows, or (None, None).
@@ -112,7 +117,7 @@ class ResolvedRun:
 
     tables: dict[str, pd.DataFrame]
     keys: pd.DataFrame
-    counts: list[FileCounts]
+    counts: list[FileCounts | None]
     quarantine: list[pd.DataFrame]
     days: list[tuple[pd.Timestamp | None, pd.Timestamp | None]]
     customer_attributes: tuple[str, ...] = ()
@@ -163,6 +168,7 @@ def _return_candidates(rows: pd.DataFrame, kind: str, ref: pd.Series, alt: pd.Se
             "discount": discount, "amount": rows["amount"],
             "currency": _coalesce(rows["currency"], rows["_declared_currency"]),
             "product_id": rows.get("product_id"),
+            "attributes": rows.get("attributes"),
         }
     )
 
@@ -414,18 +420,6 @@ class _Run:
             self.keep(group, str(kind))
         self.out["returns"] = cands[_RETURN_COLUMNS].assign(_ts=cands["timestamp"])
 
-    def events(self) -> None:
-        """Step 7: events of known customers."""
-        ev = _combined(self.tables, "events")
-        if ev.empty:
-            return
-        ev["event_id"] = _id_or_hash(ev["event_id"], ev["_hash"])
-        ev = self.dedupe(ev, "events")
-        ev = self.reject(ev, ~ev["customer_id"].isin(self.known_customers()).to_numpy(), "unknown_customer", "customer_id")
-        self.keep(ev, "events")
-        cols = ["event_id", "customer_id", "session_id", "timestamp", "event_type", "product_id", "_file"]
-        self.out["events"] = ev[cols].assign(_ts=ev["timestamp"])
-
     def finish(self) -> ResolvedRun:
         """Check that every row has exactly one fate and assemble the :class:`ResolvedRun`."""
         orders = [f for f in (self.run_orders, self.derived_orders) if not f.empty]
@@ -469,7 +463,8 @@ def resolve(tables: list[StagedTable], ctx: StoreContext, shop: ShopConfig) -> R
 
     Args:
         tables: staged tables of the run, in ``sources.yaml`` order (glob
-            files sorted by name within a source).
+            files sorted by name within a source); streamed ones (events) are
+            left to :class:`ltvcast.ingest.stream.EventStage`.
         ctx: the store's state before the run.
         shop: shop settings (currency, time zone).
 
@@ -486,5 +481,4 @@ def resolve(tables: list[StagedTable], ctx: StoreContext, shop: ShopConfig) -> R
     run.orders()
     run.order_items()
     run.returns()
-    run.events()
     return run.finish()

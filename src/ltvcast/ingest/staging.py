@@ -139,6 +139,9 @@ class StagedTable:
     ignored: list[str] = field(default_factory=list)
     excluded: dict[str, int] = field(default_factory=dict)
     attributes: list[str] = field(default_factory=list)
+    #: Rows staged in the database in batches (:mod:`ltvcast.ingest.stream`), not held here:
+    #: ``raw``, ``rows`` and ``bad`` are empty and ``rows_read`` is set by the stager.
+    streamed: bool = False
     #: Data rows in the source (kept by :meth:`release`).
     rows_read: int = field(init=False, default=0)
 
@@ -301,8 +304,9 @@ def stage_table(
     shop: ShopConfig,
     content_hash: str,
     id_key: bytes | None = None,
+    date_orders: dict[str, dict[str, str]] | None = None,
 ) -> StagedTable:
-    """Parse a source table for its kind.
+    """Parse a source table (or one batch of it) for its kind.
 
     Args:
         raw: the table as text (:func:`ltvcast.ingest.readers.read_table` or
@@ -311,6 +315,9 @@ def stage_table(
         shop: the shop settings (zone default, personal columns).
         content_hash: hash of the file bytes / query result.
         id_key: pseudonymisation key when ``shop.pseudonymise_ids``.
+        date_orders: field -> day/month order seen so far
+            (:func:`~ltvcast.ingest.parse.parse_timestamps` ``orders``), updated in
+            place; one dict for all batches of a source read in pieces.
 
     Returns:
         :class:`StagedTable`; ``len(rows) + len(bad) == rows read`` (malformed CSV
@@ -336,6 +343,7 @@ def stage_table(
     else:  # a new frame object sharing the data (copy-on-write): the pseudonymised column below replaces, not mutates
         frame = frame.copy(deep=False)
     tz = spec.timezone or shop.timezone
+    date_orders = {} if date_orders is None else date_orders
     flags = _Flags(len(frame))
     malformed = np.array([b.row - 1 for b in raw.bad_rows], dtype=np.int64)
     flags.reason[malformed] = "bad_row"
@@ -363,9 +371,9 @@ def stage_table(
             flags.flag(~empty & ~parsed.str.fullmatch(r"[A-Z]{3}").to_numpy(), "bad_currency", name)
             parsed = parsed.where(~empty)
         elif kind_of == "timestamp":
-            parsed = parse_timestamps(values, spec.date_format, spec.dayfirst, tz)
+            parsed = parse_timestamps(values, spec.date_format, spec.dayfirst, tz, date_orders.setdefault(name, {}))
         elif kind_of == "day":
-            parsed = parse_timestamps(values, spec.date_format, spec.dayfirst, None)
+            parsed = parse_timestamps(values, spec.date_format, spec.dayfirst, None, date_orders.setdefault(name, {}))
             parsed = parsed.dt.tz_localize(None).dt.normalize()
         elif kind_of == "event":
             parsed = normalise_event_type(values, dict(spec.event_types))

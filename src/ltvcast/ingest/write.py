@@ -14,11 +14,25 @@ from ltvcast.ingest.readers import file_sha256
 from ltvcast.ingest.resolve import ResolvedRun, StoreContext
 from ltvcast.ingest.single import IngestResult
 from ltvcast.ingest.staging import StagedTable
+from ltvcast.ingest.stream import EventStage
 from ltvcast.schema import QUARANTINE_COLUMNS, TRANSACTION_COLUMNS
 from ltvcast.store import Store
 from ltvcast.store.connection import SINGLE_FILE_KIND, as_naive, as_utc, quote
 from ltvcast.store.reads import STORE_TRANSACTION_COLUMNS
 from ltvcast.timeutil import DateLike, declared_day
+
+#: The store's memory limit during an ``ingest --config`` run (DuckDB ``memory_limit``): staged
+#: events and the joins spill to disk beyond it. :func:`write_run` raises it by :data:`WRITE_ROOM`
+#: and by :data:`INDEX_BYTES` per primary-key entry of the tables written, since indexes of
+#: uncommitted rows cannot spill.
+MEMORY_LIMIT = "128MB"
+#: Working memory added while a run is written (joins, sorts and pinned pages beside the indexes).
+WRITE_ROOM_MIB = 256
+#: Bytes per primary-key index entry: DuckDB 1.x ART measured ~48 (``events.event_id``) and ~73
+#: (``ingest_keys``) for 10M short event ids; with a margin for longer keys.
+INDEX_BYTES = 80
+#: Tables with a primary key, whose index grows with the rows written.
+_KEYED = ("customers", "products", "orders", "order_items", "events", "fx_rates", "ingest_keys")
 
 _DEC4 = "CAST({} AS DECIMAL(38,4))"
 _DEC8 = "CAST({} AS DECIMAL(38,8))"
@@ -56,10 +70,10 @@ _INSERTS = {
         f"{_money(_line_total())}, category, brand, attributes FROM v"
     ),
     "returns": (
-        "INSERT INTO returns SELECT ingest_id, return_id, order_id, line, customer_id, timestamp, abs(quantity), "
-        f"{_money('abs(' + _line_total() + ')')}, linked, product_id FROM v"
+        "INSERT INTO returns (ingest_id, return_id, order_id, line, customer_id, timestamp, quantity, amount, linked, "
+        "product_id, attributes) SELECT ingest_id, return_id, order_id, line, customer_id, timestamp, abs(quantity), "
+        f"{_money('abs(' + _line_total() + ')')}, linked, product_id, attributes FROM v"
     ),
-    "events": "INSERT INTO events SELECT ingest_id, event_id, customer_id, session_id, timestamp, event_type, product_id FROM v",
 }
 
 
@@ -216,15 +230,20 @@ def write_run(store: Store,
     run_id: int,
     started_at: pd.Timestamp,
     data_end: pd.Timestamp | None = None,
+    events: EventStage | None = None,
 ) -> list[int]:
     """Insert a resolved ``--config`` run: canonical rows, keys, quarantine, one log row per source table.
 
     Args:
-        run: from :func:`ltvcast.ingest.resolve.resolve`.
+        run: from :func:`ltvcast.ingest.resolve.resolve`; its rows and keys are
+            dropped once written, the counts and days of streamed tables filled in.
         tables: the staged tables the run was resolved from (same order).
         run_id: id of the run (:meth:`next_run_id`).
         started_at: when the run started (UTC).
         data_end: declared last observed day, logged with every table of the run.
+        events: where the run's streamed events tables are staged; resolved
+            and written after the other kinds (their customers and orders
+            make customers known).
 
     Returns:
         The ingest id of each staged table (same order).
@@ -234,6 +253,7 @@ def write_run(store: Store,
             run's kept counts (a bug; the transaction is rolled back).
     """
     store.need_transaction()
+    _room_for_indexes(store, sum(len(f) for f in run.tables.values()) + len(run.keys) + 2 * (events.rows if events else 0))
     first = store.next_ingest_id()
     ids = [first + i for i in range(len(tables))]
     if ids:
@@ -261,6 +281,10 @@ def write_run(store: Store,
     if len(run.keys):
         keys = run.keys.assign(ingest_id=id_of[run.keys["_file"].to_numpy(dtype=np.int64)])
         store.insert_frame("ingest_keys", None, keys, ("kind", "key", "row_hash"))
+    run.tables.clear()  # written: free the rows before the events are resolved
+    run.keys = run.keys.iloc[:0]
+    if events is not None:
+        events.write(run.counts, run.days, ids, tables)
     for f, table in enumerate(tables):
         q = run.quarantine[f]
         if len(q):
@@ -298,6 +322,21 @@ def write_run(store: Store,
         )
     _check_written(store, run, ids)
     return ids
+
+def _room_for_indexes(store: Store, new_entries: int) -> None:
+    """Raise the store's memory limit by :data:`WRITE_ROOM_MIB` and by :data:`INDEX_BYTES` per
+    primary-key entry the keyed tables will hold (those stored and ``new_entries``), so that
+    writing them does not run out of memory."""
+    stored = store.fetch("SELECT " + " + ".join(f"(SELECT count(*) FROM {t})" for t in _KEYED))[0][0]
+    limit = store.fetch("SELECT current_setting('memory_limit')")[0][0]
+    store.fetch(f"SET memory_limit = '{_mib(limit) + WRITE_ROOM_MIB + INDEX_BYTES * (stored + new_entries) // 2**20}MiB'")
+
+
+def _mib(setting: str) -> int:
+    """A DuckDB memory setting (``488.2 MiB``, ``1.5 GiB``) in MiB."""
+    number, unit = setting.split()
+    return int(float(number) * {"bytes": 2**-20, "KiB": 2**-10, "MiB": 1, "GiB": 2**10, "TiB": 2**20}[unit])
+
 
 def _check_written(store: Store, run: ResolvedRun, ids: list[int]) -> None:
     written: dict[int, int] = {}

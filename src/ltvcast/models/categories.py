@@ -28,7 +28,14 @@ model, so one customer's row depends only on that customer's lines):
 (the customer's brand spend shares times each brand's category mix of sales)
 and ``lift_score`` (the customer's category spend shares times the category
 co-purchase lift ``P(b, c) / (P(b) P(c))`` over customers, Agrawal et al.
-1993 association rules).
+1993 association rules); ``last_trans``, the chance that a customer's next
+purchase occasion has a line in the category given the categories of this
+one (a first-order Markov chain over consecutive occasions, learned over
+the shop), from the customer's last occasion; and ``cat_post``, the
+customer's line share in the category shrunk towards the shop's mix with
+:data:`PRIOR_LINES` pseudo-lines (the posterior mean under a Dirichlet
+prior centred on the mix: ``(n_c + a·m_c) / (n + a)``, Gelman et al. 2013,
+BDA3 §3.5).
 """
 
 from __future__ import annotations
@@ -54,7 +61,10 @@ INPUTS: tuple[str, ...] = (
     "cat_share", "cat_line_share", "cat_spend", "cat_occasions", "cat_days_since", "cat_ever",
     "occasions", "spend", "days_since_last", "tenure_days", "n_categories",
     "cat_pop", "brand_affinity", "lift_score", "top_brand_share", "top_brand_mix", "cat_in_last", "last_lift",
+    "last_trans", "cat_post",
 )
+#: Pseudo-lines of the shop's category mix in ``cat_post`` (a Dirichlet prior's weight, :func:`pair_inputs`).
+PRIOR_LINES = 1.0
 LAYOUTS = ("stacked", "per_category")
 
 
@@ -76,7 +86,12 @@ def shop_stats(lines: pd.DataFrame, categories: tuple[str, ...]) -> dict[str, pd
     Returns:
         ``{"pop": frame category → cat_pop, "brand": frame (brand, category)
         → share of the brand's gross sales, "lift": frame (from_category,
-        category) → lift}``; lift is 0 where a category has no buyer.
+        category) → lift, "line_mix": frame category → share of the lines,
+        "trans": frame (from_category, category) → trans}``; lift is 0 where
+        a category has no buyer; ``trans`` is ``P(a line in category on the
+        next purchase occasion | a line in from_category on this one)`` over
+        consecutive occasions of the same customer, 0 where
+        ``from_category`` has no following occasion.
     """
     g = lines.assign(category=label_categories(lines, categories))
     n = max(g["customer_id"].nunique(), 1)
@@ -97,7 +112,32 @@ def shop_stats(lines: pd.DataFrame, categories: tuple[str, ...]) -> dict[str, pd
     mix["brand_share"] = mix["sum"] / mix.groupby("brand")["sum"].transform("sum")
     mix["brand_line_share"] = mix["size"] / mix.groupby("brand")["size"].transform("sum")
     mix = mix.drop(columns=["sum", "size"])
-    return {"pop": pop.rename("cat_pop").rename_axis("category").reset_index(), "brand": mix, "lift": lift_frame}
+    line_mix = (g.groupby("category").size() / max(len(g), 1)).reindex(list(categories), fill_value=0.0)
+    return {"pop": pop.rename("cat_pop").rename_axis("category").reset_index(), "brand": mix, "lift": lift_frame,
+            "line_mix": line_mix.rename("line_mix").rename_axis("category").reset_index(),
+            "trans": _transitions(g, categories)}
+
+
+def _transitions(g: pd.DataFrame, categories: tuple[str, ...]) -> pd.DataFrame:
+    """``P(a line in c on a customer's next purchase occasion | a line in b on this one)`` over consecutive occasions.
+
+    A first-order Markov chain over the categories of purchase occasions
+    (each occasion's categories as a set); 0 where ``b`` has no following
+    occasion. Frame ``from_category, category, trans``.
+    """
+    k = len(categories)
+    occ = g[["customer_id", "occasion", "category"]].drop_duplicates()
+    days = occ[["customer_id", "occasion"]].drop_duplicates().sort_values(["customer_id", "occasion"], kind="mergesort")
+    days = days.assign(row=np.arange(len(days)))
+    occ = occ.merge(days, on=["customer_id", "occasion"])
+    ind = np.zeros((len(days), k))
+    ind[occ["row"].to_numpy(), pd.Categorical(occ["category"].astype(str), categories=list(categories)).codes] = 1.0
+    same = (days["customer_id"].to_numpy()[1:] == days["customer_id"].to_numpy()[:-1])
+    prev, nxt = ind[:-1][same], ind[1:][same]
+    base = prev.sum(axis=0)
+    trans = np.divide(prev.T @ nxt, base[:, None], out=np.zeros((k, k)), where=base[:, None] > 0)
+    return pd.DataFrame({"from_category": np.repeat(np.array(categories, dtype=object), k),
+                         "category": np.tile(np.array(categories, dtype=object), k), "trans": trans.ravel()})
 
 
 def pair_inputs(hist: pd.DataFrame, lines: pd.DataFrame, stats: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -111,7 +151,11 @@ def pair_inputs(hist: pd.DataFrame, lines: pd.DataFrame, stats: dict[str, pd.Dat
     that brand's share of lines in ``c``. ``cat_in_last[i, c]``: 1 when the
     customer's last purchase occasion had a line in ``c``;
     ``last_lift[i, c]``: the mean of ``lift(b, c)`` over the categories ``b``
-    of that occasion. All are 0 for a customer without the lines they need.
+    of that occasion; ``last_trans[i, c]``: the mean of the transition
+    probability ``T(b, c)`` (``stats["trans"]``) over the same categories
+    ``b``; ``cat_post[i, c] = (n_ic + a·m_c) / (n_i + a)`` (``n``: lines,
+    ``m_c``: the shop's line share of ``c``, ``a`` = :data:`PRIOR_LINES`).
+    All but ``cat_post`` are 0 for a customer without the lines they need.
     """
     out = hist.merge(stats["pop"], on="category", how="left")
     out["cat_pop"] = out["cat_pop"].fillna(0.0)
@@ -154,6 +198,16 @@ def pair_inputs(hist: pd.DataFrame, lines: pd.DataFrame, stats: dict[str, pd.Dat
     ll = (ll["w"] * ll["lift"]).groupby([ll["customer_id"], ll["category"]]).sum()
     out = out.merge(ll.rename("last_lift").reset_index(), on=["customer_id", "category"], how="left")
     out["last_lift"] = out["last_lift"].fillna(0.0)
+    tr = anchors.merge(stats["trans"], on="from_category")
+    tr = (tr["w"] * tr["trans"]).groupby([tr["customer_id"], tr["category"]]).sum()
+    out = out.merge(tr.rename("last_trans").reset_index(), on=["customer_id", "category"], how="left")
+    out["last_trans"] = out["last_trans"].fillna(0.0)
+    # the customer's line share shrunk towards the shop's mix: a few lines say little about a preference
+    n = lines.groupby("customer_id").size().rename("n_lines")
+    out = out.merge(n.reset_index(), on="customer_id", how="left").merge(stats["line_mix"], on="category", how="left")
+    n_lines = out.pop("n_lines").fillna(0.0).to_numpy(float)
+    out["cat_post"] = ((out["cat_line_share"].to_numpy(float) * n_lines + PRIOR_LINES * out.pop("line_mix").fillna(0.0))
+                       / (n_lines + PRIOR_LINES))
     return out
 
 
@@ -167,6 +221,12 @@ class CategorySplit:
         layout: ``"stacked"`` or ``"per_category"``.
         rounds: boosting rounds per booster.
         seed: LightGBM seed.
+
+    Attributes (after :meth:`fit`): ``categories_`` (named categories, then
+    ``other``), ``stats_`` (the shop associations at the cutoff),
+    ``boosters_``, ``inputs_`` (the inputs they were fitted on),
+    ``cutoff_`` (the fit's cutoff day) and ``horizon_days_`` (the horizon
+    its heads learned).
 
     Raises:
         DataError: a setting out of range.
@@ -183,6 +243,9 @@ class CategorySplit:
         self.stats_: dict[str, pd.DataFrame] | None = None
         self.boosters_: dict[str, object] = {}
         self.timezone_ = "UTC"
+        self.inputs_: tuple[str, ...] = INPUTS
+        self.cutoff_: pd.Timestamp | None = None
+        self.horizon_days_: float | None = None
 
     # -- inputs -------------------------------------------------------------------------------
     def inputs(self, data: History, cutoff, customers: pd.Series | None = None,
@@ -218,6 +281,7 @@ class CategorySplit:
         lgb = _lightgbm()
         day = to_day(cutoff)
         self.timezone_ = data.timezone
+        self.cutoff_, self.horizon_days_ = day, float(horizon_days)
         lines = history_lines(data.transactions, day, data.timezone)
         self.categories_ = top_categories(lines, self.top)
         self.stats_ = shop_stats(lines, self.categories_)
@@ -245,6 +309,7 @@ class CategorySplit:
         heads = {"buy": ("binary", "actual_bought"), "share": ("cross_entropy", "actual_share")}
         self.boosters_ = {}
         groups = [(None, train)] if self.layout == "stacked" else list(train.groupby("category", sort=False))
+        self.inputs_ = INPUTS  # a registered split predicts with the inputs it was fitted on
         cols = [*INPUTS, "category_code"] if self.layout == "stacked" else list(INPUTS)
         for key, part in groups:
             for head, (objective, target) in heads.items():
@@ -258,14 +323,14 @@ class CategorySplit:
     def _heads(self, x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         q, s = np.zeros(len(x)), np.zeros(len(x))
         if self.layout == "stacked":
-            cols = [*INPUTS, "category_code"]
+            cols = [*self.inputs_, "category_code"]
             m = x[cols].to_numpy(float)
             return self.boosters_["buy:None"].predict(m), self.boosters_["share:None"].predict(m)
         for cat in self.categories_:
             sel = (x["category"] == cat).to_numpy(bool)
             key_buy, key_share = f"buy:{cat}", f"share:{cat}"
             if sel.any() and key_buy in self.boosters_:
-                m = x.loc[sel, list(INPUTS)].to_numpy(float)
+                m = x.loc[sel, list(self.inputs_)].to_numpy(float)
                 q[sel], s[sel] = self.boosters_[key_buy].predict(m), self.boosters_[key_share].predict(m)
         return q, s
 
@@ -283,7 +348,8 @@ class CategorySplit:
             One row per customer and category (sorted as the categories):
             ``customer_id``, ``category``, ``p_buy`` (probability of a sale
             line in the category in the horizon), ``share`` (of the spend;
-            sums to 1 per customer), ``pred_spend`` (currency; sums to the
+            sums to 1 per customer; both are 0 in a category no customer had
+            bought before the fit's cutoff), ``pred_spend`` (currency; sums to the
             customer's ``pred_spend`` up to rounding, < 1e-9 relative),
             ``cat_ever``, ``cat_days_since``, ``cat_pop``,
             ``brand_affinity``, ``lift_score`` (the inputs the
@@ -303,8 +369,12 @@ class CategorySplit:
             raise DataError(f"predictions hold customer {ids[ids.duplicated()].iloc[0]!r} twice; split one model")
         x = self.inputs(data, cutoff, customers=ids)
         q, s = self._heads(x)
+        # a category no customer had bought when the split was fitted (e.g. an empty 'other'): the heads never
+        # saw it bought, yet their sigmoids stay above 0; give it nothing rather than a made-up share
+        sold = (x["cat_pop"].to_numpy(float) > 0)
+        q = np.where(sold, q, 0.0)
         k = len(self.categories_)
-        s = np.clip(s, 1e-9, None).reshape(-1, k)
+        s = np.where(sold, np.clip(s, 1e-9, None), 0.0).reshape(-1, k)
         share = (s / s.sum(axis=1, keepdims=True)).ravel()
         total = predictions.assign(customer_id=ids).set_index("customer_id")
         order = x["customer_id"].to_numpy()

@@ -26,7 +26,8 @@ shop plans stock with. Two parts:
 Interval (80 %): each cell treated as compound Poisson, ``Var = mean · E[X²]/E[X]``
 with ``X`` the gross sales of one customer's purchase occasion in the category
 over the last 365 days (Feller 1968, XII.2: the variance of a compound
-Poisson sum is ``λ E[X²]``); ``mean ± 1.2816 √Var``, floored at 0. The
+Poisson sum is ``λ E[X²]``; a category without an occasion there takes
+``X`` over every category's occasions); ``mean ± 1.2816 √Var``, floored at 0. The
 uncertainty of the model's parameters is not in it.
 """
 
@@ -144,6 +145,10 @@ def customer_demand(split: pd.DataFrame, data: History, cutoff, weeks: int) -> p
     occ = last.groupby(["customer_id", "day", "category"])["amount"].sum()
     x = occ.groupby(level="category").agg(lambda v: float((v**2).sum() / v.sum()) if v.sum() > 0 else 0.0)
     m2 = x.reindex(list(categories), fill_value=0.0).to_numpy(float)
+    # a category without an occasion in the last year had E[X²]/E[X] = 0: a zero-width interval around a
+    # positive forecast; it takes the occasions of every category instead
+    pooled = float((occ**2).sum() / occ.sum()) if occ.sum() > 0 else 0.0
+    m2 = np.where(m2 > 0, m2, pooled)
     mean = existing + new
     sd = np.sqrt(np.maximum(mean, 0.0) * m2[None, :])
     out = pd.DataFrame(
@@ -170,6 +175,12 @@ def aggregate_demand(cells: pd.DataFrame, by: tuple[str, ...]) -> pd.DataFrame:
     The interval of a sum adds the cells' variances (independent compound
     Poisson cells): ``sd = √Σ ((upper − pred_sales) / Z80)²``.
 
+    Returns:
+        One row per group: the ``by`` keys (``week`` with ``week_start``),
+        ``existing``, ``new``, ``pred_sales``, ``lower``, ``upper``; by week
+        first when ``week`` is a key, then by ``pred_sales``, largest first
+        (ties in category order).
+
     Raises:
         DataError: ``by`` is empty or names another column.
     """
@@ -182,7 +193,8 @@ def aggregate_demand(cells: pd.DataFrame, by: tuple[str, ...]) -> pd.DataFrame:
     sd = np.sqrt(g.pop("var").to_numpy(float))
     g["lower"] = np.maximum(g["pred_sales"] - Z80 * sd, 0.0)
     g["upper"] = g["pred_sales"] + Z80 * sd
-    return g
+    order = ["week"] * ("week" in by) + ["pred_sales"]
+    return g.sort_values(order, ascending=[True] * ("week" in by) + [False], kind="mergesort").reset_index(drop=True)
 
 
 __all__ = ["BY", "Z80", "aggregate_demand", "customer_demand", "return_ratio"]

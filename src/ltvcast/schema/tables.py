@@ -11,6 +11,9 @@ in the shop currency unless the meaning says "original currency".
 from __future__ import annotations
 
 SCHEMA_VERSION = 3
+#: Tables with the ``attributes`` column (JSON of a source's extra columns). Version 3 first had it on
+#: the first three; a version-3 store without it on the others gets it when opened (:mod:`ltvcast.store`).
+ATTRIBUTE_TABLES: tuple[str, ...] = ("customers", "orders", "order_items", "returns", "events")
 MONEY = "DECIMAL(18,4)"
 RATE = "DECIMAL(18,8)"
 
@@ -116,6 +119,7 @@ TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("amount", f"{MONEY} NOT NULL", "money given back, shop currency (> 0)"),
         ("linked", "BOOLEAN NOT NULL", "whether `order_id` names a known order"),
         ("product_id", "VARCHAR", "product returned"),
+        ("attributes", "VARCHAR", "JSON object of the extra columns (mapped to no field) of the source row it came from (a returns, orders or order_items source): column -> text, empty values left out; NULL when none"),
     ],
     "events": [
         ("ingest_id", "INTEGER NOT NULL", "the ingest that wrote the row"),
@@ -125,6 +129,7 @@ TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("timestamp", "TIMESTAMP NOT NULL", "event time, UTC"),
         ("event_type", "VARCHAR NOT NULL", "any type (lower-case, `_` for spaces/dashes); `session_start`, `view`, `add_to_cart`, `purchase` have own features"),
         ("product_id", "VARCHAR", "product id"),
+        ("attributes", "VARCHAR", "JSON object of the source's extra columns (mapped to no field): column -> text, empty values left out; NULL when none (and for events written by `ltvcast sync`)"),
     ],
     "fx_rates": [
         ("ingest_id", "INTEGER NOT NULL", "the ingest that wrote the row"),

@@ -33,7 +33,12 @@ code: ``unauthorized`` (401), ``forbidden`` (403), ``not_found`` (404),
 (422, naming the field and item: ``events[3].amount: ...``; all problems in
 ``details``), ``not_ready`` (503), ``internal_error`` (500; details only in
 the server log). Prediction responses carry the header ``X-Ltvcast-Model:
-NAME:VERSION`` and name the version in the body.
+NAME:VERSION`` and name the version in the body; a single prediction's
+also carries ``Server-Timing`` (ms in the handler: ``inputs``, the cutoff,
+horizon, model and for BTYD the online state; ``cache``, the lookup of a
+learned model's current row; ``model``, when the row was not there, the
+model call or the build of its row, queueing included; ``total``), also
+logged at DEBUG.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ from ltvcast.serve.auth import KeyRing
 from ltvcast.serve.events import EventBatch, OrderEvent
 from ltvcast.serve.metrics import Metrics
 from ltvcast.serve.mirror import Mirror
-from ltvcast.serve.model import Batcher, ModelHolder, Served, predict, predict_learned
+from ltvcast.serve.model import Batcher, ModelHolder, Served, cached_learned, predict, predict_learned
 from ltvcast.serve.online_store import OnlineStore
 from ltvcast.serve.state import ConflictError, summarize
 from ltvcast.serve.sync import ShopSettings
@@ -330,11 +335,28 @@ def create_app(service: Service):
         return await prediction(id, horizon, cutoff)
 
     async def prediction(customer_id: str, horizon: str | None, cutoff: str | None) -> JSONResponse:
-        # async: the state read is a short local query; the model call is batched on the loop
+        # async: the state read is a short local query, a learned model's current row a lookup; the rest
+        # (a BTYD model call, a learned model's rows to build) is batched by the Batcher
+        t0 = time.perf_counter()
         served, summaries, day, days = inputs([customer_id], horizon, cutoff)
-        row = await batcher.predict(served, customer_id, summaries[0], day, days)
+        stages, rows = {"inputs": time.perf_counter() - t0}, None
+        if served.learned and service.mirror is not None:
+            rows = cached_learned(served, service.mirror, [customer_id], day, days)
+            stages["cache"] = time.perf_counter() - t0 - stages["inputs"]
+        if rows:
+            row = rows[0]
+        else:
+            t1 = time.perf_counter()
+            row = await batcher.predict(served, customer_id, summaries[0], day, days)
+            stages["model"] = time.perf_counter() - t1
         metrics.predictions.labels(served.label).inc()
-        return JSONResponse(row, headers={"X-Ltvcast-Model": served.label})
+        response = JSONResponse(row, headers={"X-Ltvcast-Model": served.label})
+        stages["total"] = time.perf_counter() - t0
+        response.headers["Server-Timing"] = ", ".join(f"{k};dur={v * 1000:.3f}" for k, v in stages.items())
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("prediction of %r by %s: %s ms", customer_id, served.label,
+                      ", ".join(f"{k} {v * 1000:.3f}" for k, v in stages.items()))
+        return response
 
     @app.get("/v1/customers/{customer_id:path}/explanation")
     def get_explanation(customer_id: str, horizon: str | None = None, cutoff: str | None = None,

@@ -1,4 +1,4 @@
-"""The service's in-memory mirror of the store, for learned models: their inputs from the offline feature code.
+"""The service's in-memory mirror of the store, for learned models: their predictions from the offline feature code.
 
 A learned model (``gbm``, ``deep``) predicts from the point-in-time
 features of :func:`ltvcast.features.build`, SQL over the store's tables. The
@@ -24,32 +24,41 @@ reads (and what the store derives it from): ``transactions``, ``orders``,
   changed: at start-up, after ``ltvcast sync``) and reloads when it changes,
   as the BTYD base is reloaded.
 
-* :meth:`Mirror.inputs` gives a learned model's inputs of some customers
-  from a per-(model, cutoff, horizon) table of every customer's inputs
-  (:class:`InputsCache`), kept exact as events arrive: see below.
+* :meth:`Mirror.rows` gives rows made from some customers' history (a
+  learned model's predictions) from a per-(model, cutoff, horizon) table of
+  every customer's rows (:class:`RowCache`), kept exact as events arrive;
+  :meth:`Mirror.cached` reads current rows without waiting: see below.
 
 Memory: a copy of those tables (``quarantine`` and ``fx_rates`` are left
-out), plus the cached inputs (:data:`CACHE_SLOTS` tables of n_customers ×
-n_inputs, 8 B a number: CDNOW's 23,570 customers × ~100 gbm inputs, 19 MB).
+out), plus the cached rows (:data:`CACHE_SLOTS` tables of n_customers × 8
+prediction columns, 8 B a number: CDNOW's 23,570 customers, 1.5 MB).
 One lock orders writes and reads: a history is read (the features built)
 with no write in between, so a prediction never sees half a batch.
 
-Why a cache of inputs (issue 12, measured in ``docs/serving.md``): a
+Why a cache of predictions (issue 12, measured in ``docs/speed.md``): a
 feature build costs the same ~30 SQL statements whatever the number of
 customers (~160 ms quiet for one customer), so a learned prediction
-cannot be computed per request in milliseconds. But a customer's inputs
-depend only on that customer's rows (the rule of every feature family and
-of :func:`~ltvcast.serve.model.servable`), so the inputs of every customer
-at a cutoff, built once (the batch build, seconds), stay exact for every
-customer no event has touched since. The first request at a new (model,
-cutoff, horizon) starts that build in the background; until it ends,
-requests are answered as before or wait for it; each acknowledged batch marks the customers it touches (the scope
-``ltvcast sync`` rebuilds, :meth:`Mirror.append`) stale, and a background
-refresh rebuilds the stale customers' inputs together (one subset build
-for all of them, at most once a watch interval and 10% of the time); a
-request for a stale customer not refreshed yet builds its inputs itself,
-as before. Every row served thus equals the subset build's, which equals
-the offline one (``tests/test_serve_learned.py``).
+cannot be computed per request in milliseconds. But a customer's inputs,
+and so their prediction, depend only on that customer's rows (the rule of
+every feature family and of :func:`~ltvcast.serve.model.servable`), so the
+predictions of every customer at a cutoff, made once (the batch path,
+seconds), stay exact for every customer no event has touched since. The
+first request at a new (model, cutoff, horizon) starts that build in the
+background; until it ends, requests are answered from their own history
+or wait for it; each acknowledged batch marks the customers it touches
+(the scope ``ltvcast sync`` rebuilds, :meth:`Mirror.append`) stale, and a
+background refresh rebuilds the stale customers' rows together (one
+subset build for all of them, at most once a watch interval and, while
+event batches arrive, 10% of the time); a request for a stale customer not refreshed yet builds its rows
+itself. Every row served thus equals the subset build's, which equals the
+offline one (``tests/test_serve_learned.py``).
+
+A current row is read under the table's own lock (held for microseconds),
+never the mirror's, which a build holds for seconds and an event batch for
+tens of ms: before, a request's cached inputs were read, and the model run
+on them, behind that lock and on a worker thread (~9 ms of CPU a request,
+pandas and LightGBM, and the waits); now an async handler reads the row on
+the event loop (:func:`ltvcast.serve.model.cached_learned`, tens of µs).
 """
 
 from __future__ import annotations
@@ -57,13 +66,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from ltvcast.data.datasets import History
@@ -181,34 +190,102 @@ def touched_customers(store: Store, tables: dict[str, pd.DataFrame]) -> set[str]
     return out
 
 
-class InputsCache:
-    """One learned model's inputs of every customer at one cutoff and horizon, with the stale customers.
+class RowCache:
+    """Every customer's row of one table (a learned model's predictions at one cutoff and horizon), with the
+    stale customers.
+
+    The rows (the float columns ``make`` gives besides ``customer_id``) live
+    in one matrix with a position per customer, behind a lock of their own
+    held for microseconds (a lookup, a put): a request reads its rows without
+    waiting for the mirror's lock, which writes and builds hold for seconds.
 
     Attributes:
-        frame: the inputs indexed by ``customer_id`` (None while the first build runs).
+        columns: the rows' column names (None while the first build runs).
         stale: customers touched by events since their row was built; their rows must be built again.
+        used: ``time.monotonic()`` of the last lookup (the least recently used table is dropped first).
     """
 
     def __init__(self) -> None:
-        self.frame: pd.DataFrame | None = None
+        self.columns: list[str] | None = None
         self.stale: set[str] = set()
+        self.used = time.monotonic()
+        self._lock = threading.Lock()
+        self._pos: dict[str, int] = {}
+        self._values = np.empty((0, 0))
+        self._n = 0
+
+    @property
+    def built(self) -> bool:
+        """True once the first build (:meth:`fill`) is in."""
+        return self.columns is not None
+
+    @property
+    def frame(self) -> pd.DataFrame | None:
+        """The rows as a frame indexed by ``customer_id`` (a copy; None while the first build runs)."""
+        with self._lock:
+            if self.columns is None:
+                return None
+            ids, at = list(self._pos), list(self._pos.values())
+            return pd.DataFrame(self._values[at], index=pd.Index(ids, name="customer_id"), columns=self.columns)
+
+    def fill(self, rows: pd.DataFrame | None) -> None:
+        """Every customer's rows (``customer_id`` + float columns), or None: no customer has one; none is stale."""
+        names = [] if rows is None else [c for c in rows.columns if c != "customer_id"]
+        values = np.empty((0, 0)) if rows is None else rows[names].to_numpy(dtype=float, copy=True)
+        ids = [] if rows is None else rows["customer_id"].astype(str).tolist()
+        with self._lock:
+            self.columns, self._values, self._n = names, values, len(values)
+            self._pos = dict(zip(ids, range(len(ids))))
+            self.stale.clear()
+
+    def mark(self, ids: Iterable[str]) -> None:
+        """Mark customers stale (their rows are rebuilt before they are served again)."""
+        with self._lock:
+            self.stale.update(ids)
 
     def put(self, rows: pd.DataFrame | None, ids: Sequence[str]) -> None:
-        """Replace the rows of ``ids`` by ``rows`` (``customer_id`` + inputs; an id without a row has none)."""
-        if self.frame is None:
+        """Replace the rows of ``ids`` by ``rows`` (``customer_id`` + the float columns; an id without a row has
+        none) and clear their stale marks."""
+        if self.columns is None:
             return
         ids = list(ids)
-        new = None if rows is None else rows[rows["customer_id"].isin(ids)].set_index("customer_id")
-        if not len(self.frame.columns):  # built when no customer had a purchase
-            self.frame = self.frame.reindex(columns=[] if new is None else new.columns)
-        keep = self.frame.loc[~self.frame.index.isin(ids)]
-        self.frame = keep if new is None or not len(new) else pd.concat([keep, new[self.frame.columns]])
-        self.stale.difference_update(ids)
+        if rows is not None and len(rows) and not self.columns:  # the first build found no customer
+            with self._lock:
+                self.columns = [c for c in rows.columns if c != "customer_id"]
+                self._values = np.empty((0, len(self.columns)))
+        new = {} if rows is None else dict(zip(rows["customer_id"].astype(str).tolist(),
+                                               rows[self.columns].to_numpy(dtype=float)))
+        with self._lock:
+            for cid in ids:
+                row = new.get(cid)
+                if row is None:
+                    self._pos.pop(cid, None)
+                    continue
+                at = self._pos.get(cid)
+                if at is None:
+                    if self._n == len(self._values):  # room for twice as many (amortised O(1) a row)
+                        more = np.empty((max(64, self._n), len(self.columns)))
+                        self._values = np.concatenate([self._values, more])
+                    at, self._n = self._n, self._n + 1
+                    self._pos[cid] = at
+                self._values[at] = row
+            self.stale.difference_update(ids)
 
-    def get(self, ids: Sequence[str]) -> pd.DataFrame | None:
-        """The rows of those ``ids`` that have one (none is stale), as :meth:`Mirror.inputs` returns them."""
-        have = [i for i in ids if i in self.frame.index]
-        return self.frame.loc[have].rename_axis("customer_id").reset_index() if have else None
+    def get(self, ids: Sequence[str]) -> dict[str, list[float]] | None:
+        """The rows of those ``ids`` that have one, or None when the table is not built or one of them is stale."""
+        with self._lock:
+            if self.columns is None or not self.stale.isdisjoint(ids):
+                return None
+            self.used = time.monotonic()
+            return {cid: self._values[at].tolist() for cid in ids if (at := self._pos.get(cid)) is not None}
+
+
+def _as_rows(frame: pd.DataFrame | None) -> dict[str, list[float]]:
+    """customer id -> the frame's other columns as floats (as :meth:`RowCache.get` returns them)."""
+    if frame is None or not len(frame):
+        return {}
+    values = frame.drop(columns="customer_id").to_numpy(dtype=float)
+    return dict(zip(frame["customer_id"].astype(str).tolist(), values.tolist()))
 
 
 class Mirror:
@@ -232,9 +309,10 @@ class Mirror:
         self._fingerprint: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._inputs: OrderedDict[Hashable, InputsCache] = OrderedDict()
-        self._wake = threading.Event()  # set when a cached input table must be built
+        self._inputs: dict[Hashable, RowCache] = {}  # the cached tables, one per key of :meth:`rows`
+        self._wake = threading.Event()  # set when a cached table must be built
         self._next_refresh = 0.0  # monotonic time from which the watcher may rebuild stale rows again
+        self._last_append = -float("inf")  # monotonic time of the last batch written
         self._builds: dict[Hashable, tuple[Callable[[History], pd.DataFrame | None], object]] = {}
 
     @property
@@ -292,7 +370,8 @@ class Mirror:
             if self._store is not None:
                 touched = write_events(self._store, [(e, event_json(e)) for e in events])
                 for cache in self._inputs.values():
-                    cache.stale.update(touched)
+                    cache.mark(touched)
+                self._last_append = time.monotonic()
 
     @contextmanager
     def history(self, customer_ids: Sequence[str], cutoff) -> Iterator[History]:
@@ -326,43 +405,58 @@ class Mirror:
             end = max(end, to_day(tx["timestamp"].max()))
         return History(tx, end, f"online mirror of {self.db}", source, tz, basis)
 
-    def inputs(
-        self, key: Hashable, make: Callable[[History], pd.DataFrame | None], customer_ids: Sequence[str], cutoff
-    ) -> pd.DataFrame | None:
-        """A learned model's inputs of ``customer_ids`` at ``cutoff``, from the cache where it holds them.
-
-        Args:
-            key: names the model version, cutoff and horizon (one cache table per key).
-            make: ``make(history)`` -> the model's inputs of the history's
-                customers with a purchase before ``cutoff`` (``customer_id`` +
-                one column per input, a row depending on that customer's rows
-                only), or None when none has one.
-            customer_ids: the customers wanted.
-            cutoff: the prediction cutoff (a history is cut the day before, see :meth:`history`).
+    def cached(self, key: Hashable, customer_ids: Sequence[str]) -> dict[str, list[float]] | None:
+        """The cached rows of ``customer_ids`` under ``key`` when all are current, without the mirror's lock.
 
         Returns:
-            ``customer_id`` + inputs of those wanted that have a row (in any
-            order), or None when none has one: ``make`` on :meth:`history`
-            of those customers, row for row.
+            customer id -> row (the float columns of the ``make`` that built
+            the table, in its order) for those with a row; None when the
+            table is not built (or not asked for yet, :meth:`rows`) or one of
+            them is stale. A batch being written may not be in the rows yet:
+            its events are not acknowledged until :meth:`append` returns.
+        """
+        cache = self._inputs.get(key)
+        return None if cache is None else cache.get([str(c) for c in customer_ids])
+
+    def rows(
+        self, key: Hashable, make: Callable[[History], pd.DataFrame | None], customer_ids: Sequence[str], cutoff
+    ) -> dict[str, list[float]]:
+        """Rows of ``customer_ids`` made from their history at ``cutoff``, from the cache where it holds them.
+
+        Args:
+            key: names the table (a model version, cutoff and horizon); at most
+                :data:`CACHE_SLOTS` tables are kept, the least recently read goes first.
+            make: ``make(history)`` -> ``customer_id`` + float columns, one row
+                per customer of the history that has one, a row depending on
+                that customer's rows only (a learned model's predictions), or
+                None when none has one.
+            customer_ids: the customers wanted.
+            cutoff: the cutoff (a history is cut the day before, see :meth:`history`).
+
+        Returns:
+            As :meth:`cached`: ``make`` on :meth:`history` of those customers, row for row.
 
         The first call for a key schedules the whole table's build (on the
         thread of :meth:`start`; without it, this call builds it); until it
-        is built, and for stale customers, the rows are built by ``make`` on
-        the customers' own history (and stored).
+        is built, the rows are made from the customers' own history; stale
+        customers' rows are made again (one history for all of them) and stored.
 
         Raises:
             LtvcastError: the mirror is not loaded; what ``make`` raises.
         """
         ids = list(dict.fromkeys(str(c) for c in customer_ids))
+        found = self.cached(key, ids)
+        if found is not None:
+            return found
         with self._lock:
             new = key not in self._inputs
             if new:
-                self._inputs[key] = InputsCache()
+                self._inputs[key] = RowCache()
                 self._builds[key] = (make, cutoff)
                 while len(self._inputs) > CACHE_SLOTS:
-                    gone, _ = self._inputs.popitem(last=False)
+                    gone = min(self._inputs, key=lambda k: self._inputs[k].used)
+                    del self._inputs[gone]
                     self._builds.pop(gone, None)
-            self._inputs.move_to_end(key)
         if new:
             if self._thread is None:
                 self.refresh()
@@ -370,21 +464,19 @@ class Mirror:
                 self._wake.set()
         with self._lock:  # no write until the rows are taken
             cache = self._inputs.get(key)
-            built = cache is not None and cache.frame is not None
-            if built and not any(i in cache.stale for i in ids):
-                return cache.get(ids)
-            rows = make(self._history(ids, cutoff))
-            if built:
-                cache.put(rows, [i for i in ids if i in cache.stale])
-            return rows
+            if cache is None or not cache.built:
+                return _as_rows(make(self._history(ids, cutoff)))
+            todo = [i for i in ids if i in cache.stale]
+            if todo:
+                cache.put(make(self._history(todo, cutoff)), todo)
+            return cache.get(ids)
 
     def refresh(self, stale: bool = True) -> None:
         """Build each cached table not built yet, then the rows of its stale customers (one build for all).
 
         Args:
             stale: also rebuild the stale rows. The watcher passes False until
-                :data:`REFRESH_DUTY` allows it: a rebuild holds the lock, and
-                event batches wait for it.
+                :meth:`refresh_due`: a rebuild holds the lock, and event batches wait for it.
 
         Raises:
             What ``make`` raises (the table is dropped first: the next request schedules it again).
@@ -395,11 +487,8 @@ class Mirror:
                 if cache is None or make is None or self._store is None:
                     continue
                 try:
-                    if cache.frame is None:
-                        rows = make(self._history(None, cutoff))
-                        frame = pd.DataFrame({"customer_id": []}) if rows is None else rows
-                        cache.frame = frame.set_index("customer_id")
-                        cache.stale.clear()
+                    if not cache.built:
+                        cache.fill(make(self._history(None, cutoff)))
                     elif cache.stale and stale:
                         ids, t0 = sorted(cache.stale), time.monotonic()
                         cache.put(make(self._history(ids, cutoff)), ids)
@@ -409,6 +498,13 @@ class Mirror:
                     self._inputs.pop(key, None)
                     self._builds.pop(key, None)
                     raise
+
+    def refresh_due(self, now: float, interval: float) -> bool:
+        """True when the watcher may rebuild stale rows at ``now`` (``time.monotonic()``): the rebuilds so far
+        held the lock at most :data:`REFRESH_DUTY` of the time, or no batch came in the last ``interval``
+        seconds (none waits for the lock; after a burst of events, the stale rows are made at once instead of
+        by the requests that find them, each paying a feature build)."""
+        return now >= self._next_refresh or now - self._last_append >= interval
 
     def poll(self) -> bool:
         """Reload when the online store's ``base_fingerprint`` changed since the last load.
@@ -425,10 +521,10 @@ class Mirror:
         """Call :meth:`poll` and :meth:`refresh` every ``interval`` seconds, and at once when a cached input
         table must be built, in a daemon thread (once started, idempotent).
 
-        The stale rows are rebuilt at most once per ``interval``, and only so
-        often that these rebuilds hold the lock :data:`REFRESH_DUTY` of the
-        time at most (one subset build for all of them; event batches wait
-        for it)."""
+        The stale rows are rebuilt at most once per ``interval``, and while
+        event batches arrive only so often that these rebuilds hold the lock
+        :data:`REFRESH_DUTY` of the time at most (one subset build for all of
+        them; event batches wait for it): :meth:`refresh_due`."""
         if self._thread is not None:
             return
 
@@ -440,7 +536,7 @@ class Mirror:
                     return
                 try:
                     self.poll()
-                    self.refresh(stale=time.monotonic() >= self._next_refresh)
+                    self.refresh(stale=self.refresh_due(time.monotonic(), interval))
                 except DataError as exc:  # e.g. the store is locked by `ltvcast sync`: retry on the next poll
                     self.failures += 1
                     log.warning("mirror of %s: not reloaded (%s); serving the previous copy", self.db, exc)

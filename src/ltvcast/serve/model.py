@@ -21,11 +21,12 @@ Served models:
   mirror (:mod:`ltvcast.serve.mirror`: the offline feature SQL on the store
   plus every acknowledged event), then ``predict_inputs`` —
   :func:`predict_learned`. Parity with offline predictions holds by
-  construction. The inputs come from the mirror's table of every
-  customer's inputs at the (model, cutoff, horizon) (built once in the
-  background, rows of customers touched by events rebuilt together), so a
-  request costs the model's predict on its rows; a request for a customer
-  whose rows are not current builds them (one feature build, ~0.2 s).
+  construction. The numbers come from the mirror's table of every
+  customer's predictions at the (model, cutoff, horizon) (made once in the
+  background, rows of customers touched by events made again together), so
+  a request costs a lookup (:func:`cached_learned`, on the event loop); a
+  request for a customer whose row is not current builds it (one feature
+  build, ~0.2 s, on a worker thread).
 
 Refused, with the reason (:func:`servable`): models whose inputs fit BTYD
 models on the whole population at the prediction cutoff (``hybrid``, and
@@ -284,17 +285,34 @@ def predict(
     return _rows(served, customer_ids, values, [s is None for s in summaries], cutoff, horizon_days)
 
 
+#: The columns a learned model's cached rows hold (:func:`predict_learned`): the canonical numbers.
+LEARNED_COLUMNS = PREDICTION_COLUMNS[4:]
+
+
+def _learned_key(served: Served, cutoff: date, horizon_days: float) -> tuple:
+    return (served.label, id(served.forecaster), cutoff, float(horizon_days))
+
+
+def _learned_rows(served: Served, customer_ids: Sequence[str], found: dict[str, list[float]], cutoff: date,
+                  horizon_days: float) -> list[dict]:
+    picked = [found.get(str(cid)) for cid in customer_ids]
+    values = {c: [math.nan if p is None else p[j] for p in picked] for j, c in enumerate(LEARNED_COLUMNS)}
+    return _rows(served, customer_ids, values, [p is None for p in picked], cutoff, horizon_days)
+
+
 def predict_learned(
     served: Served, mirror: Mirror, customer_ids: Sequence[str], cutoff: date, horizon_days: float
 ) -> list[dict]:
     """Canonical prediction rows (JSON-ready) of a learned model for the customers, in order.
 
     The model's own ``inputs`` at ``cutoff`` on the mirror's history of
-    these customers (the offline feature code on their rows), read from the
-    mirror's table of every customer's inputs where it is current
-    (:meth:`ltvcast.serve.mirror.Mirror.inputs`), then ``predict_inputs``; a
-    row's prediction depends on that row only, so the numbers equal those of
-    an offline ``predict`` on the store after ``ltvcast sync``. A customer
+    these customers (the offline feature code on their rows), then
+    ``predict_inputs``; the numbers are read from the mirror's table of
+    every customer's predictions at (model version, cutoff, horizon) where it
+    is current (:meth:`ltvcast.serve.mirror.Mirror.rows`: built once for all
+    customers, rows of customers touched by events made again). A row's
+    prediction depends on that row only, so the numbers equal those of an
+    offline ``predict`` on the store after ``ltvcast sync``. A customer
     without a purchase before ``cutoff`` is not in the population learned
     models predict: null numbers, ``"cold_start": true``. Rows as
     :func:`predict`'s.
@@ -310,21 +328,26 @@ def predict_learned(
     def make(history):
         if history_before(history.transactions, cutoff, history.timezone).empty:
             return None
-        return forecaster.inputs(history, cutoff, horizon_days)
-
-    key = (served.label, id(forecaster), cutoff, float(horizon_days))
-    inputs = mirror.inputs(key, make, customer_ids, cutoff)
-    frame = None
-    if inputs is not None and len(inputs):
+        inputs = forecaster.inputs(history, cutoff, horizon_days)
         with _threads(len(inputs)):
             frame = forecaster.predict_inputs(inputs, cutoff, horizon_days)
-    at = {} if frame is None else {cid: i for i, cid in enumerate(frame["customer_id"].tolist())}
-    pick = [at.get(cid) for cid in customer_ids]
-    values: dict[str, list[float] | None] = {}
-    for c in PREDICTION_COLUMNS[4:]:
-        column = None if frame is None else frame[c].to_numpy(dtype=float)
-        values[c] = None if column is None else [math.nan if k is None else float(column[k]) for k in pick]
-    return _rows(served, customer_ids, values, [k is None for k in pick], cutoff, horizon_days)
+        return frame[["customer_id", *LEARNED_COLUMNS]]
+
+    found = mirror.rows(_learned_key(served, cutoff, horizon_days), make, customer_ids, cutoff)
+    return _learned_rows(served, customer_ids, found, cutoff, horizon_days)
+
+
+def cached_learned(
+    served: Served, mirror: Mirror, customer_ids: Sequence[str], cutoff: date, horizon_days: float
+) -> list[dict] | None:
+    """:func:`predict_learned`'s rows when the mirror holds them all current (a lookup, microseconds), else None.
+
+    Never waits for the mirror's lock, never builds: an async handler may
+    call it on the event loop and hand the request to :func:`predict_learned`
+    on a worker thread when it answers None.
+    """
+    found = mirror.cached(_learned_key(served, cutoff, horizon_days), customer_ids)
+    return None if found is None else _learned_rows(served, customer_ids, found, cutoff, horizon_days)
 
 
 #: Up to this many rows, a learned model predicts on the calling thread alone (:func:`_threads`).
@@ -361,7 +384,7 @@ class Batcher:
     row depends on that customer's inputs only), so each answer equals the
     single one. A BTYD model call (a pandas pass) runs on the loop's thread,
     so no thread contends with it for the interpreter lock; a learned model's
-    (its predict, or a feature build when the inputs are not cached) runs in
+    (a feature build and its predict, when its row is not current) runs in
     a worker thread, so the loop keeps accepting requests meanwhile, and
     they share the next call.
 

@@ -5,10 +5,19 @@ The model's inputs for every customer are computed once at the cutoff
 models, the feature table for learned ones), then predicted and written
 ``chunk_size`` rows at a time (:meth:`~ltvcast.models.base.Forecaster.predict_inputs`,
 whose rows do not depend on each other). Peak memory is the input table plus
-one chunk's predictions, not the whole predictions frame; the output is
+one chunk's predictions (a BTYD model: plus its prediction arrays, below),
+not the whole predictions frame; the output is
 written as it goes (a Parquet row group per chunk). A model with
-``predict_columns`` (the BTYD models) skips the pandas frame when writing
+``predict_columns`` (BTYD, gbm) skips the pandas frame when writing
 Parquet: its arrays go straight into Arrow columns of the canonical schema.
+A BTYD model predicts every row in one call and the chunks are slices of
+its arrays: its work is per distinct history (the horizon distribution of
+each distinct (frequency, T), :mod:`ltvcast.models.btyd_dist`), which
+per-chunk calls would redo in every chunk; its arrays (about 80 bytes a
+customer) are smaller than its inputs. Only the constant columns (model,
+cutoff, horizon) are dictionary-encoded in Parquet: ids and predictions
+are mostly distinct, and trying a dictionary for them doubled the write
+time.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import pyarrow.parquet as pq
 
 from ltvcast.data.datasets import History
 from ltvcast.errors import LtvcastError
+from ltvcast.models.btyd import BTYDForecaster
 from ltvcast.registry import RegisteredModel, check_registered
 from ltvcast.store import Store
 from ltvcast.timeutil import horizon_window
@@ -143,26 +153,18 @@ def write_scores(
     out, suffix = _check_output(out, chunk_size)
     total = len(inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
-    writer = None
-    head = None
     if suffix == ".parquet" and total and hasattr(forecaster, "predict_columns"):
-        head = forecaster.predict_inputs(inputs.iloc[:1], cutoff, horizon_days)
-        head["model"] = pd.Series(label, index=head.index, dtype="string")
-        head = pa.Table.from_pandas(head, preserve_index=False)
+        _write_arrow(forecaster, inputs, cutoff, horizon_days, out, label, chunk_size, progress)
+        return out
+    writer = None
     try:
         for lo in range(0, total, chunk_size):
-            if head is not None:
-                writer = writer or pq.ParquetWriter(out, head.schema)
-                writer.write_table(_arrow_chunk(forecaster, inputs.iloc[lo : lo + chunk_size], horizon_days, head))
-                if progress is not None:
-                    progress(min(lo + chunk_size, total), total)
-                continue
             frame = forecaster.predict_inputs(inputs.iloc[lo : lo + chunk_size], cutoff, horizon_days)
             frame["model"] = pd.Series(label, index=frame.index, dtype="string")
             if suffix == ".parquet":
                 table = pa.Table.from_pandas(frame, preserve_index=False)
                 if writer is None:
-                    writer = pq.ParquetWriter(out, table.schema)
+                    writer = pq.ParquetWriter(out, table.schema, use_dictionary=_DICTIONARY)
                 writer.write_table(table)
             else:
                 frame.to_csv(out, index=False, mode="w" if lo == 0 else "a", header=lo == 0)
@@ -174,20 +176,44 @@ def write_scores(
     return out
 
 
-def _arrow_chunk(forecaster, part: pd.DataFrame, horizon_days: float, head: pa.Table) -> pa.Table:
-    """One chunk of the canonical frame as an Arrow table of ``head``'s schema, from ``predict_columns``.
+#: The canonical columns that hold one value per file (Parquet dictionary-encodes these only).
+_DICTIONARY = ["model", "cutoff", "horizon_days"]
 
-    ``head`` is the first input row predicted the ordinary way (through the
-    pandas frame): its schema, and the values of the columns that are the
-    same on every row (model, cutoff, horizon_days).
+
+def _write_arrow(forecaster, inputs: pd.DataFrame, cutoff, horizon_days: float, out: Path, label: str,
+                 chunk_size: int, progress: Callable[[int, int], None] | None) -> None:
+    """Parquet straight from ``predict_columns``: a row group per chunk, no pandas frame.
+
+    The first input row predicted the ordinary way (through the pandas
+    frame) gives the schema and the values of the columns that are the same
+    on every row (model, cutoff, horizon_days).
     """
-    cols = forecaster.predict_columns(part, horizon_days)
-    n = len(part)
+    total = len(inputs)
+    head = forecaster.predict_inputs(inputs.iloc[:1], cutoff, horizon_days)
+    head["model"] = pd.Series(label, index=head.index, dtype="string")
+    head = pa.Table.from_pandas(head, preserve_index=False)
+    ids = pa.array(inputs["customer_id"].astype("string").array).cast(head.schema.field("customer_id").type)
+    whole = forecaster.predict_columns(inputs, horizon_days) if isinstance(forecaster, BTYDForecaster) else None
+    with pq.ParquetWriter(out, head.schema, use_dictionary=_DICTIONARY) as writer:
+        for lo in range(0, total, chunk_size):
+            hi = min(lo + chunk_size, total)
+            if whole is None:
+                cols = forecaster.predict_columns(inputs.iloc[lo:hi], horizon_days)
+            else:
+                cols = {name: values[lo:hi] for name, values in whole.items()}
+            writer.write_table(_arrow_chunk(cols, ids[lo:hi], head))
+            if progress is not None:
+                progress(hi, total)
+
+
+def _arrow_chunk(cols: dict[str, np.ndarray], ids: pa.Array, head: pa.Table) -> pa.Table:
+    """One chunk of the canonical frame as an Arrow table of ``head``'s schema (NaN written as null)."""
+    n = len(ids)
     same = pa.array(np.zeros(n, dtype=np.int64))
     arrays = []
     for field in head.schema:
         if field.name == "customer_id":
-            arrays.append(pa.array(part["customer_id"].astype("string").array).cast(field.type))
+            arrays.append(ids)
         elif field.name in cols:
             arrays.append(pa.array(np.asarray(cols[field.name], dtype=float), type=field.type, from_pandas=True))
         elif field.name in ("model", "cutoff", "horizon_days"):

@@ -265,7 +265,7 @@ def summarize(
     ``T`` = first occasion to the day before the cutoff (both in ``unit``:
     days / 1, 7 or 30.4375); ``monetary_value`` = mean value of the repeat
     occasions (0.0 without); ``total_spend`` = sales − every refund
-    (``net``) or sales; ``n_transactions`` = sale rows of the occasions.
+    (``net``) or sales; ``n_transactions`` = sale orders of the occasions.
 
     Returns:
         The summary, or None when the customer has no occasion before the cutoff.
@@ -286,16 +286,17 @@ def summarize(
         if oid and v[3] > 0 and day < order_day.get(oid, limit):
             order_day[oid] = day
     has_ids = any(oid for _, oid in rows)
-    # per day: [sales, sale_rows, refunds counted here, matched refunds, unmatched refunds, unmatched rows]
+    # per day: [sales, sale_rows, refunds counted here, matched refunds, unmatched refunds, unmatched rows, orders]
     per: dict[int, list[int]] = {}
     for (day, oid), v in rows.items():
-        acc = per.setdefault(day, [0, 0, 0, 0, 0, 0])
+        acc = per.setdefault(day, [0, 0, 0, 0, 0, 0, 0])
         acc[0] += v[0]
         acc[1] += v[2]
+        acc[6] += v[3]
         if v[1] == 0 and v[4] == 0:
             continue
         if oid in order_day:  # matched: on its order's day
-            target = per.setdefault(order_day[oid], [0, 0, 0, 0, 0, 0])
+            target = per.setdefault(order_day[oid], [0, 0, 0, 0, 0, 0, 0])
             target[2] += v[1]
             target[3] += v[1]
         elif has_ids:  # unmatched: its own day, spend only
@@ -326,7 +327,7 @@ def summarize(
         T=float(limit - first - 1) / scale,
         monetary_value=(repeat / 1e4) / (n - 1) if n > 1 else 0.0,
         total_spend=sum((v[0] - v[2]) if net else v[0] for v in per.values()) / 1e4,
-        n_transactions=sum(per[d][1] for d in occasions),
+        n_transactions=sum(per[d][6] for d in occasions),
         first_purchase=index_day(first),
         last_purchase=index_day(last),
         unmatched_refunds=sum(v[5] for v in per.values()),

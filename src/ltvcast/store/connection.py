@@ -12,7 +12,7 @@ import duckdb
 import pandas as pd
 
 from ltvcast.errors import DataError
-from ltvcast.schema.tables import SCHEMA_VERSION, TABLES, create_statement
+from ltvcast.schema.tables import ATTRIBUTE_TABLES, SCHEMA_VERSION, TABLES, create_statement
 
 SINGLE_FILE_KIND = "transactions"
 DEFAULT_META = {"shop_timezone": "UTC", "revenue_basis": "net"}
@@ -38,6 +38,17 @@ def as_naive(series: pd.Series) -> pd.Series:
         series = series.dt.tz_convert("UTC").dt.tz_localize(None)
     return series
 
+
+
+def _missing_attributes(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Tables of :data:`~ltvcast.schema.tables.ATTRIBUTE_TABLES` in the database without an ``attributes`` column."""
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_name IN "
+        "(SELECT unnest(?::VARCHAR[])) AND table_name NOT IN (SELECT table_name FROM information_schema.columns "
+        "WHERE table_schema = 'main' AND column_name = 'attributes')",
+        [list(ATTRIBUTE_TABLES)],
+    ).fetchall()
+    return sorted(r[0] for r in rows)
 
 
 class StoreConnection:
@@ -78,7 +89,7 @@ class StoreConnection:
         path = Path(path)
         if read_only and not path.exists():
             raise DataError(f"store {path} does not exist; run `ltvcast ingest` first")
-        if read_only and cls._version_of(path) in ("1", "2"):
+        if read_only and cls._needs_upgrade(path):
             cls.open(path).close()  # upgrade in place, then reopen read-only
         try:
             if not read_only:
@@ -98,16 +109,18 @@ class StoreConnection:
         return store
 
     @staticmethod
-    def _version_of(path: Path) -> str | None:
+    def _needs_upgrade(path: Path) -> bool:
+        """Whether the store at ``path`` is of version 1 or 2, or of version 3 without every ``attributes`` column."""
         try:
             con = duckdb.connect(str(path), read_only=True)
         except duckdb.Error:
-            return None
+            return False
         try:
             rows = con.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchall()
-            return rows[0][0] if rows else None
+            version = rows[0][0] if rows else None
+            return version in ("1", "2") or (version == str(SCHEMA_VERSION) and bool(_missing_attributes(con)))
         except duckdb.Error:
-            return None
+            return False
         finally:
             con.close()
 
@@ -150,6 +163,8 @@ class StoreConnection:
                 self._upgrade_from_2()
             elif not version or version[0][0] != str(SCHEMA_VERSION):
                 return
+            elif _missing_attributes(self._con):
+                self._complete_attributes()
         run("CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         for table in TABLES:
             run(create_statement(table))
@@ -190,15 +205,29 @@ class StoreConnection:
             raise
 
     def _upgrade_from_2(self) -> None:
-        """Schema 2 -> 3: ``attributes`` (JSON of a source's extra columns) on customers, orders, order_items."""
+        """Schema 2 -> 3: ``attributes`` (JSON of a source's extra columns) on the tables of
+        :data:`~ltvcast.schema.tables.ATTRIBUTE_TABLES`."""
         con = self._con
         con.begin()
         try:
             existing = {r[0] for r in self.fetch("SELECT table_name FROM information_schema.tables")}
-            for table in ("customers", "orders", "order_items"):
+            for table in ATTRIBUTE_TABLES:
                 if table in existing:  # a version-1 store gets them from CREATE TABLE afterwards
                     self.fetch(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS attributes VARCHAR")
             self.fetch("UPDATE store_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+
+    def _complete_attributes(self) -> None:
+        """A version-3 store written before ``returns`` and ``events`` had ``attributes``: add the
+        column (NULL in every existing row; no other change), in one transaction."""
+        con = self._con
+        con.begin()
+        try:
+            for table in _missing_attributes(con):
+                self.fetch(f"ALTER TABLE {table} ADD COLUMN attributes VARCHAR")
             con.commit()
         except BaseException:
             con.rollback()
@@ -216,6 +245,21 @@ class StoreConnection:
                 f"{self.path} is not an ltvcast store of schema version {SCHEMA_VERSION} "
                 f"(found {found})"
             )
+
+    @contextlib.contextmanager
+    def memory_limit(self, limit: str) -> Iterator[Self]:
+        """DuckDB's ``memory_limit`` set to ``limit`` (``"1GB"``) for the block, the earlier one restored after.
+
+        Work beyond the limit spills to the database's temporary directory
+        (``<store>.tmp``); what cannot spill (indexes of uncommitted rows) fails
+        with DuckDB's out-of-memory error.
+        """
+        previous = self.fetch("SELECT current_setting('memory_limit')")[0][0]
+        self._con.execute(f"SET memory_limit = '{limit}'")
+        try:
+            yield self
+        finally:
+            self._con.execute(f"SET memory_limit = '{previous}'")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Self]:

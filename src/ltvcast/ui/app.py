@@ -12,6 +12,9 @@ route (under the mount)     what
 ``GET /segments``           Segments: value tier × churn risk grid, RFM groups
 ``GET /segments/list``      the customers of one cell or group (htmx partial; ``tier``,
                             ``risk`` or ``rfm``); ``/segments.csv`` the same as CSV
+``GET /categories``        Categories: each segment's top categories, demand per category and
+                            week with its interval (``/categories/panel``, an htmx partial
+                            loaded after the page: :mod:`ltvcast.ui.categories`)
 ``GET /planner``, ``POST``  Campaign planner (``ltvcast target``'s numbers); ``/planner.csv``
 ``GET /experiments``        Experiments: arms, effects with intervals, sample ratio check
 ``GET /health``             Model health: versions, promotions, monitoring checks, alerts
@@ -53,6 +56,7 @@ from ltvcast.monitor.retrain import read_decisions
 from ltvcast.registry import list_models, load_model
 from ltvcast.serve.auth import KeyRing
 from ltvcast.ui import charts
+from ltvcast.ui.categories import CategoryPanel, build_category_panel
 from ltvcast.ui.session import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Session, Sessions, same
 from ltvcast.ui.snapshot import Snapshot, build_snapshot
 
@@ -338,6 +342,27 @@ def create_ui(config: UiConfig, base: str = "/ui") -> FastAPI:
         rows, _ = _cell(snapshot(), tier, risk, rfm)
         name = "segment-" + "-".join(v for v in (tier, risk, rfm) if v).replace(" ", "_") + ".csv"
         return _csv(rows, "".join(ch for ch in name if ch.isalnum() or ch in "-_.%"))
+
+    category_lock = threading.Lock()
+
+    def category_panel(snap: Snapshot) -> CategoryPanel:
+        """The snapshot's categories panel, built on the first request (one at a time) and kept with it."""
+        with category_lock:
+            if getattr(snap, "_categories", None) is None:
+                snap._categories = build_category_panel(snap)
+            return snap._categories
+
+    @app.get("/categories", response_class=HTMLResponse)
+    def categories(request: Request) -> HTMLResponse:
+        s = session_of(request)
+        snapshot()
+        return page(request, "categories.html", s)
+
+    @app.get("/categories/panel", response_class=HTMLResponse)
+    def categories_panel(request: Request) -> HTMLResponse:
+        # its own request (htmx, after the page): fitting a category split takes longer than the rest of the page
+        s = session_of(request)
+        return page(request, "_categories_panel.html", s, panel=category_panel(snapshot()))
 
     plans: OrderedDict = OrderedDict()
 

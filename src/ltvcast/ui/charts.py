@@ -113,3 +113,32 @@ def effects(table: pd.DataFrame) -> dict:
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[3, 3]).encode(x="x:Q")
     return _spec((bars + dots + zero).properties(width=WIDTH, height=40 * max(len(frame), 1)),
                  "Experiment effects with 95 % intervals")
+
+
+def demand(cells: pd.DataFrame) -> dict:
+    """Predicted gross sales per week with the 80 % interval, one small chart per category (largest first).
+
+    A category predicted to sell nothing in every week gets no chart.
+
+    Args:
+        cells: :func:`ltvcast.models.demand.customer_demand`'s frame (``week_start``, ``category``,
+            ``pred_sales``, ``lower``, ``upper``; currency).
+    """
+    frame = pd.DataFrame({
+        "week": cells["week_start"].dt.strftime("%Y-%m-%d"),
+        "category": cells["category"].astype(str),
+        **{c: cells[c].to_numpy(float).round(2) for c in ("pred_sales", "lower", "upper")},
+    })
+    totals = frame.groupby("category", sort=False)["pred_sales"].sum().sort_values(ascending=False)
+    order = list(totals.index[totals.to_numpy() > 0])
+    frame = frame[frame["category"].isin(order)]
+    x = alt.X("week:T", title="week starting")
+    band = alt.Chart().mark_area(opacity=0.3).encode(x=x, y=alt.Y("lower:Q", title="gross sales per week"),
+                                                     y2="upper:Q")
+    line = alt.Chart().mark_line().encode(
+        x=x, y="pred_sales:Q",
+        tooltip=["category:N", alt.Tooltip("week:T"), alt.Tooltip("pred_sales:Q", format=",.2f"),
+                 alt.Tooltip("lower:Q", format=",.2f"), alt.Tooltip("upper:Q", format=",.2f")])
+    chart = alt.layer(band, line, data=frame).properties(width=230, height=110).facet(
+        facet=alt.Facet("category:N", sort=order, title=None), columns=3).resolve_scale(y="independent")
+    return _spec(chart, "Predicted gross sales per category and week, shaded: the 80 % interval")

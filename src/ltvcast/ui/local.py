@@ -9,8 +9,9 @@ import pandas as pd
 from ltvcast.data.datasets import History
 from ltvcast.errors import LtvcastError, RegistryError
 from ltvcast.models.catalog import make_forecaster
-from ltvcast.registry import list_models, parse_ref, promoted_version, save_model
+from ltvcast.registry import list_models, load_model, parse_ref, promoted_version, save_model
 from ltvcast.serve.auth import ApiKey, KeyRing, hash_key, new_key
+from ltvcast.timeutil import to_day
 
 #: The model fitted when the registry holds none: BG/NBD with Gamma-Gamma spend.
 DEFAULT_KIND = "bgnbd"
@@ -27,21 +28,64 @@ def one_time_keys() -> tuple[KeyRing, str]:
     return KeyRing([ApiKey("local", hash_key(key), frozenset({"read"}))]), key
 
 
-def pick_model(registry: Path, model: str | None) -> str | None:
-    """The model reference to show: ``model`` if given; else the registry's only name; None when the registry is empty.
+def pick_model(registry: Path, model: str | None, exclude=()) -> str | None:
+    """The model reference to show: ``model`` if given; else the registry's only name not in ``exclude``.
+
+    Returns:
+        The reference; None when the registry is empty, missing, or holds only
+        excluded names (the caller then fits a temporary model).
 
     Raises:
-        LtvcastError: several names in the registry and no ``model``.
+        LtvcastError: several candidate names and no ``model``.
     """
     if model is not None:
         return model
     try:
-        names = sorted(set(list_models(registry)["name"]))
+        names = sorted(set(list_models(registry)["name"]) - set(exclude))
     except LtvcastError:
         return None
     if len(names) > 1:
         raise LtvcastError(f"the registry {registry} holds several models ({', '.join(names)}): choose one with --model")
     return names[0] if names else None
+
+
+def unusable_models(registry: Path, history: History) -> dict[str, str]:
+    """The registry's models that cannot show ``history``, each with the reason (name -> reason).
+
+    A model (its promoted version, else its latest) cannot when its manifest's
+    ``data.origin`` names another source (``dataset NAME`` or a store path,
+    compared as resolved paths), when it was trained at a cutoff after the
+    app's (the day after the data end: it has seen days this data lacks), or
+    when it cannot be loaded. A manifest without an origin is not judged on it.
+    An empty or missing registry gives ``{}``.
+    """
+    try:
+        names = sorted(set(list_models(registry)["name"]))
+    except LtvcastError:
+        return {}
+    cutoff = (history.observation_end + pd.Timedelta(days=1)).normalize()
+    out = {}
+    for name in names:
+        try:
+            manifest = load_model(name, registry).manifest
+        except LtvcastError as exc:
+            out[name] = f"cannot be loaded ({exc})"
+            continue
+        origin = (manifest.get("data") or {}).get("origin")
+        if origin is not None and not _same_source(origin, history.origin):
+            out[name] = f"trained on {origin}"
+        elif to_day(manifest["cutoff"]) > to_day(cutoff):
+            out[name] = (f"trained at {manifest['cutoff']}, after this data's end "
+                         f"{history.observation_end.date()}")
+    return out
+
+
+def _same_source(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if a.startswith("dataset ") or b.startswith("dataset "):
+        return False
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def fit_default(history: History, registry: Path) -> str:

@@ -91,7 +91,7 @@ from ltvcast.models.learned.examples import (
     window_notes,
 )
 from ltvcast.models.learned.features import BTYD_DOCS, FeatureMaker, vocabulary
-from ltvcast.models.learned.ziln import ziln_grad_hess, ziln_init_score, ziln_loss, ziln_mean, ziln_quantile
+from ltvcast.models.learned.ziln import ZILNObjective, ziln_init_score, ziln_loss, ziln_mean, ziln_quantile
 from ltvcast.schema.predictions import predictions_frame
 from ltvcast.timeutil import to_day
 
@@ -173,8 +173,13 @@ class _Binned:
                                  categorical_feature=self._categorical, reference=self.data)
 
 
-def _ziln_objective(preds, dataset):
-    return ziln_grad_hess(dataset.get_label(), preds)
+def _ziln_objective(y: np.ndarray):
+    """LightGBM's custom objective for training labels ``y`` (the label terms computed once, not every round).
+
+    The labels are taken as LightGBM stores them (float32), as its ``get_label()`` would give them.
+    """
+    objective = ZILNObjective(np.asarray(y, dtype=np.float32))
+    return lambda preds, dataset: objective(preds)
 
 
 def _ziln_eval(preds, dataset):
@@ -429,7 +434,7 @@ class GBMForecaster(Forecaster):
         """
         lgb = _lightgbm()
         if kind == "ziln":
-            params = self._params(_ziln_objective)
+            params = self._params(_ziln_objective(y))
             params["num_class"] = 3
             params["metric"] = "None"
             init = ziln_init_score(y)

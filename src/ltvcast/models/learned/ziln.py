@@ -42,6 +42,7 @@ from scipy.special import expit, log_expit, ndtri
 __all__ = [
     "SIGMA_MAX",
     "SIGMA_MIN",
+    "ZILNObjective",
     "ziln_grad_hess",
     "ziln_init_score",
     "ziln_loss",
@@ -121,19 +122,51 @@ def ziln_grad_hess(y, raw, weight=None) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(grad, hess)``, each (n, 3).
     """
-    r = _raw(raw)
-    y = np.asarray(y, dtype=float)
-    z = (y > 0).astype(float)
-    s = expit(r[:, 0])
-    _, mu, sigma = ziln_params(r)
-    inside = (r[:, 2] > np.log(SIGMA_MIN)) & (r[:, 2] < np.log(SIGMA_MAX))
-    e = np.log(np.where(z > 0, y, 1.0)) - mu
-    grad = np.column_stack([s - z, -z * e / sigma**2, np.where(inside, z * (1.0 - e**2 / sigma**2), 0.0)])
-    hess = np.column_stack([np.maximum(s * (1.0 - s), 1e-6), np.maximum(z / sigma**2, 1e-6), np.maximum(2.0 * z, 1e-6)])
-    if weight is not None:
-        w = np.asarray(weight, dtype=float)[:, None]
-        grad, hess = grad * w, hess * w
-    return grad, hess
+    return ZILNObjective(y, weight)(raw)
+
+
+class ZILNObjective:
+    """:func:`ziln_grad_hess` for fixed labels: the label terms (``z``, ``ln y``) are computed once.
+
+    LightGBM calls a custom objective every boosting round with the same
+    labels; this keeps the per-round work to the terms that depend on the
+    raw scores. The results are those of :func:`ziln_grad_hess`, bit for bit.
+
+    Args:
+        y: (n,) values; ``y <= 0`` counts as zero.
+        weight: optional (n,) sample weights multiplying gradient and Hessian.
+    """
+
+    def __init__(self, y, weight=None) -> None:
+        y = np.asarray(y, dtype=float)
+        self.z = (y > 0).astype(float)
+        self.log_y = np.log(np.where(self.z > 0, y, 1.0))
+        self.hess_sigma = np.maximum(2.0 * self.z, 1e-6)
+        self.weight = None if weight is None else np.asarray(weight, dtype=float)[:, None]
+
+    def __call__(self, raw) -> tuple[np.ndarray, np.ndarray]:
+        """``(grad, hess)``, each (n, 3), at raw scores of shape (n, 3).
+
+        Raises:
+            ValueError: ``raw`` is not of shape (n, 3).
+        """
+        r = _raw(raw)
+        z = self.z
+        s = expit(r[:, 0])
+        sigma2 = np.exp(np.clip(r[:, 2], np.log(SIGMA_MIN), np.log(SIGMA_MAX))) ** 2
+        inside = (r[:, 2] > np.log(SIGMA_MIN)) & (r[:, 2] < np.log(SIGMA_MAX))
+        e = self.log_y - r[:, 1]
+        grad = np.empty_like(r)
+        hess = np.empty_like(r)
+        grad[:, 0] = s - z
+        grad[:, 1] = -z * e / sigma2
+        grad[:, 2] = np.where(inside, z * (1.0 - e**2 / sigma2), 0.0)
+        hess[:, 0] = np.maximum(s * (1.0 - s), 1e-6)
+        hess[:, 1] = np.maximum(z / sigma2, 1e-6)
+        hess[:, 2] = self.hess_sigma
+        if self.weight is not None:
+            grad, hess = grad * self.weight, hess * self.weight
+        return grad, hess
 
 
 def ziln_mean(raw) -> np.ndarray:

@@ -215,8 +215,11 @@ def test_baselines_on_the_same_windows(shop):
     for _, g in table.groupby(["mode", "k"]):
         assert g["customers"].nunique() == 1 and g["customers"].iloc[0] > 50
     assert table["recall"].between(0, 1).all() and table["ndcg"].between(0, 1).all()
+    # the data end 2023-09-30: 13 weeks from CUTOFF reach 1 day past it, scored on the 29 + 31 + 30 observed days
+    assert ["90 days" in n for n in table.attrs["notes"]] == [True]
     split = shop["split"].split(shop["pred"], shop["history"], CUTOFF)
     summary, cells = demand_backtest(shop["history"], CUTOFF, 13, split)
+    assert ["90 days" in n for n in summary.attrs["notes"]] == [True]
     assert summary["method"].tolist() == ["customers", "seasonal_naive", "top_down"]
     assert len(cells) == 13 * len(shop["split"].categories_) and (cells["actual"] >= 0).all()
     week = aggregate_demand(customer_demand(split, shop["history"], CUTOFF, 13), ("week",))

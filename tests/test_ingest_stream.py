@@ -202,3 +202,51 @@ def test_a_version_3_store_without_event_and_return_attributes_gets_them(tmp_pat
         for table in ("events", "returns"):
             assert store.fetch(f"SELECT * EXCLUDE (attributes) FROM {table} ORDER BY rowid") == before[table]
             assert store.fetch(f"SELECT count(*) FROM {table} WHERE attributes IS NOT NULL") == [(0,)]
+
+
+def test_a_repeat_that_differs_only_in_an_extra_column_is_a_conflict(tmp_path, monkeypatch):
+    text = ("event_id,customer_id,timestamp,event_type,campaign_id\n"
+            "e1,c1,2024-03-01 10:00,view,k1\ne1,c1,2024-03-01 10:00,view,k2\ne1,c1,2024-03-01 10:00,view,k1\n")
+    config = write_shop(tmp_path / "shop", text)
+    (tmp_path / "shop" / "returns.csv").write_text(  # the second R1 differs only in its reason
+        "return_id,order_id,timestamp,amount,return_reason\nR1,O1,2024-03-05 12:00,5.00,too small\n"
+        "R1,O1,2024-03-05 12:00,5.00,too big\nR1,O1,2024-03-05 12:00,5.00,too small\n", encoding="utf-8")
+    result = ingest(config, tmp_path / "s.duckdb", 2, monkeypatch)
+    c = events_report(result).counts
+    assert (c.rows_read, c.rows_kept, c.duplicates_dropped, c.quarantined) == (3, 1, 1, {"duplicate_id": 1})
+    r = next(r for r in result.sources if r.kind == "returns").counts
+    assert (r.rows_read, r.rows_kept, r.duplicates_dropped, r.quarantined) == (3, 1, 1, {"duplicate_id": 1})
+    con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
+    try:
+        got = con.execute("SELECT kind, source_row, reason, raw_value, raw_row FROM quarantine ORDER BY kind").fetchall()
+        assert [g[:4] for g in got] == [("events", 2, "duplicate_id", "e1"), ("returns", 2, "duplicate_id", "R1")]
+        assert json.loads(got[0][4])["campaign_id"] == "k2" and json.loads(got[1][4])["return_reason"] == "too big"
+        assert con.execute("SELECT attributes FROM events").fetchall() == [('{"campaign_id": "k1"}',)]
+    finally:
+        con.close()
+
+
+def test_a_quarantined_unknown_customer_does_not_claim_its_id(tmp_path, monkeypatch):
+    text = ("event_id,customer_id,timestamp,event_type\n"
+            "e1,c9,2024-03-01 10:00,view\ne2,c1,2024-03-01 11:00,view\ne1,c1,2024-03-01 10:00,view\n"
+            "e2,c9,2024-03-01 12:00,view\n")
+    config = write_shop(tmp_path / "shop", text)
+    (tmp_path / "shop" / "returns.csv").write_text(  # unlinked returns: the customer must be known
+        "return_id,order_id,customer_id,timestamp,amount\nRMA00000001,,c9,2024-03-05 12:00,5.00\n"
+        "RMA00000001,,c1,2024-03-05 12:00,5.00\n", encoding="utf-8")
+    result = ingest(config, tmp_path / "s.duckdb", 2, monkeypatch)
+    c = events_report(result).counts
+    # e1: the c9 copy is quarantined, the c1 copy kept; e2: the c1 copy kept first, the later c9 copy conflicts
+    assert (c.rows_read, c.rows_kept, c.duplicates_dropped, c.quarantined) == (
+        4, 2, 0, {"duplicate_id": 1, "unknown_customer": 1})
+    r = next(r for r in result.sources if r.kind == "returns").counts
+    assert (r.rows_read, r.rows_kept, r.duplicates_dropped, r.quarantined) == (2, 1, 0, {"unknown_customer": 1})
+    con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT event_id, customer_id FROM events ORDER BY event_id").fetchall() == [
+            ("e1", "c1"), ("e2", "c1")]
+        assert con.execute("SELECT return_id, customer_id, amount::DOUBLE FROM returns WHERE return_id LIKE 'R%'").fetchall() == [("RMA00000001", "c1", 5.0)]
+        assert con.execute("SELECT kind, source_row, reason FROM quarantine ORDER BY kind, source_row").fetchall() == [
+            ("events", 1, "unknown_customer"), ("events", 4, "duplicate_id"), ("returns", 1, "unknown_customer")]
+    finally:
+        con.close()

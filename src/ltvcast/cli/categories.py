@@ -15,6 +15,7 @@ from ltvcast.cli._app import app, console, user_errors
 from ltvcast.cli.backtest import DataEnd, Dataset, Db
 from ltvcast.data.datasets import open_history
 from ltvcast.errors import DataError
+from ltvcast.evaluate.backtest import evaluation_window
 from ltvcast.evaluate.categories import demand_backtest, next_category_backtest
 from ltvcast.features.categories import OTHER
 from ltvcast.models.categories import CategorySplit
@@ -56,16 +57,20 @@ def _check_top(top: int) -> None:
         raise DataError(f"--top must be >= 1, got {top}")
 
 
-def _split(history, model, predictions, cutoff, horizon_days, top, registry):
+def _split(history, model, predictions, cutoff, horizon_days, top, registry, evaluate=False):
     """The predictions, the category split, the cutoff, the horizon (days) and a line saying where the split is from.
 
     A registered model's split (``ltvcast train --categories``) is used when it
     was fitted for this horizon and ``--top``; otherwise one is fitted here.
+    ``evaluate``: refuse, before the fit, a window the data cannot score (as
+    ``ltvcast backtest``: :func:`ltvcast.evaluate.backtest.evaluation_window`).
     """
     pred = load_predictions(history, model=model, predictions=None if predictions is None else str(predictions),
                             cutoff=cutoff, horizon_days=horizon_days, registry_root=registry)
     at = cutoff if cutoff is not None else str(pred["cutoff"].iloc[0].date())
     days = float(pred["horizon_days"].iloc[0])
+    if evaluate:
+        evaluation_window(at, days, history.observation_end)
     registered = pred.attrs.get("registered")
     kept = None if registered is None else load_category_split(registered)
     label = None if registered is None else f"{registered.name}:{registered.version}"
@@ -125,7 +130,7 @@ def next_categories_cmd(
     _check_top(top)
     history = open_history(dataset, db, data_end)
     days = None if horizon is None else parse_horizon(horizon)
-    pred, split, at, days, source = _split(history, model, predictions, cutoff, days, top, registry)
+    pred, split, at, days, source = _split(history, model, predictions, cutoff, days, top, registry, evaluate)
     console.print(source, highlight=False, soft_wrap=True)
     if not [c for c in split.categories_ if c != OTHER]:  # else an empty table, silently
         raise DataError(f"the shop's lines before {at} have no categories: nothing to cross-sell "
@@ -141,6 +146,8 @@ def next_categories_cmd(
     if evaluate:
         table = next_category_backtest(history, at, days, split, pred, ks=tuple(sorted({1, k})))
         console.print(_table(table, f"Next categories from {at}: recall@k and NDCG@k beside the baselines"))
+        for note in table.attrs["notes"]:
+            console.print(note, highlight=False, soft_wrap=True)
         write_frame(table, path.with_name(path.stem + "_backtest.csv"))
     listed = best.groupby("customer_id").size()
     short = int((listed < k).sum()) + (len(pred) - len(listed))
@@ -174,7 +181,8 @@ def demand(
         raise DataError(f"--by takes category, week or category,week; got {','.join(keys) or 'nothing'}")
     _check_top(top)
     history = open_history(dataset, db, data_end)
-    pred, split, at, days, source = _split(history, model, predictions, cutoff, 7.0 * weeks, top, registry)
+    pred, split, at, days, source = _split(history, model, predictions, cutoff, 7.0 * weeks, top, registry,
+                                           evaluate)
     console.print(source, highlight=False, soft_wrap=True)
     if abs(days - 7 * weeks) > 0.5:
         raise DataError(f"the predictions are for {days:g} days; --horizon {horizon} needs {7 * weeks} days")
@@ -189,5 +197,7 @@ def demand(
         console.print(_table(summary, "Demand backtest: WAPE and bias over category × week beside the baselines",
                              caption="coverage: share of the cells inside the 80 % interval; n/a: the baselines "
                                      "give no interval"))
+        for note in summary.attrs["notes"]:
+            console.print(note, highlight=False, soft_wrap=True)
         write_frame(summary, path.with_name(path.stem + "_backtest.csv"))
     console.print(f"demand: {path} ({len(table):,} rows by {','.join(keys)})")

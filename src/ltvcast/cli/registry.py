@@ -84,24 +84,25 @@ def train(
     check_cutoff(cutoff, history.observation_end)
     start, end = horizon_window(cutoff, parse_horizon(horizon))
     days = float((end - start).days)
-    saved = []
+    split, fitted, saved = None, [], []
     with progress(console, total=len(kinds) + categories) as step:
-        for kind, forecaster in zip(kinds, forecasters):
-            step(f"fit {kind}")
-            began = time.perf_counter()
-            forecaster.fit(history, cutoff, days)
-            seconds = time.perf_counter() - began
-            target = base.name if len(kinds) == 1 else f"{base.name}-{kind}"
-            saved.append((save_model(forecaster, name=target, cutoff=cutoff, horizon_days=days, history=history,
-                                     root=registry), seconds))
+        # every fit before any registration: a failed step (e.g. no window for the split) registers nothing
         if categories:  # one split serves every model fitted here: it depends on the data, not the total model
             from ltvcast.models.categories import CategorySplit
 
             step("fit the category split")
             split = CategorySplit().fit(history, cutoff, days)
-            if len(split.categories_) > 1:  # else the order lines carry no category: nothing to split by
-                for model, _ in saved:
-                    save_category_split(model, split)
+        for kind, forecaster in zip(kinds, forecasters):
+            step(f"fit {kind}")
+            began = time.perf_counter()
+            forecaster.fit(history, cutoff, days)
+            fitted.append((kind, forecaster, time.perf_counter() - began))
+    for kind, forecaster, seconds in fitted:
+        target = base.name if len(kinds) == 1 else f"{base.name}-{kind}"
+        model = save_model(forecaster, name=target, cutoff=cutoff, horizon_days=days, history=history, root=registry)
+        if split is not None and len(split.categories_) > 1:  # else the lines carry no category: nothing to split by
+            save_category_split(model, split)
+        saved.append((model, seconds))
     table = Table(title=f"Registered in {registry} — cutoff {start.date()}, {days:g} days", header_style="bold")
     for header in ("model", "kind", "fit s", "validation metrics"):
         table.add_column(header, justify="right" if header == "fit s" else "left")

@@ -39,6 +39,7 @@ import pandas as pd
 
 from ltvcast.data.datasets import History
 from ltvcast.errors import DataError
+from ltvcast.evaluate.backtest import evaluation_window
 from ltvcast.evaluate.report import ReportSection, svg_figure
 from ltvcast.features.categories import (
     OTHER,
@@ -152,15 +153,23 @@ def next_category_backtest(
 
     Returns:
         One row per method (:data:`MODEL_SCORES`, then :data:`BASELINES`), mode and k:
-        ``method``, ``mode``, ``k``, ``recall``, ``ndcg``, ``customers``.
+        ``method``, ``mode``, ``k``, ``recall``, ``ndcg``, ``customers``; ``attrs["notes"]``
+        says when the window was clipped to the observed data.
+
+    Raises:
+        CutoffError: the window reaches past the end of the data, as in ``ltvcast backtest``
+            (:func:`ltvcast.evaluate.backtest.evaluation_window`, which also clips a short overhang).
     """
+    horizon_days, notes = evaluation_window(cutoff, horizon_days, data.observation_end)
     frame = next_category_frame(data, cutoff, horizon_days, split, predictions)
     rows = []
     for method in (*MODEL_SCORES, *BASELINES):
         for mode in ("all", "new"):
             for k in ks:
                 rows.append({"method": method, "mode": mode, "k": k, **rank_metrics(frame, method, k, mode)})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["notes"] = notes
+    return table
 
 
 def wape(actual: np.ndarray, forecast: np.ndarray) -> float:
@@ -226,9 +235,14 @@ def demand_backtest(data: History, cutoff, weeks: int, split: pd.DataFrame) -> t
     Returns:
         (summary: one row per method with ``method``, ``wape``, ``bias``,
         ``coverage`` (share of cells inside the 80 % interval; NaN for the
-        baselines); cells: the weekly cells with ``actual`` and one column
-        per method).
+        baselines), ``attrs["notes"]`` saying when the last week is only partly
+        observed; cells: the weekly cells with ``actual`` and one column per method).
+
+    Raises:
+        CutoffError: the weeks reach past the end of the data, as in ``ltvcast backtest``
+            (:func:`ltvcast.evaluate.backtest.evaluation_window`).
     """
+    _, notes = evaluation_window(cutoff, 7.0 * weeks, data.observation_end)
     cust = customer_demand(split, data, cutoff, weeks)
     categories = tuple(pd.unique(cust["category"].astype(str)))
     actual = weekly_sales(sales_lines(data.transactions), cutoff, weeks, categories, data.timezone)
@@ -243,7 +257,9 @@ def demand_backtest(data: History, cutoff, weeks: int, split: pd.DataFrame) -> t
          "coverage": float(inside.mean()) if m == "customers" else float("nan")}
         for m in ("customers", "seasonal_naive", "top_down")
     ]
-    return pd.DataFrame(rows), cells
+    summary = pd.DataFrame(rows)
+    summary.attrs["notes"] = notes
+    return summary, cells
 
 
 def categories_per_segment(split: pd.DataFrame, segments: pd.DataFrame, top: int = 3) -> pd.DataFrame:

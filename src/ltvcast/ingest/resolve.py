@@ -26,6 +26,7 @@ Money stays in the source currency here (float64 parsed from text, at most
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -136,6 +137,28 @@ def _combined(tables: list[StagedTable], kind: str) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame()
     return pd.concat(parts, ignore_index=True)
+
+
+def content_hashes(hashes: pd.Series, attributes: pd.Series | None) -> pd.Series:
+    """Row hashes that count a row's ``attributes`` (its extra columns, JSON text) as content.
+
+    Args:
+        hashes: :func:`ltvcast.ingest.staging.row_hashes` of the parsed values (32 hex each).
+        attributes: JSON text per row, None where the row has none (or no column at all).
+
+    Returns:
+        object series on ``hashes``' index: the hash unchanged where a row has no
+        attributes (a source without extra columns hashes as before), else
+        BLAKE2b-128 of hash + ``\x1f`` + JSON, so a repeat that differs only in
+        an extra column is another payload (``duplicate_id``), not a duplicate.
+    """
+    if attributes is None:
+        return hashes.astype(object)
+    return pd.Series(
+        [hashlib.blake2b(f"{h}\x1f{a}".encode("utf-8"), digest_size=16).hexdigest()
+         if isinstance(a, str) else h for h, a in zip(hashes.tolist(), attributes.tolist())],
+        index=hashes.index, dtype=object,
+    )
 
 
 def _id_or_hash(ids: pd.Series, hashes: pd.Series) -> pd.Series:
@@ -395,8 +418,15 @@ class _Run:
         """Step 6: returns of all three paths: link, check the customer, find the rate."""
         source = _combined(self.tables, "returns")
         if not source.empty:
+            source["_hash"] = content_hashes(source["_hash"], source.get("attributes"))
             source["return_id"] = _id_or_hash(source["return_id"], source["_hash"])
-            source = self.dedupe(source, "returns")
+            # repeats of the store's keys now; repeats within the run once the rejected rows are out (below),
+            # so that a quarantined row never claims a key
+            source["_key"] = key_strings(source, KIND_KEYS["returns"]).to_numpy()
+            known = self.ctx.known_keys("returns")
+            in_store = source["_key"].isin(known["key"]).to_numpy()
+            self.dedupe(source[in_store].copy(), "returns", known)
+            source = source[~in_store]
             if not source.empty:
                 none = pd.Series(None, index=source.index, dtype=object)
                 ref = source["order_id"].astype(object).where(source["order_id"].notna(), None)
@@ -416,6 +446,10 @@ class _Run:
         rate = lookup_rates(rate_day, currency, self.rates, self.shop.currency)
         cands = cands.assign(timestamp=timestamp, currency=currency, rate=rate)
         cands = self.reject(cands, rate.isna().to_numpy(), "unknown_currency", "currency", currency)
+        mine = (cands["_kind"] == "returns").to_numpy()
+        if mine.any():  # repeats within the run, among the rows not rejected
+            kept = self.dedupe(cands[mine].copy(), "returns", self.ctx.known_keys("returns").iloc[:0])
+            cands = cands[~mine | cands.index.isin(kept.index)]
         for kind, group in cands.groupby("_kind", sort=False):
             self.keep(group, str(kind))
         self.out["returns"] = cands[_RETURN_COLUMNS].assign(_ts=cands["timestamp"])

@@ -13,9 +13,11 @@ rules :mod:`ltvcast.ingest.resolve` applies to the other kinds:
 1. the key is ``event_id``, or ``h:`` + 16 hex of the row hash when the
    source has none;
 2. a key already in the store (``ingest_keys``, kind ``events``) or earlier
-   in the run (earlier source, then earlier row) is a *duplicate* when the
-   row hash equals the first one's (dropped, counted), else quarantined
-   ``duplicate_id``;
+   in the run (earlier source, then earlier row, of a known customer: a
+   quarantined row never claims a key) is a *duplicate* when the row hash
+   (parsed values and ``attributes``,
+   :func:`ltvcast.ingest.resolve.content_hashes`) equals the first one's
+   (dropped, counted), else quarantined ``duplicate_id``;
 3. a customer that is in none of ``customers``, ``orders`` (the run's
    included) and ``transactions`` is quarantined ``unknown_customer``;
 4. the rest is kept.
@@ -44,6 +46,7 @@ from ltvcast.ingest.kinds import KIND_KEYS
 from ltvcast.ingest.ledger import DUPLICATE, KEPT, FileCounts, Ledger, check_counts
 from ltvcast.ingest.parse import number_format
 from ltvcast.ingest.readers import RawTable, ReadAgain
+from ltvcast.ingest.resolve import content_hashes
 from ltvcast.ingest.staging import StagedTable, stage_table
 from ltvcast.store import Store
 from ltvcast.store.connection import as_naive, quote
@@ -188,7 +191,7 @@ class EventStage:
         rows = part.rows
         data: dict[str, pa.Array] = {
             "_row": pa.array(rows["_row"].to_numpy(dtype=np.int64) + offset, type=pa.int64()),
-            "_hash": pa.array(rows["_hash"], type=pa.string(), from_pandas=True),
+            "_hash": pa.array(content_hashes(rows["_hash"], rows.get("attributes")), type=pa.string(), from_pandas=True),
         }
         for c, _ in _PARSED[2:]:
             if c == "timestamp":
@@ -253,25 +256,24 @@ class EventStage:
         self.store.need_transaction()
         con = self.store.connection
         union = " UNION ALL ".join(
-            f"SELECT {f} AS _file, _row, _hash, {_key_sql()} AS key, customer_id FROM {s.table}"
+            f"SELECT {f} AS _file, _row, _file * {_ORDER} + _row AS ord, _hash, {_key_sql()} AS key, customer_id "
+            f"FROM {s.table}"
             for f, s in sorted(self.sources.items())
         )
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {_FATE} AS
-            WITH s AS ({union}),
-            firsts AS (SELECT key, min(_file * {_ORDER} + _row) AS first, arg_min(_hash, _file * {_ORDER} + _row) AS hash
-                       FROM s GROUP BY key),
-            stored AS (SELECT key, any_value(row_hash) AS hash FROM ingest_keys WHERE kind = 'events' GROUP BY key),
-            known AS (SELECT customer_id FROM customers UNION SELECT customer_id FROM orders
-                      UNION SELECT customer_id FROM transactions)
+            WITH known AS (SELECT customer_id FROM customers UNION SELECT customer_id FROM orders
+                           UNION SELECT customer_id FROM transactions),
+            s AS (SELECT u.*, k.customer_id IS NOT NULL AS is_known FROM ({union}) u
+                  LEFT JOIN known k ON k.customer_id = u.customer_id),
+            firsts AS (SELECT key, min(ord) AS first, arg_min(_hash, ord) AS hash FROM s WHERE is_known GROUP BY key),
+            stored AS (SELECT key, any_value(row_hash) AS hash FROM ingest_keys WHERE kind = 'events' GROUP BY key)
             SELECT s._file, s._row, CASE
                 WHEN st.hash IS NOT NULL THEN (CASE WHEN s._hash = st.hash THEN '{DUPLICATE}' ELSE 'duplicate_id' END)
-                WHEN s._file * {_ORDER} + s._row > fi.first
-                    THEN (CASE WHEN s._hash = fi.hash THEN '{DUPLICATE}' ELSE 'duplicate_id' END)
-                WHEN k.customer_id IS NULL THEN 'unknown_customer'
+                WHEN s.ord > fi.first THEN (CASE WHEN s._hash = fi.hash THEN '{DUPLICATE}' ELSE 'duplicate_id' END)
+                WHEN NOT s.is_known THEN 'unknown_customer'
                 ELSE '{KEPT}' END AS fate
-            FROM s JOIN firsts fi USING (key) LEFT JOIN stored st USING (key)
-            LEFT JOIN known k ON k.customer_id = s.customer_id""")
+            FROM s LEFT JOIN firsts fi USING (key) LEFT JOIN stored st USING (key)""")
         for f, staged in sorted(self.sources.items()):
             self._write_one(f, staged, ids[f], tables[f])
             counts[f] = self._counts(f, staged, tables[f])

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from ltvcast.cli import app
 from ltvcast.data.datasets import open_history
+from ltvcast.errors import LtvcastError
 from ltvcast.ui.local import fit_default, pick_model, unusable_models
 
 
@@ -112,3 +113,15 @@ def test_a_busy_port_fails_before_the_model_work(other_shop, served, monkeypatch
     assert result.exit_code == 2 and f"port {port} on 127.0.0.1 cannot be listened on" in err, (
         result.output, result.exception)
     assert "--port" in err and served == []
+
+
+def test_port_zero_becomes_the_free_port_that_is_printed():
+    from ltvcast.cli.ui import check_port
+
+    port = check_port("127.0.0.1", 0)
+    assert 0 < port <= 65535
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", port))  # the port it chose is free to listen on
+        s.listen()
+        with pytest.raises(LtvcastError, match=f"port {port} on 127.0.0.1 cannot be listened on"):
+            check_port("127.0.0.1", port)  # and a named port is still checked

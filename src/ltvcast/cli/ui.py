@@ -71,7 +71,7 @@ def ui_command(
         if to_day(campaign_start) > to_day(campaign_end):
             raise LtvcastError(f"--campaign-start {campaign_start} is after --campaign-end {campaign_end}")
 
-    check_port(host, port)
+    port = check_port(host, port)
 
     def history():
         return open_history(dataset, db)
@@ -117,13 +117,15 @@ def ui_command(
         uvicorn.run(web, host=host, port=port, workers=1, log_level=log_level)
 
 
-def check_port(host: str, port: int) -> None:
-    """Raise LtvcastError unless ``host:port`` can be listened on now (checked before minutes of model work).
+def check_port(host: str, port: int) -> int:
+    """The port to listen on: ``port``, checked to be free now (before minutes of model work), or for 0 a free one.
 
-    Port 0 (any free port) is not checked.
+    Returns:
+        ``port``, or the free port the system gave for 0 (so the printed address is the real one).
+
+    Raises:
+        LtvcastError: ``host`` does not resolve, or ``host:port`` cannot be listened on.
     """
-    if port == 0:
-        return
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     except socket.gaierror as exc:
@@ -135,3 +137,4 @@ def check_port(host: str, port: int) -> None:
         except OSError as exc:
             raise LtvcastError(f"port {port} on {host} cannot be listened on ({exc.strerror or exc}): stop what "
                                "holds it or choose another with --port") from None
+        return int(probe.getsockname()[1])

@@ -10,6 +10,7 @@ Skipped without playwright or chromium, except under CI=true (.ci/run installs c
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -52,12 +53,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(ui_shop):  # noqa: F811
+@contextlib.contextmanager
+def serving(app):
+    """Run ``app`` with uvicorn on a free local port in a thread; yields its base URL."""
     import uvicorn
 
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(ui_shop.app, host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -68,6 +70,12 @@ def server(ui_shop):  # noqa: F811
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(ui_shop):  # noqa: F811
+    with serving(ui_shop.app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -3,30 +3,15 @@ chart, passes axe-core (no serious or critical violation) and logs no console er
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
-from test_ui_browser import AXE, Watched, _free_port, browser, expect, shots  # noqa: F401  (skips without a browser)
+from test_ui_browser import AXE, Watched, browser, expect, serving, shots  # noqa: F401  (skips without a browser)
 from test_ui_categories import category_shop  # noqa: F401  (the shared fixture)
 
 
 @pytest.fixture(scope="module")
 def category_server(category_shop):  # noqa: F811
-    import uvicorn
-
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(category_shop.app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with serving(category_shop.app) as url:
+        yield url
 
 
 def test_categories_panel_loads_draws_its_chart_and_passes_axe(browser, category_server, shots):  # noqa: F811
